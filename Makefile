@@ -1,0 +1,40 @@
+# Every target bootstraps .venv itself, so a fresh machine needs nothing installed by hand.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.memweave-installed
+SHARED := $(abspath ../shared)
+export TIKTOKEN_CACHE_DIR ?= $(if $(wildcard $(SHARED)/tiktoken),$(SHARED)/tiktoken,)
+
+.PHONY: venv test lint bench format clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check memweave tests benchmarks examples
+	$(VENV)/bin/ruff format --check memweave tests benchmarks examples
+	$(VENV)/bin/mypy --strict memweave
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix memweave tests benchmarks examples
+	$(VENV)/bin/ruff format memweave tests benchmarks examples
+
+LOCOMO ?=
+CHROMA_MODEL := $(SHARED)/models/chroma/onnx_models/all-MiniLM-L6-v2/onnx
+
+# The main job: every benchmark on the embedded defaults (memory, SQLite, embedded Chroma).
+bench: $(STAMP)
+	$(PY) -m memweave.cli bench all $(if $(LOCOMO),--locomo $(LOCOMO)) \
+		$(if $(wildcard $(CHROMA_MODEL)/model.onnx),--embeddings-dir $(CHROMA_MODEL))
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench-results

@@ -1,0 +1,60 @@
+"""memweave: pluggable chat history, long-term memory and reducers for LLM agents."""
+
+from memweave.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    CorruptRecord,
+    InvalidArgument,
+    InvalidMessage,
+    InvalidSessionId,
+    MemweaveError,
+    MissingDependency,
+    ModelError,
+    ModelHTTPError,
+    SchemaMismatch,
+)
+from memweave.llm import ChatClient, ChatResponse, OpenAIChatClient, Usage
+from memweave.messages import ChatMessage, ContentPart, Role, ToolCall
+from memweave.providers import ChatHistoryProvider, InMemoryChatHistoryProvider, from_url
+from memweave.reducers import (
+    ChatReducer,
+    MessageCountReducer,
+    SummarizingReducer,
+    TokenBudgetReducer,
+    TokenCounter,
+)
+from memweave.session import Session
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailable",
+    "ChatClient",
+    "ChatHistoryProvider",
+    "ChatMessage",
+    "ChatReducer",
+    "ChatResponse",
+    "ConfigurationError",
+    "ContentPart",
+    "CorruptRecord",
+    "InMemoryChatHistoryProvider",
+    "InvalidArgument",
+    "InvalidMessage",
+    "InvalidSessionId",
+    "MemweaveError",
+    "MessageCountReducer",
+    "MissingDependency",
+    "ModelError",
+    "ModelHTTPError",
+    "OpenAIChatClient",
+    "Role",
+    "SchemaMismatch",
+    "Session",
+    "SummarizingReducer",
+    "TokenBudgetReducer",
+    "TokenCounter",
+    "ToolCall",
+    "Usage",
+    "__version__",
+    "from_url",
+]

@@ -1,0 +1,93 @@
+"""The stored form of a message: versioned JSON, shared by every backend.
+
+One stored entry is `{"v": 1, "m": {...}}`, where `m` is the message's fields with defaults
+left out. Decoding a page of entries validates them all in one pass of pydantic-core's JSON
+parser; only when that fails are entries decoded one by one to find the corrupt ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from memweave.errors import CorruptRecord, InvalidMessage
+from memweave.messages import ChatMessage
+
+__all__ = ["FORMAT_VERSION", "OnCorrupt", "decode_many", "decode_one", "encode"]
+
+FORMAT_VERSION = 1
+"""Version of the stored JSON layout written by this memweave."""
+
+OnCorrupt = Literal["raise", "skip"]
+
+logger = logging.getLogger("memweave.providers")
+
+
+class _EnvelopeV1(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1]
+    m: ChatMessage
+
+
+_PAGE = TypeAdapter(list[_EnvelopeV1])
+_ONE = TypeAdapter(_EnvelopeV1)
+_PREFIX = b'{"v":1,"m":'
+
+
+def encode(message: ChatMessage) -> bytes:
+    """Encode one message as stored JSON bytes (UTF-8)."""
+    return _PREFIX + message.__pydantic_serializer__.to_json(message, exclude_defaults=True) + b"}"
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors(include_url=False)[0]
+        loc = ".".join(str(part) for part in error["loc"])
+        return f"{loc}: {error['msg']}" if loc else str(error["msg"])
+    return str(exc)
+
+
+def decode_one(data: bytes | str, *, session_id: str, position: int) -> ChatMessage:
+    """Decode one stored entry; raise `CorruptRecord` naming the session and position."""
+    try:
+        return _ONE.validate_json(data).m
+    except (ValidationError, InvalidMessage) as exc:
+        raise CorruptRecord(session_id, position, _reason(exc)) from None
+
+
+def decode_many(
+    rows: Sequence[bytes | str],
+    *,
+    session_id: str,
+    on_corrupt: OnCorrupt = "raise",
+    first_position: int = 0,
+) -> list[ChatMessage]:
+    """Decode stored entries, oldest first.
+
+    Args:
+        rows: The stored entries, in order.
+        session_id: The session they belong to, for error messages.
+        on_corrupt: `"raise"` raises `CorruptRecord` at the first bad entry; `"skip"` logs a
+            warning for each bad entry and returns the others.
+        first_position: Position of `rows[0]` in the session, for error messages.
+    """
+    if not rows:
+        return []
+    chunks = [row.encode() if isinstance(row, str) else row for row in rows]
+    try:
+        return [envelope.m for envelope in _PAGE.validate_json(b"[" + b",".join(chunks) + b"]")]
+    except (ValidationError, InvalidMessage):
+        pass
+    out: list[ChatMessage] = []
+    for offset, chunk in enumerate(chunks):
+        try:
+            out.append(decode_one(chunk, session_id=session_id, position=first_position + offset))
+        except CorruptRecord as exc:
+            if on_corrupt == "raise":
+                raise
+            logger.warning("skipping %s", exc)
+    return out

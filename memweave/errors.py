@@ -1,0 +1,183 @@
+"""The memweave exception hierarchy.
+
+Every error memweave raises on purpose derives from `MemweaveError`; no driver exception
+(redis, SQLAlchemy, asyncpg, pydantic, openai) escapes a public method.
+
+```
+* MemweaveError
+  x InvalidMessage          (also ValueError)     a message broke a rule of the data model
+  x InvalidSessionId        (also ValueError)     a session id cannot be stored safely
+  x InvalidArgument         (also ValueError)     a call got an argument outside its range
+  x CorruptRecord                                 a stored entry could not be decoded
+  x BackendUnavailable      (also ConnectionError) a server could not be reached or failed
+  x ConfigurationError                            memweave was set up wrongly
+    + MissingDependency     (also ImportError)    an optional extra is not installed
+    + SchemaMismatch                              stored data was written by another schema
+  x ModelError                                    a chat or embedding model call failed
+    + ModelHTTPError                              the model server answered with an error status
+```
+"""
+
+from __future__ import annotations
+
+from memweave._urls import mask_url
+
+__all__ = [
+    "BackendUnavailable",
+    "ConfigurationError",
+    "CorruptRecord",
+    "InvalidArgument",
+    "InvalidMessage",
+    "InvalidSessionId",
+    "MemweaveError",
+    "MissingDependency",
+    "ModelError",
+    "ModelHTTPError",
+    "SchemaMismatch",
+]
+
+
+class MemweaveError(Exception):
+    """Base class of every error memweave raises on purpose."""
+
+
+class InvalidMessage(MemweaveError, ValueError):
+    """A message broke a rule of the data model; nothing was stored.
+
+    Attributes:
+        field: The offending field (`"role"`, `"tool_call_id"`, ...), when one is to blame.
+        position: Index of the message in the batch it came in, when it came in a batch.
+        reason: What rule was broken.
+    """
+
+    def __init__(self, reason: str, *, field: str | None = None, position: int | None = None):
+        self.reason = reason
+        self.field = field
+        self.position = position
+        where = f"message {position}: " if position is not None else ""
+        what = f"field {field!r}: " if field is not None else ""
+        super().__init__(f"invalid message: {where}{what}{reason}")
+
+
+class InvalidSessionId(MemweaveError, ValueError):
+    """A session id cannot be stored safely on every backend.
+
+    Attributes:
+        session_id: The rejected value.
+        reason: Which rule it broke.
+    """
+
+    def __init__(self, session_id: object, reason: str):
+        self.session_id = session_id
+        self.reason = reason
+        shown = repr(session_id)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"invalid session id {shown}: {reason}")
+
+
+class InvalidArgument(MemweaveError, ValueError):
+    """A call or constructor got an argument outside its allowed range.
+
+    Attributes:
+        name: The parameter's name.
+        value: The rejected value.
+        reason: Which rule it broke.
+    """
+
+    def __init__(self, name: str, value: object, reason: str):
+        self.name = name
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid {name}={value!r}: {reason}")
+
+
+class CorruptRecord(MemweaveError):
+    """A stored entry could not be decoded; the rest of the session stays readable.
+
+    Attributes:
+        session_id: The session holding the entry.
+        position: Index of the entry among the entries read, oldest first.
+        reason: What was wrong with it.
+    """
+
+    def __init__(self, session_id: str, position: int, reason: str):
+        self.session_id = session_id
+        self.position = position
+        self.reason = reason
+        super().__init__(
+            f"corrupt stored message in session {session_id!r} at position {position}: {reason}"
+        )
+
+
+class BackendUnavailable(MemweaveError, ConnectionError):
+    """A storage server could not be reached, or failed while serving a call.
+
+    Attributes:
+        url: The backend's URL with any password masked, when known.
+        reason: The driver's description of the failure.
+    """
+
+    def __init__(self, reason: str, *, url: str | None = None):
+        self.url = mask_url(url) if url is not None else None
+        self.reason = reason
+        where = f" at {self.url}" if self.url else ""
+        super().__init__(f"backend unavailable{where}: {reason}")
+
+
+class ConfigurationError(MemweaveError):
+    """memweave was configured wrongly: a bad option, URL or combination of settings."""
+
+
+class MissingDependency(ConfigurationError, ImportError):
+    """An optional dependency is missing; the message names the extra that installs it.
+
+    Attributes:
+        package: The importable package that is missing.
+        extra: The memweave extra that provides it.
+    """
+
+    def __init__(self, package: str, extra: str):
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{package!r} is not installed; install it with: pip install 'memweave[{extra}]'"
+        )
+
+
+class SchemaMismatch(ConfigurationError):
+    """Stored data was written with a schema version this memweave does not read.
+
+    Attributes:
+        found: The schema version found in storage.
+        expected: The schema version this memweave writes.
+    """
+
+    def __init__(self, found: object, expected: object, where: str):
+        self.found = found
+        self.expected = expected
+        super().__init__(
+            f"{where} has schema version {found!r}, but this memweave uses {expected!r}; "
+            "migrate the data or use a different table prefix"
+        )
+
+
+class ModelError(MemweaveError):
+    """A call to a chat or embedding model failed."""
+
+
+class ModelHTTPError(ModelError):
+    """A model server answered with an HTTP error status.
+
+    Attributes:
+        status_code: The HTTP status code.
+        model: The model that was asked, when known.
+        body: The decoded error body, when there was one.
+    """
+
+    def __init__(self, status_code: int, *, model: str | None = None, body: object = None):
+        self.status_code = status_code
+        self.model = model
+        self.body = body
+        about = f" for model {model!r}" if model else ""
+        super().__init__(f"model server answered HTTP {status_code}{about}: {body!r}")

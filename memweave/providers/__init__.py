@@ -1,0 +1,44 @@
+"""History backends: the `ChatHistoryProvider` contract, its implementations, and `from_url`.
+
+Backends with optional drivers are imported lazily, so `from memweave.providers import
+RedisChatHistoryProvider` only needs `redis` when it is actually used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from memweave.providers.base import ChatHistoryProvider, ReduceOn, StoredRecord
+from memweave.providers.memory import InMemoryChatHistoryProvider
+from memweave.providers.url import SUPPORTED_SCHEMES, from_url
+
+if TYPE_CHECKING:
+    from memweave.providers.chroma import ChromaChatHistoryProvider
+    from memweave.providers.redis import RedisChatHistoryProvider
+    from memweave.providers.sql import SQLChatHistoryProvider
+
+__all__ = [
+    "SUPPORTED_SCHEMES",
+    "ChatHistoryProvider",
+    "ChromaChatHistoryProvider",
+    "InMemoryChatHistoryProvider",
+    "RedisChatHistoryProvider",
+    "ReduceOn",
+    "SQLChatHistoryProvider",
+    "StoredRecord",
+    "from_url",
+]
+
+_LAZY = {
+    "SQLChatHistoryProvider": "memweave.providers.sql",
+    "RedisChatHistoryProvider": "memweave.providers.redis",
+    "ChromaChatHistoryProvider": "memweave.providers.chroma",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

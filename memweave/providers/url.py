@@ -1,0 +1,77 @@
+"""`from_url`: build the right history backend from a URL."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from memweave._urls import mask_url
+from memweave.errors import ConfigurationError
+from memweave.providers.base import ChatHistoryProvider
+
+__all__ = ["SUPPORTED_SCHEMES", "from_url"]
+
+# scheme -> (module, class name); modules are imported only when their scheme is used, so a
+# missing optional driver only matters to users of that backend.
+_BACKENDS: dict[str, tuple[str, str]] = {
+    "memory": ("memweave.providers.memory", "InMemoryChatHistoryProvider"),
+    "sqlite": ("memweave.providers.sql", "SQLChatHistoryProvider"),
+    "sqlite+aiosqlite": ("memweave.providers.sql", "SQLChatHistoryProvider"),
+    "postgresql": ("memweave.providers.sql", "SQLChatHistoryProvider"),
+    "postgresql+asyncpg": ("memweave.providers.sql", "SQLChatHistoryProvider"),
+    "mysql": ("memweave.providers.sql", "SQLChatHistoryProvider"),
+    "mysql+aiomysql": ("memweave.providers.sql", "SQLChatHistoryProvider"),
+    "mariadb+aiomysql": ("memweave.providers.sql", "SQLChatHistoryProvider"),
+    "redis": ("memweave.providers.redis", "RedisChatHistoryProvider"),
+    "rediss": ("memweave.providers.redis", "RedisChatHistoryProvider"),
+    "unix": ("memweave.providers.redis", "RedisChatHistoryProvider"),
+    "redis+cluster": ("memweave.providers.redis", "RedisChatHistoryProvider"),
+    "rediss+cluster": ("memweave.providers.redis", "RedisChatHistoryProvider"),
+    "chroma": ("memweave.providers.chroma", "ChromaChatHistoryProvider"),
+    "chroma+http": ("memweave.providers.chroma", "ChromaChatHistoryProvider"),
+    "chroma+https": ("memweave.providers.chroma", "ChromaChatHistoryProvider"),
+}
+
+SUPPORTED_SCHEMES: tuple[str, ...] = tuple(_BACKENDS)
+"""URL schemes `from_url` understands."""
+
+
+def from_url(url: str, **options: Any) -> ChatHistoryProvider:
+    """Build the history backend that `url` names; `options` go to its constructor.
+
+    | URL | backend |
+    |---|---|
+    | `memory://` | `InMemoryChatHistoryProvider` |
+    | `sqlite+aiosqlite:///chat.db` | `SQLChatHistoryProvider` on a SQLite file |
+    | `postgresql+asyncpg://user:pw@host/db` | `SQLChatHistoryProvider` on PostgreSQL |
+    | `mysql+aiomysql://user:pw@host/db` | `SQLChatHistoryProvider` on MariaDB/MySQL |
+    | `redis://host:6379/0`, `rediss://...` | `RedisChatHistoryProvider` |
+    | `redis+cluster://host:7000` | `RedisChatHistoryProvider` on a Redis Cluster |
+    | `chroma:///path`, `chroma+http://host:8000` | `ChromaChatHistoryProvider` |
+
+    Example:
+        ```python
+        history = from_url("sqlite+aiosqlite:///chat.db", max_messages=500)
+        ```
+
+    Raises:
+        ConfigurationError: The scheme is unknown (the message lists the supported ones).
+        MissingDependency: The backend's optional driver is not installed.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"not a URL: {mask_url(url) if isinstance(url, str) else url!r}; "
+            f"expected <scheme>://..., with scheme one of: {', '.join(SUPPORTED_SCHEMES)}"
+        )
+    scheme = url.split("://", 1)[0].lower()
+    target = _BACKENDS.get(scheme)
+    if target is None:
+        raise ConfigurationError(
+            f"unsupported URL scheme {scheme!r} in {mask_url(url)!r}; "
+            f"supported: {', '.join(SUPPORTED_SCHEMES)}"
+        )
+    module_name, class_name = target
+    backend: type[ChatHistoryProvider] = getattr(importlib.import_module(module_name), class_name)
+    if scheme == "memory":
+        return backend(**options)
+    return backend(url, **options)  # type: ignore[call-arg,arg-type]
