@@ -1,0 +1,140 @@
+"""Opening Chroma: the embedded folder lock one process holds, and `chroma://` URL parsing."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from memweave._urls import mask_url
+from memweave.errors import ConfigurationError, MissingDependency
+
+__all__ = ["EmbeddedChroma", "parse_chroma_url"]
+
+_HELD: dict[str, list[int]] = {}  # folder -> [lock file descriptor, open handles]
+_HELD_GUARD = threading.Lock()
+
+
+class EmbeddedChroma:
+    """An embedded Chroma (`chromadb.PersistentClient`) on a folder this process holds.
+
+    Embedded Chroma is one process's store: two processes writing one folder lose data, and a
+    process reading what another wrote may see a stale copy. So while any handle on a folder
+    is open, this process holds an exclusive lock on `<folder>/memweave.lock`, and another
+    process asking for the folder gets a `ConfigurationError` saying to run a Chroma server
+    instead. Handles in one process share the folder; when the last one closes, Chroma's
+    client is closed (which stops its cached copy) and the lock is released, so another
+    process may take the folder over.
+
+    Args:
+        path: The folder (created if missing).
+        tenant: Chroma tenant; Chroma's default when None.
+        database: Chroma database; Chroma's default when None.
+
+    Raises:
+        ConfigurationError: Another process holds the folder.
+        MissingDependency: chromadb is not installed.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        tenant: str | None = None,
+        database: str | None = None,
+    ) -> None:
+        try:
+            import chromadb
+            from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT
+        except ImportError as exc:
+            raise MissingDependency("chromadb", "chroma") from exc
+        self.folder = os.path.realpath(os.fspath(path))
+        with _HELD_GUARD:
+            held = _HELD.get(self.folder)
+            if held is None:
+                os.makedirs(self.folder, exist_ok=True)
+                held = _HELD[self.folder] = [_lock_folder(self.folder), 0]
+            held[1] += 1
+        self._open = True
+        try:
+            self.client: Any = chromadb.PersistentClient(
+                self.folder,
+                tenant=tenant or DEFAULT_TENANT,
+                database=database or DEFAULT_DATABASE,
+            )
+            """The Chroma client."""
+        except BaseException:
+            self._release()
+            raise
+
+    def close(self) -> None:
+        """Close the client and, with the process's last handle on the folder, release it.
+        Idempotent."""
+        if not self._open:
+            return
+        try:
+            self.client.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._open = False
+        with _HELD_GUARD:
+            held = _HELD[self.folder]
+            held[1] -= 1
+            if held[1] == 0:
+                del _HELD[self.folder]
+                os.close(held[0])  # closing the descriptor drops its lock
+
+
+def _lock_folder(folder: str) -> int:
+    descriptor = os.open(os.path.join(folder, "memweave.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks; the rule is only documented there
+        return descriptor
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(descriptor)
+        raise ConfigurationError(
+            f"the embedded Chroma folder {folder!r} is in use by another process; embedded "
+            f"Chroma serves one process, so share it through a Chroma server (`chroma run "
+            f"--path {folder}`, then chroma+http://host:port)"
+        ) from exc
+    return descriptor
+
+
+def parse_chroma_url(url: str) -> tuple[str, dict[str, Any]]:
+    """`chroma:///path` -> ("path", {...}); `chroma+http(s)://host:port` -> ("http", {...})."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid Chroma URL {mask_url(url)!r}: {exc}") from exc
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    unknown = sorted(set(query) - {"collection", "tenant", "database"})
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option {unknown[0]!r} in Chroma URL {mask_url(url)!r}; "
+            "known: collection, tenant, database"
+        )
+    scheme = parts.scheme.lower()
+    if scheme == "chroma":
+        path = (parts.netloc + parts.path) if parts.netloc else parts.path
+        if not path:
+            raise ConfigurationError(f"Chroma URL {mask_url(url)!r} names no folder")
+        return "path", {"path": path, **query}
+    if scheme in ("chroma+http", "chroma+https"):
+        if not parts.hostname:
+            raise ConfigurationError(f"Chroma URL {mask_url(url)!r} names no host")
+        return "http", {
+            "host": parts.hostname,
+            "port": port or 8000,
+            "ssl": scheme == "chroma+https",
+            **query,
+        }
+    raise ConfigurationError(
+        f"not a Chroma URL: {mask_url(url)!r}; expected chroma:///path or chroma+http://host:port"
+    )

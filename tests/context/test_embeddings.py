@@ -1,0 +1,183 @@
+"""Embedding functions: Chroma's default model without the padding, and OpenAI's."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+from memweave.context import ChromaDefaultEmbeddings, EmbeddingFunction, OpenAIEmbeddings
+from memweave.errors import ConfigurationError, InvalidArgument, ModelError, ModelHTTPError
+from tests.context.conftest import HashEmbeddings
+
+TEXTS = [
+    "Hey Mel! Good to see you! How have you been?",
+    "",
+    "a",
+    "I went to a LGBTQ support group yesterday and it was so powerful.",
+    "Ünïcödé façade - naïve café, 東京で会いましょう 🙂",
+    "word " * 400,  # longer than the model's 256 tokens: truncated like Chroma does
+    "Yes, I play the clarinet! Started when I was young and it's been great.",
+] + [f"turn {i} about pottery, camping and painting sunsets" for i in range(5)]
+
+
+async def test_chroma_default_matches_chroma_stock_vectors(
+    real_embedder: ChromaDefaultEmbeddings,
+) -> None:
+    """ChromaDefaultEmbeddings gives Chroma's own vectors, to within 1e-6."""
+    from chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2 import ONNXMiniLM_L6_V2
+
+    ours = np.array(await real_embedder.embed(TEXTS))
+    stock = np.array(ONNXMiniLM_L6_V2()(TEXTS))
+    assert ours.shape == (len(TEXTS), 384)
+    assert np.abs(ours - stock).max() < 1e-6
+
+
+async def test_chroma_default_keeps_input_order(real_embedder: ChromaDefaultEmbeddings) -> None:
+    """Vectors come back in input order although inputs are batched by length."""
+    batch = await real_embedder.embed(TEXTS)
+    singles = [(await real_embedder.embed([text]))[0] for text in TEXTS[:8]]
+    assert np.abs(np.array(batch[:8]) - np.array(singles)).max() < 1e-6
+
+
+async def test_chroma_default_runs_off_the_event_loop(
+    real_embedder: ChromaDefaultEmbeddings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model runs in a worker thread, not on the event loop's thread."""
+    threads: list[threading.Thread] = []
+    runner = real_embedder._runner
+    original = runner.embed
+
+    def spy(texts: list[str]) -> list[list[float]]:
+        threads.append(threading.current_thread())
+        return original(texts)
+
+    monkeypatch.setattr(runner, "embed", spy)
+    await real_embedder.embed(["hello"])
+    assert threads
+    assert threads[0] is not threading.current_thread()
+
+
+async def test_chroma_default_embeds_nothing_for_no_texts() -> None:
+    """An empty batch returns an empty list without loading the model."""
+    assert await ChromaDefaultEmbeddings(model_dir="/nonexistent").embed([]) == []
+
+
+@pytest.mark.parametrize("texts", ["one string", [1, 2], None])
+async def test_chroma_default_rejects_non_text_input(texts: Any) -> None:
+    """Input that is not a sequence of str raises InvalidArgument."""
+    with pytest.raises(InvalidArgument):
+        await ChromaDefaultEmbeddings().embed(texts)
+
+
+async def test_chroma_default_reports_incomplete_model_dir(tmp_path: Path) -> None:
+    """A model folder missing files raises ConfigurationError naming the folder."""
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ConfigurationError, match=str(tmp_path)):
+        await ChromaDefaultEmbeddings(model_dir=tmp_path).embed(["hi"])
+
+
+def test_chroma_default_rejects_bad_options() -> None:
+    """Bad batch sizes and thread counts raise ConfigurationError."""
+    with pytest.raises(ConfigurationError):
+        ChromaDefaultEmbeddings(batch_size=0)
+    with pytest.raises(ConfigurationError):
+        ChromaDefaultEmbeddings(threads=0)
+
+
+def test_embedders_satisfy_the_protocol() -> None:
+    """The built-in embedders and a user's own class are EmbeddingFunctions."""
+    assert isinstance(ChromaDefaultEmbeddings(), EmbeddingFunction)
+    assert isinstance(HashEmbeddings(), EmbeddingFunction)
+    assert ChromaDefaultEmbeddings().dimensions == 384
+
+
+class FakeEmbeddingServer:
+    """An OpenAI-compatible `/embeddings` endpoint behind httpx.MockTransport."""
+
+    def __init__(self, dimensions: int = 3, *, status: int = 200, shuffle: bool = True) -> None:
+        self.dimensions = dimensions
+        self.status = status
+        self.shuffle = shuffle
+        self.requests: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.requests.append(body)
+        if self.status != 200:
+            return httpx.Response(self.status, json={"error": {"message": "nope"}})
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(text))] * self.dimensions}
+            for i, text in enumerate(body["input"])
+        ]
+        if self.shuffle:
+            data.reverse()
+        return httpx.Response(
+            200,
+            json={
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            },
+        )
+
+    def client(self) -> openai.AsyncOpenAI:
+        transport = httpx.MockTransport(self)
+        return openai.AsyncOpenAI(
+            api_key="test",
+            base_url="http://embeddings.test/v1",
+            # The SDK types http_client as httpx2's client and accepts httpx's as well.
+            http_client=httpx.AsyncClient(transport=transport),  # type: ignore[arg-type]
+            max_retries=0,
+        )
+
+
+async def test_openai_embeddings_batches_and_keeps_order() -> None:
+    """Texts go out batch_size per request and come back in input order."""
+    server = FakeEmbeddingServer()
+    embedder = OpenAIEmbeddings("my-model", client=server.client(), dimensions=3, batch_size=2)
+    vectors = await embedder.embed(["a", "bb", "ccc", "", "eeeee"])
+    assert [v[0] for v in vectors] == [1.0, 2.0, 3.0, 1.0, 5.0]  # "" is sent as " "
+    assert [len(r["input"]) for r in server.requests] == [2, 2, 1]
+    assert all("dimensions" not in r for r in server.requests)
+    assert embedder.name == "openai/my-model"
+
+
+async def test_openai_embeddings_sends_dimensions_to_shorten_v3_models() -> None:
+    """A smaller `dimensions` for a text-embedding-3 model is sent and named."""
+    server = FakeEmbeddingServer(dimensions=256)
+    embedder = OpenAIEmbeddings("text-embedding-3-small", client=server.client(), dimensions=256)
+    await embedder.embed(["hi"])
+    assert server.requests[0]["dimensions"] == 256
+    assert embedder.name == "openai/text-embedding-3-small@256"
+
+
+async def test_openai_embeddings_maps_http_errors() -> None:
+    """An error status becomes ModelHTTPError with the code."""
+    server = FakeEmbeddingServer(status=401)
+    embedder = OpenAIEmbeddings("my-model", client=server.client(), dimensions=3)
+    with pytest.raises(ModelHTTPError) as caught:
+        await embedder.embed(["hi"])
+    assert caught.value.status_code == 401
+
+
+async def test_openai_embeddings_checks_vector_length() -> None:
+    """Vectors of the wrong length raise ModelError instead of being stored."""
+    server = FakeEmbeddingServer(dimensions=5)
+    embedder = OpenAIEmbeddings("my-model", client=server.client(), dimensions=3)
+    with pytest.raises(ModelError, match="5 floats"):
+        await embedder.embed(["hi"])
+
+
+def test_openai_embeddings_needs_dimensions_for_unknown_models() -> None:
+    """An unknown model without dimensions raises ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="dimensions"):
+        OpenAIEmbeddings("nomic-embed-text", api_key="x")
+    assert OpenAIEmbeddings("text-embedding-3-large", api_key="x").dimensions == 3072
