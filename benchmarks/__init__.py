@@ -1,0 +1,1 @@
+"""Performance suites, one module each, run as `python -m benchmarks.<suite>`."""
