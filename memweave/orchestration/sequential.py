@@ -1,0 +1,438 @@
+"""Sequential orchestration: AutoGen-style two-agent chats with carryover, and `Sequential`.
+
+Both store each conversation once, in one `ChatHistoryProvider`, and give every agent its own
+view of it: an agent sees its own messages (tool calls included) as assistant messages and
+the other agents' text as user messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from memweave.errors import InvalidArgument
+from memweave.llm import Usage
+from memweave.messages import ChatMessage
+from memweave.orchestration._runtime import (
+    AgentInput,
+    as_input_messages,
+    as_session,
+    call_maybe_async,
+    final_text,
+    notify_invoked,
+)
+from memweave.orchestration._views import agent_view, tag_messages
+from memweave.orchestration.agent import Agent, AgentResponse
+from memweave.providers.base import ChatHistoryProvider
+from memweave.providers.memory import InMemoryChatHistoryProvider
+from memweave.session import Session
+
+__all__ = [
+    "DEFAULT_MAX_TURNS",
+    "DEFAULT_SUMMARY_PROMPT",
+    "TERMINATE",
+    "ChatResult",
+    "ChatSpec",
+    "Sequential",
+    "SummaryFunction",
+    "SummaryMethod",
+    "initiate_chats",
+]
+
+TERMINATE = "TERMINATE"
+"""A message whose text ends with this word ends a chat."""
+
+DEFAULT_SUMMARY_PROMPT = (
+    "Summarize the takeaway from the conversation. Do not add any introductory phrases."
+)
+"""The prompt `reflection_with_llm` sends when a chat gives none (AutoGen's wording)."""
+
+DEFAULT_MAX_TURNS = 100
+"""How many turns a chat with `max_turns=None` runs at most when nobody says `TERMINATE`."""
+
+SummaryFunction: TypeAlias = Callable[[Agent, Agent, list[ChatMessage]], str | Awaitable[str]]
+"""A custom summary: `(sender, recipient, transcript) -> str`, sync or async."""
+
+SummaryMethod: TypeAlias = Literal["last_msg", "reflection_with_llm"] | SummaryFunction
+"""How a chat is summarised for the chats after it."""
+
+logger = logging.getLogger(__name__)
+
+_CARRYOVER_OPEN = "<carryover>"
+_CARRYOVER_CLOSE = "</carryover>"
+_CARRYOVER_HEADER = (
+    "Context carried over from earlier chats (for reference; the request above is the task):"
+)
+_TERMINATE_AT_END = re.compile(rf"\s*\b{TERMINATE}\b[\s.!]*$")
+
+
+class ChatSpec(BaseModel):
+    """One chat of `initiate_chats`: who the sender talks to, what it says first, and how the
+    chat ends and is summarised."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    recipient: Agent
+    """The agent the sender talks to."""
+    message: str
+    """The sender's first message; the carryover block is appended to it."""
+    max_turns: int | None = None
+    """Turns to run (one message from each side); None runs until a `TERMINATE`, at most
+    `DEFAULT_MAX_TURNS`."""
+    summary_method: SummaryMethod = "last_msg"
+    """`"last_msg"`, `"reflection_with_llm"` (the sender's model summarises), or a function."""
+    summary_prompt: str | None = None
+    """The prompt for `reflection_with_llm`; defaults to `DEFAULT_SUMMARY_PROMPT`."""
+    carryover: str | Sequence[str] | None = None
+    """Extra context for this chat, placed before the earlier chats' summaries."""
+    carryover_from: Sequence[int] | None = None
+    """Indexes of earlier chats whose summaries to carry over; None means all of them."""
+    session_id: str | None = None
+    """Where the transcript is stored; a fresh id when None. A stored transcript is
+    continued."""
+
+    def __init__(self, recipient: Agent, message: str, **data: Any) -> None:
+        try:
+            super().__init__(recipient=recipient, message=message, **data)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in error["loc"]) or "ChatSpec"
+            raise InvalidArgument(where, error.get("input"), error["msg"]) from None
+
+
+class ChatResult(BaseModel):
+    """The outcome of one chat of `initiate_chats`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    session_id: str
+    """The session the transcript is stored under."""
+    chat_history: tuple[ChatMessage, ...]
+    """The whole transcript as stored, oldest first."""
+    summary: str
+    """The chat's summary, as later chats receive it."""
+    carryover: tuple[str, ...]
+    """The carryover this chat's first message actually received, in order."""
+    usage: Usage = Usage()
+    """Tokens used by every model call of the chat (summary included)."""
+
+
+def _check_turns(max_turns: int | None, where: str) -> None:
+    if max_turns is not None and (
+        isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1
+    ):
+        raise InvalidArgument(f"{where}.max_turns", max_turns, "must be a positive int or None")
+
+
+def _validate_chats(sender: Agent, chats: Sequence[ChatSpec]) -> None:
+    if not isinstance(sender, Agent):
+        raise InvalidArgument("sender", sender, "expected an Agent")
+    if isinstance(chats, ChatSpec) or not isinstance(chats, Sequence):
+        raise InvalidArgument("chats", chats, "expected a sequence of ChatSpec")
+    for index, spec in enumerate(chats):
+        where = f"chats[{index}]"
+        if not isinstance(spec, ChatSpec):
+            raise InvalidArgument(where, spec, "expected a ChatSpec")
+        if spec.recipient.name == sender.name:
+            raise InvalidArgument(
+                f"{where}.recipient", spec.recipient.name, "the sender cannot chat with itself"
+            )
+        _check_turns(spec.max_turns, where)
+        method = spec.summary_method
+        if not callable(method) and method not in ("last_msg", "reflection_with_llm"):
+            raise InvalidArgument(
+                f"{where}.summary_method",
+                method,
+                "use 'last_msg', 'reflection_with_llm' or a function",
+            )
+        for earlier in spec.carryover_from or ():
+            if (
+                isinstance(earlier, bool)
+                or not isinstance(earlier, int)
+                or not (0 <= earlier < index)
+            ):
+                raise InvalidArgument(
+                    f"{where}.carryover_from",
+                    earlier,
+                    f"must name an earlier chat, an index in 0..{index - 1}",
+                )
+
+
+def carryover_block(message: str, carryover: Sequence[str]) -> str:
+    """Append `carryover` to `message` as a clearly marked context block."""
+    if not carryover:
+        return message
+    items = "\n\n".join(item.strip() for item in carryover)
+    return f"{message}\n\n{_CARRYOVER_HEADER}\n{_CARRYOVER_OPEN}\n{items}\n{_CARRYOVER_CLOSE}"
+
+
+def is_termination(message: ChatMessage) -> bool:
+    """Whether the message's text ends with `TERMINATE`."""
+    return message.role == "assistant" and message.text.rstrip().endswith(TERMINATE)
+
+
+def strip_terminate(text: str) -> str:
+    """Remove a trailing `TERMINATE` keyword (and what punctuation follows it)."""
+    return _TERMINATE_AT_END.sub("", text).strip()
+
+
+async def _summarize(
+    spec: ChatSpec, sender: Agent, session: Session, transcript: list[ChatMessage]
+) -> tuple[str, Usage]:
+    method = spec.summary_method
+    if method == "last_msg":
+        for message in reversed(transcript):
+            if message.role == "assistant" and message.text.strip():
+                return strip_terminate(message.text), Usage()
+        return "", Usage()
+    if method == "reflection_with_llm":
+        view = agent_view(transcript, sender.name, others_as="user")
+        prompt = ChatMessage.user(spec.summary_prompt or DEFAULT_SUMMARY_PROMPT)
+        prepared = await sender._prepare(session, view, [prompt])
+        response = await sender._call_model(prepared, allow_tools=False)
+        return strip_terminate(response.message.text), response.usage
+    summary = await call_maybe_async(method, sender, spec.recipient, list(transcript))
+    if not isinstance(summary, str):
+        raise InvalidArgument("summary_method", summary, "a summary function must return a str")
+    return summary, Usage()
+
+
+async def _agent_turn(
+    agent: Agent,
+    session: Session,
+    history: ChatHistoryProvider,
+    transcript: list[ChatMessage],
+) -> tuple[list[ChatMessage], Usage]:
+    """Let `agent` answer its view of the transcript, then store its messages as one batch."""
+    view = agent_view(transcript, agent.name, others_as="user")
+    try:
+        result = await agent._respond(session, view)
+    except Exception as exc:
+        await notify_invoked(agent.context_providers, session, view, [], exc)
+        raise
+    await history.add_messages(session.id, result.messages)
+    await notify_invoked(agent.context_providers, session, result.request, result.messages, None)
+    return result.messages, result.usage
+
+
+async def _run_chat(
+    sender: Agent,
+    spec: ChatSpec,
+    history: ChatHistoryProvider,
+    carryover: Sequence[str],
+) -> ChatResult:
+    session = Session(id=spec.session_id or uuid.uuid4().hex)
+    transcript = await history.list_messages(session.id)
+    opening = tag_messages(
+        [ChatMessage.assistant(carryover_block(spec.message, carryover))], sender.name
+    )
+    await history.add_messages(session.id, opening)
+    transcript.extend(opening)
+    usage = Usage()
+    turns = spec.max_turns if spec.max_turns is not None else DEFAULT_MAX_TURNS
+    done = is_termination(opening[0])
+    for turn in range(turns):
+        if done:
+            break
+        # A turn is one message from each side; the opening stands for the sender's first.
+        speakers = [spec.recipient] if turn == 0 else [sender, spec.recipient]
+        for speaker in speakers:
+            produced, used = await _agent_turn(speaker, session, history, transcript)
+            transcript.extend(produced)
+            usage = usage + used
+            if is_termination(produced[-1]):
+                done = True
+                break
+    summary, used = await _summarize(spec, sender, session, transcript)
+    return ChatResult(
+        session_id=session.id,
+        chat_history=tuple(transcript),
+        summary=summary,
+        carryover=tuple(carryover),
+        usage=usage + used,
+    )
+
+
+async def initiate_chats(
+    sender: Agent,
+    chats: Sequence[ChatSpec],
+    *,
+    history: ChatHistoryProvider | None = None,
+) -> list[ChatResult]:
+    """Run two-agent chats one after another, each starting with the earlier ones' summaries.
+
+    In each chat the sender opens with `ChatSpec.message`, then the two agents alternate; a
+    turn is one message from each side (the first turn: the opening and the recipient's reply).
+    A chat ends after `max_turns` turns or on a message ending with `TERMINATE`. Each agent
+    sees its own messages as assistant messages and the other's as user messages.
+
+    Carryover: a chat's first message gets its explicit `carryover`, then the summaries of
+    the earlier chats (all, or those named in `carryover_from`), in a block marked as
+    context. The carryover used is recorded on each `ChatResult`.
+
+    Every transcript is stored under its own session id (`ChatSpec.session_id` or a fresh
+    one) in `history`, message by message as the chat goes, so a failed run can be inspected.
+
+    Args:
+        sender: The agent that opens every chat.
+        chats: The chats, in order.
+        history: Where transcripts are stored; a new in-memory provider when None.
+
+    Returns:
+        One `ChatResult` per chat.
+
+    Raises:
+        InvalidArgument: A bad chat spec (checked before any chat runs): a `carryover_from`
+            index that is not an earlier chat, a bad `max_turns` or `summary_method`.
+
+    Example:
+        ```python
+        results = await initiate_chats(
+            user_proxy,
+            [
+                ChatSpec(recipient=numbers, message="Process 14, 3, 8.", max_turns=2),
+                ChatSpec(recipient=analyst, message="Analyze the result.", max_turns=1),
+            ],
+        )
+        print(results[1].carryover, results[1].summary)
+        ```
+    """
+    _validate_chats(sender, chats)
+    if history is not None and not isinstance(history, ChatHistoryProvider):
+        raise InvalidArgument("history", history, "expected a ChatHistoryProvider or None")
+    store = history if history is not None else InMemoryChatHistoryProvider()
+    results: list[ChatResult] = []
+    for index, spec in enumerate(chats):
+        explicit = (
+            [spec.carryover] if isinstance(spec.carryover, str) else list(spec.carryover or [])
+        )
+        chosen = range(index) if spec.carryover_from is None else spec.carryover_from
+        summaries = [results[i].summary for i in chosen if results[i].summary]
+        results.append(await _run_chat(sender, spec, store, [*explicit, *summaries]))
+    return results
+
+
+class Sequential:
+    """A pipeline of agents: each answers the conversation so far, and the next one follows.
+
+    The user's input and every agent's reply are stored once, in one conversation, and
+    repeated runs on the same session continue it. The first agent sees the whole
+    conversation; each later agent sees it too (other agents' text as user messages), or,
+    with `chain_only_agent_responses`, only the previous agent's reply.
+
+    Args:
+        agents: The agents, in order (at least one, unique names).
+        chain_only_agent_responses: Give each agent after the first only the previous reply.
+        history: Where the conversation is stored; a new in-memory provider when None.
+
+    Raises:
+        InvalidArgument: No agents, a non-agent, or two agents with one name.
+
+    Example:
+        ```python
+        pipeline = Sequential([writer, reviewer])
+        result = await pipeline.run("Write a haiku about tea.", session="s1")
+        print(result.text)  # the reviewer's answer
+        ```
+    """
+
+    def __init__(
+        self,
+        agents: Sequence[Agent],
+        *,
+        chain_only_agent_responses: bool = False,
+        history: ChatHistoryProvider | None = None,
+    ) -> None:
+        if isinstance(agents, Agent) or not isinstance(agents, Sequence) or not agents:
+            raise InvalidArgument("agents", agents, "expected a non-empty sequence of agents")
+        names: set[str] = set()
+        for agent in agents:
+            if not isinstance(agent, Agent):
+                raise InvalidArgument("agents", agent, "expected an Agent")
+            if agent.name in names:
+                raise InvalidArgument("agents", agent.name, "two agents share this name")
+            names.add(agent.name)
+        if history is not None and not isinstance(history, ChatHistoryProvider):
+            raise InvalidArgument("history", history, "expected a ChatHistoryProvider or None")
+        self._agents = tuple(agents)
+        self._chain_only = bool(chain_only_agent_responses)
+        self._history = history if history is not None else InMemoryChatHistoryProvider()
+
+    @property
+    def agents(self) -> tuple[Agent, ...]:
+        """The agents, in order."""
+        return self._agents
+
+    @property
+    def history(self) -> ChatHistoryProvider:
+        """Where conversations are stored."""
+        return self._history
+
+    async def run(
+        self, message: AgentInput, *, session: Session | str | None = None
+    ) -> AgentResponse:
+        """Pass `message` through every agent in order and return all of their messages.
+
+        The input is stored with the first agent's reply, and each later reply as its own
+        batch; when an agent fails, what was produced before it stays stored (the input at
+        least) and the error reaches the caller unchanged.
+
+        Returns:
+            Every agent's new messages; `text` is the last agent's answer.
+        """
+        inputs = as_input_messages(message)
+        current = as_session(session)
+        conversation = await self._history.list_messages(current.id)
+        produced: list[ChatMessage] = []
+        usage = Usage()
+        pending: list[ChatMessage] = list(inputs)
+        previous: list[ChatMessage] = []
+        try:
+            for position, agent in enumerate(self._agents):
+                if position > 0 and self._chain_only:
+                    view = [
+                        ChatMessage.user(final_text(previous), name=self._agents[position - 1].name)
+                    ]
+                else:
+                    view = agent_view([*conversation, *pending], agent.name, others_as="user")
+                try:
+                    result = await agent._respond(current, view)
+                except Exception as exc:
+                    await notify_invoked(agent.context_providers, current, view, [], exc)
+                    raise
+                await self._history.add_messages(current.id, [*pending, *result.messages])
+                conversation.extend(pending)
+                conversation.extend(result.messages)
+                pending = []
+                await notify_invoked(
+                    agent.context_providers, current, result.request, result.messages, None
+                )
+                produced.extend(result.messages)
+                previous = result.messages
+                usage = usage + result.usage
+        except (Exception, asyncio.CancelledError) as exc:
+            if pending:
+                await _store_quietly(self._history, current.id, pending, exc)
+            raise
+        return AgentResponse(
+            messages=tuple(produced),
+            text=final_text(previous),
+            usage=usage,
+            session_id=current.id,
+        )
+
+
+async def _store_quietly(
+    history: ChatHistoryProvider, session_id: str, messages: list[ChatMessage], error: BaseException
+) -> None:
+    try:
+        await history.add_messages(session_id, messages)
+    except Exception as store_error:
+        logger.error("could not store the input of a failed run", exc_info=True)
+        error.add_note(f"memweave: the input was not stored either: {store_error!r}")

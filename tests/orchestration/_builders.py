@@ -1,0 +1,150 @@
+"""Builders shared by the orchestration tests: tool calls, replies, recording doubles."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import openai
+
+from memweave.context.base import Context, ContextProvider
+from memweave.llm import OpenAIChatClient
+from memweave.messages import ChatMessage, ToolCall
+from memweave.providers.memory import InMemoryChatHistoryProvider
+from memweave.session import Session
+
+
+def call(name: str, call_id: str | None = None, **arguments: Any) -> ToolCall:
+    """A tool call as a model would write it."""
+    return ToolCall(
+        id=call_id or f"call_{uuid.uuid4().hex[:8]}", name=name, arguments=json.dumps(arguments)
+    )
+
+
+def calls(*tool_calls: ToolCall, text: str = "") -> ChatMessage:
+    """An assistant reply carrying `tool_calls` (and optional text)."""
+    return ChatMessage.assistant(text, tool_calls=tool_calls)
+
+
+def assert_no_orphans(conversation: Sequence[ChatMessage]) -> None:
+    """Every tool call has exactly one result, right after its assistant message's group."""
+    expected: set[str] = set()
+    for message in conversation:
+        if message.role == "assistant":
+            assert not expected, f"calls {expected} have no result before the next reply"
+            expected = {c.id for c in message.tool_calls}
+        elif message.role == "tool":
+            assert message.tool_call_id in expected, f"orphan result {message.tool_call_id}"
+            expected.discard(message.tool_call_id)
+        elif expected:
+            raise AssertionError(f"calls {expected} are followed by a {message.role} message")
+    assert not expected, f"calls {expected} have no result"
+
+
+class RecordingProvider(ContextProvider):
+    """A context provider that adds fixed context and records every hook call."""
+
+    def __init__(
+        self,
+        source_id: str = "recorder",
+        *,
+        instructions: str | None = None,
+        messages: Sequence[ChatMessage] = (),
+        tools: Sequence[object] = (),
+    ) -> None:
+        self.source_id = source_id
+        self.context = Context(
+            instructions=instructions, messages=tuple(messages), tools=tuple(tools)
+        )
+        self.invoking_calls: list[list[ChatMessage]] = []
+        self.invoked_calls: list[
+            tuple[list[ChatMessage], list[ChatMessage], BaseException | None]
+        ] = []
+
+    async def invoking(self, session: Session, messages: Sequence[ChatMessage]) -> Context:
+        self.invoking_calls.append(list(messages))
+        session.state[self.source_id] = {"calls": len(self.invoking_calls)}
+        return self.context
+
+    async def invoked(
+        self,
+        session: Session,
+        request_messages: Sequence[ChatMessage],
+        response_messages: Sequence[ChatMessage],
+        error: BaseException | None = None,
+    ) -> None:
+        self.invoked_calls.append((list(request_messages), list(response_messages), error))
+
+
+class BatchRecordingHistory(InMemoryChatHistoryProvider):
+    """An in-memory history that records every `add_messages` batch."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.batches: list[tuple[str, list[ChatMessage]]] = []
+
+    async def add_messages(self, session_id: str, messages: Any) -> None:
+        batch = list(messages)
+        self.batches.append((session_id, batch))
+        await super().add_messages(session_id, batch)
+
+
+async def redis_prefix_cleanup(url: str, prefix: str) -> None:
+    """Delete the keys under `prefix:` that a test created (never anything else)."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+class OpenAIServer:
+    """An OpenAI-compatible server behind `httpx.MockTransport`: answers each request with
+    the next scripted message dict and records the request bodies."""
+
+    def __init__(self, replies: Sequence[dict[str, Any]]) -> None:
+        self.replies = list(replies)
+        self.bodies: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(json.loads(request.content))
+        message = self.replies[len(self.bodies) - 1]
+        return httpx.Response(
+            200,
+            json={
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "gpt-4o",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+            },
+        )
+
+    def client(self) -> OpenAIChatClient:
+        """An `OpenAIChatClient` on the real SDK, talking to this server."""
+        sdk = openai.AsyncOpenAI(
+            api_key="sk-test",
+            base_url="https://llm.test/v1",
+            max_retries=0,
+            http_client=httpx.AsyncClient(transport=httpx.MockTransport(self)),  # type: ignore[arg-type]
+        )
+        return OpenAIChatClient("gpt-4o", client=sdk)
+
+
+def wire_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """An assistant message dict carrying one tool call, as OpenAI sends it."""
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        ],
+    }
