@@ -1,0 +1,233 @@
+"""`memweave bench history|reducers|retrieval|all`: run the benchmark suites, record everything.
+
+Each run writes into `--out DIR` (default `./bench-results/<UTC timestamp>`): `results.json`
+(a manifest with the command, versions, machine, git commit, backends, dataset hash and
+settings, then each suite's raw results), `report.md` (tables) and PNG charts. The suites are
+the `benchmarks.<suite>` modules of a memweave source checkout, called as libraries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from memweave.cli import _report, _retrieval
+from memweave.cli._common import CommandError, err_console, positive_int, progress_bar, suite_module
+from memweave.cli._locomo import resolve_locomo
+from memweave.errors import MissingDependency
+
+__all__ = ["add_parser", "run_bench"]
+
+SUITES = ("history", "reducers", "retrieval")
+
+
+def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
+    """Register `bench` and its suites on the top-level parser."""
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmarks; write results.json, report.md and PNG charts",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = bench.add_subparsers(dest="suite", required=True, metavar="SUITE")
+    helps = {
+        "history": "append and read latency of history backends against N, with raw floors",
+        "reducers": "per-turn cost of cutting a long history to a token budget",
+        "retrieval": "LoCoMo evidence recall@k per category and mode, and query latency",
+        "all": "all three suites into one report",
+    }
+    for name, text in helps.items():
+        parser = sub.add_parser(name, help=text, description=text)
+        parser.add_argument(
+            "--out",
+            type=Path,
+            metavar="DIR",
+            help="folder for the results (default: ./bench-results/<timestamp>)",
+        )
+        if name != "retrieval":
+            parser.add_argument(
+                "--quick",
+                action="store_true",
+                help="few repetitions and small inputs for history and reducers (smoke runs); "
+                "retrieval always reads the whole data file",
+            )
+        if name in ("history", "all"):
+            parser.add_argument(
+                "--url",
+                action="append",
+                metavar="URL",
+                help="history backend URL, repeatable (default: memory:// and a temporary "
+                "SQLite file)",
+            )
+            parser.add_argument(
+                "--sizes",
+                type=positive_int,
+                nargs="+",
+                metavar="N",
+                help="history lengths (default: 100 1000 10000; --quick: 100 1000)",
+            )
+        if name in ("reducers", "all"):
+            parser.add_argument(
+                "--messages", type=positive_int, metavar="N", help="history length for reducers"
+            )
+            parser.add_argument(
+                "--max-tokens", type=positive_int, metavar="N", help="token budget for reducers"
+            )
+            parser.add_argument(
+                "--turns", type=positive_int, metavar="N", help="turns timed per reducer"
+            )
+            parser.add_argument(
+                "--no-peers", action="store_true", help="skip LangChain even when installed"
+            )
+        if name in ("retrieval", "all"):
+            _retrieval.add_arguments(parser)
+        parser.set_defaults(func=run_bench, suites=list(SUITES) if name == "all" else [name])
+
+
+def _default_out() -> Path:
+    return Path("bench-results") / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+async def _history(
+    args: argparse.Namespace, console: Console, manifest: dict[str, Any], tmp: Path
+) -> dict[str, Any]:
+    module = suite_module("history")
+    urls: list[str] = args.url or ["memory://", f"sqlite+aiosqlite:///{tmp / 'history.db'}"]
+    sizes: list[int] = args.sizes or ([100, 1000] if args.quick else [100, 1000, 10000])
+    manifest["backends"] = [await _report.backend_info(url) for url in urls]
+    manifest["history"] = {"sizes": sizes, "quick": args.quick}
+    merged: dict[str, Any] | None = None
+    with progress_bar(console, "runs") as progress:
+        task = progress.add_task("history", total=len(urls) * len(sizes))
+        for url, backend in zip(urls, manifest["backends"], strict=True):
+            for size in sizes:
+                progress.update(task, description=f"history: {backend['backend']}, N={size:,}")
+                part: dict[str, Any] = await module.run([url], [size], quick=args.quick)
+                if merged is None:
+                    merged = part
+                    merged["urls"] = [backend["url"] for backend in manifest["backends"]]
+                    merged["sizes"] = sizes
+                else:
+                    merged["results"].extend(part["results"])
+                progress.advance(task)
+    assert merged is not None
+    return merged
+
+
+async def _reducers(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    module = suite_module("reducers")
+    defaults = module.Options()
+    quick = {"messages": 2_000, "turns": 20, "baseline_turns": 1, "peer_turns": 1}
+    fields = {
+        "messages": args.messages or (quick["messages"] if args.quick else defaults.messages),
+        "max_tokens": args.max_tokens or defaults.max_tokens,
+        "turns": args.turns or (quick["turns"] if args.quick else defaults.turns),
+        "peers": not args.no_peers,
+    }
+    if args.quick:
+        fields["baseline_turns"] = quick["baseline_turns"]
+        fields["peer_turns"] = quick["peer_turns"]
+    options = module.Options(**fields)
+    with console.status(f"reducers: {options.messages:,} messages, {options.turns} turns"):
+        result: dict[str, Any] = await module.run(options)
+    return result
+
+
+def _print_summary(console: Console, results: dict[str, Any]) -> None:
+    if "history" in results:
+        table = Table(title="history: p50 ms (floor = raw client, same run)")
+        for column in ("backend", "N", "operation", "p50", "p95", "floor", "vs floor"):
+            table.add_column(
+                column, justify="left" if column in ("backend", "operation") else "right"
+            )
+        for row in results["history"]["results"]:
+            floor = row.get("floor_p50_ms")
+            table.add_row(
+                row["backend"],
+                f"{row['n']:,}",
+                row["operation"],
+                f"{row['p50_ms']:.3f}",
+                f"{row['p95_ms']:.3f}",
+                f"{floor:.3f}" if floor else "-",
+                f"{row['p50_ms'] / floor:.2f}x" if floor else "-",
+            )
+        console.print(table)
+    if "reducers" in results:
+        reducers = results["reducers"]["results"]
+        table = Table(title="reducers: ms per turn")
+        for column in ("operation", "p50", "p95"):
+            table.add_column(column, justify="left" if column == "operation" else "right")
+        for label, key in (
+            ("TokenBudgetReducer", "per_turn"),
+            ("MessageCountReducer", "count_reducer_per_turn"),
+            ("floor: slicing", "floor_slice"),
+            ("naive re-encoding", "naive_per_turn"),
+        ):
+            summary = reducers.get(key)
+            if summary:
+                table.add_row(label, f"{summary['p50_ms']:.4f}", f"{summary['p95_ms']:.4f}")
+        peer = reducers.get("langchain") or {}
+        if peer.get("status") == "measured":
+            summary = peer["per_turn"]
+            table.add_row(
+                "LangChain trim_messages", f"{summary['p50_ms']:.4f}", f"{summary['p95_ms']:.4f}"
+            )
+        console.print(table)
+    if "retrieval" in results:
+        _retrieval.print_summary(console, results["retrieval"])
+
+
+async def run_bench(args: argparse.Namespace) -> int:
+    """Run the chosen suites and write `results.json`, `report.md` and the charts."""
+    console = err_console()
+    suites: list[str] = args.suites
+    say: Callable[[str], None] = console.print
+    if "retrieval" in suites and args.llm_base_url and not args.llm_model:
+        raise CommandError("--llm-base-url needs --llm-model (the model that answers)")
+    # The data file first, so a missing one costs nothing and leaves no output folder behind.
+    dataset = resolve_locomo(args.locomo, say) if "retrieval" in suites else None
+    dataset_entry = _retrieval.describe(dataset) if dataset is not None else None
+    # matplotlib takes a second to import; only bench pays for it.
+    try:
+        from memweave.cli import _charts
+    except ImportError as exc:
+        raise MissingDependency("matplotlib", "cli") from exc
+
+    out: Path = args.out or _default_out()
+    out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one task runs; nothing waits
+    manifest = _report.base_manifest(getattr(args, "argv", []), suites)
+    if dataset_entry is not None:
+        manifest["dataset"] = dataset_entry
+    results: dict[str, Any] = {"manifest": manifest}
+    charts: list[Path] = []
+    sections: list[list[str]] = []
+    with tempfile.TemporaryDirectory(prefix="memweave-bench-") as tmp:
+        if "history" in suites:
+            results["history"] = await _history(args, console, manifest, Path(tmp))
+            _report.write_results(out, results)
+            charts += _charts.history_charts(results["history"], out)
+        if "reducers" in suites:
+            results["reducers"] = await _reducers(args, console)
+            manifest["reducers"] = results["reducers"].get("parameters")
+            _report.write_results(out, results)
+            charts += _charts.reducer_charts(results["reducers"], out)
+        if dataset is not None:
+            results["retrieval"] = await _retrieval.run(args, dataset, console, manifest)
+            _report.write_results(out, results)
+            charts += _retrieval.charts(results["retrieval"], manifest, out)
+            sections.append(_retrieval.section(results["retrieval"], manifest))
+    _report.write_results(out, results)
+    (out / "report.md").write_text(_report.markdown_report(results, sections), encoding="utf-8")
+    _print_summary(console, results)
+    console.print(
+        f"wrote {out / 'results.json'}, {out / 'report.md'} and {len(charts)} charts "
+        f"({', '.join(path.name for path in charts)})"
+    )
+    return 0

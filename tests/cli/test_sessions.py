@@ -1,0 +1,227 @@
+"""`memweave sessions list|show|export|import|delete`, through the real entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from benchmarks._workload import make_conversation
+from tests.cli._helpers import Result, conversation, run_subprocess, seed, stored
+
+Cli = Callable[..., Result]
+
+
+def _ids(url: str, prefix: str) -> dict[str, list[str]]:
+    return {s: [m.id for m in ms] for s, ms in stored(url, prefix).items()}
+
+
+def test_list_prints_each_session_with_its_count(cli: Cli, store_url: str, prefix: str) -> None:
+    """Piped output is one `id<TAB>count` line per session, sorted, scoped by --prefix."""
+    seed(store_url, {f"{prefix}b": conversation(), f"{prefix}a:{{x}}*%_": conversation()[:3]})
+    result = cli("sessions", "list", store_url, "--prefix", prefix)
+    assert result.code == 0, result.err
+    assert result.out == f"{prefix}a:{{x}}*%_\t3\n{prefix}b\t7\n"
+
+
+def test_list_json_is_one_array(cli: Cli, redis_url: str, prefix: str) -> None:
+    """--json prints the sessions and counts as one JSON array."""
+    seed(redis_url, {f"{prefix}s": conversation()})
+    result = cli("sessions", "list", redis_url, "--prefix", prefix, "--json")
+    assert json.loads(result.out) == [{"session": f"{prefix}s", "messages": 7}]
+
+
+def test_show_prints_roles_names_tool_calls_and_times(
+    cli: Cli, store_url: str, prefix: str
+) -> None:
+    """The transcript shows each message's time, role, author, text and tool calls."""
+    messages = conversation()
+    seed(store_url, {f"{prefix}s": messages})
+    result = cli("sessions", "show", store_url, f"{prefix}s")
+    assert result.code == 0, result.err
+    out = result.out
+    assert f"session '{prefix}s'" in out
+    assert "7 messages" in out
+    assert "[2024-05-01 09:30:00 UTC] system" in out
+    assert "[bold]not markup[/bold]" in out  # shown as text, never as rich markup
+    assert "user (ada)" in out
+    assert "日本語" in out
+    call = messages[2].tool_calls[0]
+    assert f'-> get_weather({{"city": "Zürich"}})  call {call.id}' in out
+    assert f"tool result of {call.id}" in out
+    assert "  It is 12.5 °C.\n  Take an umbrella." in out
+    assert "[image https://example.com/a.png]" in out
+    assert "refused: I cannot look at images." in out
+    assert '"source": "web"' in out
+    assert out.index("system") < out.index("user (ada)") < out.index("refused")
+
+
+def test_show_last_n_prints_only_the_newest(cli: Cli, redis_url: str, prefix: str) -> None:
+    """--last N shows the newest N messages and says how many there are in all."""
+    seed(redis_url, {f"{prefix}s": conversation()})
+    result = cli("sessions", "show", redis_url, f"{prefix}s", "--last", "2")
+    assert "7 messages (the last 2)" in result.out
+    assert "Take an umbrella" not in result.out
+    assert "And this picture?" in result.out
+
+
+def test_show_json_prints_export_records(cli: Cli, redis_url: str, prefix: str) -> None:
+    """--json prints one export record per message, in order."""
+    messages = conversation()
+    seed(redis_url, {f"{prefix}s": messages})
+    result = cli("sessions", "show", redis_url, f"{prefix}s", "--json")
+    records = [json.loads(line) for line in result.out.splitlines()]
+    assert [r["id"] for r in records] == [m.id for m in messages]
+    first = records[1]
+    assert first["version"] == 1
+    assert first["session"] == f"{prefix}s"
+    assert first["created_at"] == "2024-05-01T09:30:07.123457Z"
+    assert first["role"] == "user"
+    assert first["name"] == "ada"
+    assert first["metadata"]["n"] == [1, 2.5, None, True]
+    assert records[2]["content"] is None
+    assert records[2]["tool_calls"][0]["function"]["name"] == "get_weather"
+
+
+def test_export_import_round_trip_is_byte_identical(
+    cli: Cli, store_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """Export, import elsewhere and export again: same ids, order and bytes."""
+    source = f"sqlite+aiosqlite:///{tmp_path / 'source.db'}"
+    sessions = {
+        f"{prefix}a:{{x}}*%_'\"é": conversation("a"),
+        f"{prefix}b": make_conversation(250, seed=7),
+    }
+    seed(source, sessions)
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    assert cli("sessions", "export", source, "--prefix", prefix, "-o", str(first)).code == 0
+    imported = cli("sessions", "import", store_url, str(first))
+    assert imported.code == 0, imported.err
+    assert "imported 257 new messages into 2 sessions" in imported.err
+    assert cli("sessions", "export", store_url, "--prefix", prefix, "-o", str(second)).code == 0
+    assert second.read_bytes() == first.read_bytes()
+    assert _ids(store_url, prefix) == {s: [m.id for m in ms] for s, ms in sessions.items()}
+    assert stored(store_url, prefix) == sessions
+
+
+def test_export_to_stdout_equals_export_to_file(
+    cli: Cli, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """`export URL > file` writes the same JSON Lines as `-o file`, and reports on stderr."""
+    seed(redis_url, {f"{prefix}s": conversation()})
+    path = tmp_path / "out.jsonl"
+    cli("sessions", "export", redis_url, "--prefix", prefix, "-o", str(path))
+    result = cli("sessions", "export", redis_url, "--prefix", prefix)
+    assert result.out.encode() == path.read_bytes()
+    assert "exported 7 messages of 1 sessions" in result.err
+
+
+def test_import_is_idempotent_by_id(cli: Cli, redis_url: str, prefix: str, tmp_path: Path) -> None:
+    """Importing the same file twice stores each message once."""
+    seed(redis_url, {f"{prefix}s": conversation()})
+    path = tmp_path / "s.jsonl"
+    cli("sessions", "export", redis_url, "--prefix", prefix, "-o", str(path))
+    before = stored(redis_url, prefix)
+    again = cli("sessions", "import", redis_url, stdin=path.read_bytes())
+    assert again.code == 0, again.err
+    assert "imported 0 new messages" in again.err
+    assert "7 of 7 were already there" in again.err
+    assert stored(redis_url, prefix) == before
+
+
+def test_import_reads_stdin_and_keeps_ids_and_times(cli: Cli, sqlite_url: str, prefix: str) -> None:
+    """Records piped to import keep their ids and timestamps; blank lines are skipped."""
+    lines = [
+        {"session": f"{prefix}s", "id": "m1", "created_at": "2023-01-02T03:04:05.5Z",
+         "role": "user", "content": "hi"},
+        {"version": 1, "session": f"{prefix}s", "id": "m2", "role": "assistant",
+         "content": "hello", "metadata": {"x": 1}},
+    ]  # fmt: skip
+    data = b"\n".join(json.dumps(line).encode() for line in lines) + b"\n\n"
+    result = cli("sessions", "import", sqlite_url, stdin=data)
+    assert result.code == 0, result.err
+    messages = stored(sqlite_url, prefix)[f"{prefix}s"]
+    assert [m.id for m in messages] == ["m1", "m2"]
+    assert messages[0].created_at.isoformat() == "2023-01-02T03:04:05.500000+00:00"
+    assert messages[1].metadata == {"x": 1}
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b"not json", "line 2: not valid JSON"),
+        (b"[1, 2]", "line 2: expected a JSON object, got list"),
+        (b'{"role": "user", "content": "x"}', "line 2: the record has no 'session'"),
+        (b'{"session": "s", "role": "robot"}', "line 2: invalid message: field 'role'"),
+        (b'{"session": "s", "role": "user", "colour": 1}', "field 'colour': unknown field"),
+        (b'{"version": 2, "session": "s", "role": "user"}', "record version 2 is not supported"),
+    ],
+)
+def test_import_bad_line_fails_naming_the_line(
+    cli: Cli, sqlite_url: str, line: bytes, expected: str
+) -> None:
+    """A malformed record stops the import with one line naming its line number."""
+    good = b'{"session": "ok", "role": "user", "content": "x"}\n'
+    result = cli("sessions", "import", sqlite_url, stdin=good + line + b"\n")
+    assert result.code == 1
+    assert result.err.startswith("memweave: error: ")
+    assert expected in result.err
+    assert result.err.count("\n") == 1
+    assert "Traceback" not in result.err
+
+
+def test_delete_asks_and_keeps_the_session_on_no(cli: Cli, redis_url: str, prefix: str) -> None:
+    """Without --yes, delete asks; any answer but yes deletes nothing."""
+    seed(redis_url, {f"{prefix}s": conversation()})
+    result = cli("sessions", "delete", redis_url, f"{prefix}s", stdin=b"n\n")
+    assert result.code == 1
+    assert f"Delete session '{prefix}s' (7 messages)" in result.err
+    assert len(stored(redis_url, prefix)[f"{prefix}s"]) == 7
+
+
+def test_delete_removes_the_session_on_yes(cli: Cli, store_url: str, prefix: str) -> None:
+    """Answering y (or passing --yes) deletes every message of the named sessions only."""
+    seed(store_url, {f"{prefix}a": conversation(), f"{prefix}b": conversation()})
+    assert cli("sessions", "delete", store_url, f"{prefix}a", stdin=b"y\n").code == 0
+    result = cli("sessions", "delete", store_url, f"{prefix}b", "--yes")
+    assert result.code == 0
+    assert "deleted 1 session(s), 7 messages" in result.err
+    assert stored(store_url, prefix) == {}
+
+
+def test_delete_unknown_session_fails(cli: Cli, redis_url: str, prefix: str) -> None:
+    """Deleting a session that holds nothing is an error (a typo, most likely)."""
+    result = cli("sessions", "delete", redis_url, f"{prefix}nope", "--yes")
+    assert result.code == 1
+    assert f"no session '{prefix}nope'" in result.err
+
+
+def test_backend_options_reach_the_provider(cli: Cli, redis_url: str, prefix: str) -> None:
+    """-O KEY=VALUE passes a constructor option, e.g. another Redis key prefix."""
+    from memweave.providers.redis import RedisChatHistoryProvider
+
+    async def write() -> None:
+        async with RedisChatHistoryProvider(redis_url, prefix="mwcli-other") as history:
+            await history.add_messages(f"{prefix}s", conversation())
+
+    asyncio.run(write())
+    try:
+        assert cli("sessions", "list", redis_url, "--prefix", prefix).out == ""
+        result = cli("sessions", "list", redis_url, "--prefix", prefix, "-O", "prefix=mwcli-other")
+        assert result.out == f"{prefix}s\t7\n"
+    finally:
+        cli("sessions", "delete", redis_url, f"{prefix}s", "-y", "-O", "prefix=mwcli-other")
+
+
+def test_subprocess_export_pipes_into_import(redis_url: str, prefix: str, tmp_path: Path) -> None:
+    """The installed command works end to end: export's stdout piped into import's stdin."""
+    source = f"sqlite+aiosqlite:///{tmp_path / 'source.db'}"
+    seed(source, {f"{prefix}s": conversation()})
+    exported = run_subprocess("sessions", "export", source, "--prefix", prefix)
+    assert exported.returncode == 0, exported.stderr
+    imported = run_subprocess("sessions", "import", redis_url, stdin=exported.stdout)
+    assert imported.returncode == 0, imported.stderr
+    assert stored(redis_url, prefix) == stored(source, prefix)
