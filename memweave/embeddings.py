@@ -11,21 +11,13 @@ Vector memory calls `await embedder.embed(texts)` and records the embedder's `na
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import Iterator, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from memweave._onnx import MiniLMRunner
-from memweave._urls import mask_url
-from memweave.errors import (
-    ConfigurationError,
-    InvalidArgument,
-    MissingDependency,
-    ModelError,
-    ModelHTTPError,
-)
+from memweave._openai import OpenAIModelClient
+from memweave.errors import ConfigurationError, InvalidArgument, MissingDependency, ModelError
 
 if TYPE_CHECKING:
     import openai
@@ -151,15 +143,7 @@ _OPENAI_DIMENSIONS = {
 _SHORTENABLE = ("text-embedding-3-",)
 
 
-def _import_openai() -> Any:
-    try:
-        import openai
-    except ImportError as exc:
-        raise MissingDependency("openai", "openai") from exc
-    return openai
-
-
-class OpenAIEmbeddings:
+class OpenAIEmbeddings(OpenAIModelClient):
     """Embeddings from OpenAI or any OpenAI-compatible `/embeddings` server, on the `openai` SDK.
 
     Texts go out in batches of `batch_size` per request, and the vectors come back in input
@@ -186,6 +170,9 @@ class OpenAIEmbeddings:
         ```
     """
 
+    _server = "embedding server"
+    _failed_call = "embedding with"
+
     def __init__(
         self,
         model: str = "text-embedding-3-small",
@@ -210,32 +197,11 @@ class OpenAIEmbeddings:
             dimensions = known
         elif isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
             raise ConfigurationError(f"dimensions must be a positive int, got {dimensions!r}")
-        sdk = _import_openai()
-        if client is not None:
-            if base_url is not None or api_key is not None:
-                raise ConfigurationError(
-                    "pass either client= or base_url=/api_key=, not both: "
-                    "the client already carries its URL and key"
-                )
-            if not isinstance(client, sdk.AsyncOpenAI):
-                raise ConfigurationError(f"client must be an openai.AsyncOpenAI, got {client!r}")
-            self._client: openai.AsyncOpenAI = client
-            self._owns_client = False
-        else:
-            try:
-                self._client = sdk.AsyncOpenAI(base_url=base_url, api_key=api_key)
-            except sdk.OpenAIError as exc:
-                raise ConfigurationError(
-                    f"cannot build an OpenAI client for model {model!r}: {exc} "
-                    "(pass api_key= or set OPENAI_API_KEY)"
-                ) from exc
-            self._owns_client = True
-        self.model = model
+        super().__init__(model, client=client, base_url=base_url, api_key=api_key)
         self._dimensions = dimensions
         # Only the text-embedding-3 family accepts `dimensions`; other servers reject it.
         self._send_dimensions = model.startswith(_SHORTENABLE) and dimensions != known
         self.batch_size = batch_size
-        self._closed = False
 
     @property
     def name(self) -> str:
@@ -247,11 +213,6 @@ class OpenAIEmbeddings:
     def dimensions(self) -> int:
         """Length of every vector."""
         return self._dimensions
-
-    @property
-    def base_url(self) -> str:
-        """The server's base URL, with any password masked."""
-        return mask_url(str(self._client.base_url))
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed `texts`, `batch_size` per request; an empty sequence makes no request.
@@ -289,41 +250,3 @@ class OpenAIEmbeddings:
                     f"dimensions={self._dimensions} was expected"
                 )
         return vectors
-
-    @contextlib.contextmanager
-    def _map_errors(self) -> Iterator[None]:
-        sdk = _import_openai()
-        try:
-            yield
-        except sdk.APIStatusError as exc:
-            raise ModelHTTPError(exc.status_code, model=self.model, body=exc.body) from exc
-        except sdk.APIConnectionError as exc:
-            raise ModelError(
-                f"could not reach the embedding server at {self.base_url} for model "
-                f"{self.model!r}: {exc}"
-            ) from exc
-        except sdk.OpenAIError as exc:
-            raise ModelError(f"embedding with model {self.model!r} failed: {exc}") from exc
-
-    async def aclose(self) -> None:
-        """Close the HTTP connections of a client built here. Idempotent; a client passed in
-        as `client=` is left open."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_client:
-            await self._client.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"OpenAIEmbeddings(model={self.model!r}, base_url={self.base_url!r})"

@@ -8,24 +8,15 @@ scripted client for tests.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
-from collections.abc import Iterator, Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memweave._urls import mask_url
-from memweave.errors import (
-    ConfigurationError,
-    InvalidArgument,
-    InvalidMessage,
-    MissingDependency,
-    ModelError,
-    ModelHTTPError,
-)
+from memweave._openai import OpenAIModelClient
+from memweave.errors import ConfigurationError, InvalidArgument, InvalidMessage, ModelError
 from memweave.messages import ChatMessage, validate_messages
 
 if TYPE_CHECKING:
@@ -178,15 +169,7 @@ def _allowed_options() -> frozenset[str]:
     return frozenset(names - _RESERVED_OPTIONS)
 
 
-def _import_openai() -> Any:
-    try:
-        import openai
-    except ImportError as exc:
-        raise MissingDependency("openai", "openai") from exc
-    return openai
-
-
-class OpenAIChatClient:
+class OpenAIChatClient(OpenAIModelClient):
     """`ChatClient` on the `openai` SDK: OpenAI or any OpenAI-compatible chat-completions server.
 
     Messages go out in the OpenAI format (`ChatMessage.to_openai()`), tools as function tools,
@@ -213,6 +196,9 @@ class OpenAIChatClient:
         ```
     """
 
+    _server = "model server"
+    _failed_call = "call to"
+
     def __init__(
         self,
         model: str,
@@ -223,33 +209,7 @@ class OpenAIChatClient:
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ConfigurationError(f"model must be a non-empty str, got {model!r}")
-        sdk = _import_openai()
-        if client is not None:
-            if base_url is not None or api_key is not None:
-                raise ConfigurationError(
-                    "pass either client= or base_url=/api_key=, not both: "
-                    "the client already carries its URL and key"
-                )
-            if not isinstance(client, sdk.AsyncOpenAI):
-                raise ConfigurationError(f"client must be an openai.AsyncOpenAI, got {client!r}")
-            self._client: openai.AsyncOpenAI = client
-            self._owns_client = False
-        else:
-            try:
-                self._client = sdk.AsyncOpenAI(base_url=base_url, api_key=api_key)
-            except sdk.OpenAIError as exc:
-                raise ConfigurationError(
-                    f"cannot build an OpenAI client for model {model!r}: {exc} "
-                    "(pass api_key= or set OPENAI_API_KEY)"
-                ) from exc
-            self._owns_client = True
-        self.model = model
-        self._closed = False
-
-    @property
-    def base_url(self) -> str:
-        """The server's base URL, with any password masked."""
-        return mask_url(str(self._client.base_url))
+        super().__init__(model, client=client, base_url=base_url, api_key=api_key)
 
     async def complete(
         self,
@@ -327,45 +287,3 @@ class OpenAIChatClient:
                 completion_tokens=completion.usage.completion_tokens or 0,
             )
         return ChatResponse(message=message, usage=usage, model=completion.model or None)
-
-    @contextlib.contextmanager
-    def _map_errors(self) -> Iterator[None]:
-        sdk = _import_openai()
-        try:
-            yield
-        except sdk.APIStatusError as exc:
-            raise ModelHTTPError(exc.status_code, model=self.model, body=exc.body) from exc
-        except sdk.APITimeoutError as exc:
-            raise ModelError(
-                f"model {self.model!r} at {self.base_url} timed out before answering"
-            ) from exc
-        except sdk.APIConnectionError as exc:
-            raise ModelError(
-                f"could not reach the model server at {self.base_url} for model "
-                f"{self.model!r}: {exc}"
-            ) from exc
-        except sdk.OpenAIError as exc:
-            raise ModelError(f"call to model {self.model!r} failed: {exc}") from exc
-
-    async def aclose(self) -> None:
-        """Close the HTTP connections of a client built here. Idempotent; a client passed in
-        as `client=` is left open."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._owns_client:
-            await self._client.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"OpenAIChatClient(model={self.model!r}, base_url={self.base_url!r})"

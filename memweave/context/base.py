@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 
 from pydantic import BaseModel, ConfigDict
 
+from memweave._closing import AsyncCloseable
 from memweave.messages import ChatMessage
 from memweave.session import Session
 
@@ -41,7 +40,7 @@ class Context(BaseModel):
         return not self.instructions and not self.messages and not self.tools
 
 
-class ContextProvider(ABC):
+class ContextProvider(AsyncCloseable, ABC):
     """Adds context to each model call and learns from its result (long-term memory).
 
     An agent calls `invoking` before every model call and `invoked` after it. One provider
@@ -66,7 +65,7 @@ class ContextProvider(ABC):
             The context to add; `Context()` adds nothing.
         """
 
-    async def invoked(  # noqa: B027 - optional hook, a provider may only read
+    async def invoked(
         self,
         session: Session,
         request_messages: Sequence[ChatMessage],
@@ -82,16 +81,5 @@ class ContextProvider(ABC):
             error: The exception the call raised, or None when it succeeded.
         """
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
+    async def aclose(self) -> None:
         """Release resources the provider holds. Idempotent; the default does nothing."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -23,11 +23,11 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from memweave._closing import AsyncCloseable
 from memweave._urls import mask_url
 from memweave.errors import ConfigurationError, CorruptRecord, InvalidArgument, SchemaMismatch
 from memweave.messages import ToolCall
@@ -188,7 +188,7 @@ def _check_limit(limit: object) -> int | None:
     return limit
 
 
-class CheckpointStore(ABC):
+class CheckpointStore(AsyncCloseable, ABC):
     """Stores the checkpoints of workflow threads; a thread is one `(workflow, session)`.
 
     Rules every store keeps: saving is atomic and idempotent by checkpoint id (saving an id
@@ -280,17 +280,6 @@ class CheckpointStore(ABC):
         with self._map_errors():
             await self._aclose()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:
         """Translate driver exceptions into memweave errors; backends override this."""
@@ -317,7 +306,7 @@ class CheckpointStore(ABC):
     async def _delete(self, thread: str) -> None:
         """Delete the thread's documents."""
 
-    async def _aclose(self) -> None:  # noqa: B027 - optional hook
+    async def _aclose(self) -> None:
         """Release resources; called once by `aclose`."""
 
 

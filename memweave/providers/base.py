@@ -12,9 +12,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from types import TracebackType
-from typing import ClassVar, Literal, Self
+from typing import ClassVar, Literal
 
+from memweave._closing import AsyncCloseable
 from memweave._codec import OnCorrupt, decode_many, encode
 from memweave.errors import ConfigurationError, InvalidArgument
 from memweave.messages import ChatMessage, validate_messages
@@ -68,7 +68,7 @@ def trim_count(roles_oldest_first: Sequence[str], max_messages: int) -> int:
     return drop
 
 
-class ChatHistoryProvider(ABC):
+class ChatHistoryProvider(AsyncCloseable, ABC):
     """Stores and returns the messages of many conversations, each under a session id.
 
     Rules every backend keeps (checked by the conformance suite in `tests/conformance`):
@@ -200,17 +200,6 @@ class ChatHistoryProvider(ABC):
         with self._map_errors():
             await self._aclose()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     # -- shared helpers -----------------------------------------------------------------------
 
     async def _decoded(self, session_id: str, limit: int | None) -> list[ChatMessage]:
@@ -327,7 +316,7 @@ class ChatHistoryProvider(ABC):
         messages = decode_many(rows, session_id=session_id, on_corrupt="skip")
         return [encode(message) for message in messages if message.role == "system"]
 
-    async def _aclose(self) -> None:  # noqa: B027 - optional hook, not every backend needs it
+    async def _aclose(self) -> None:
         """Release resources; called once by `aclose`."""
 
 
