@@ -7,8 +7,10 @@ parser; only when that fails are entries decoded one by one to find the corrupt 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
@@ -36,6 +38,26 @@ class _EnvelopeV1(BaseModel):
 _PAGE = TypeAdapter(list[_EnvelopeV1])
 _ONE = TypeAdapter(_EnvelopeV1)
 _PREFIX = b'{"v":1,"m":'
+_GC_PAUSE_ROWS = 512
+
+
+@contextlib.contextmanager
+def _gc_paused(rows: int) -> Iterator[None]:
+    """Hold the cyclic garbage collector while a large page is decoded.
+
+    Every message allocates a handful of tracked containers, so decoding thousands of them
+    set off repeated full-heap collections that found nothing to free (a third of the time
+    of a 10,000-message read). The page is decoded without awaiting, so nothing else of this
+    event loop runs meanwhile; the collector resumes as it was, also on error.
+    """
+    if rows < _GC_PAUSE_ROWS or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def encode(message: ChatMessage) -> bytes:
@@ -79,7 +101,9 @@ def decode_many(
         return []
     chunks = [row.encode() if isinstance(row, str) else row for row in rows]
     try:
-        return [envelope.m for envelope in _PAGE.validate_json(b"[" + b",".join(chunks) + b"]")]
+        with _gc_paused(len(chunks)):
+            page = _PAGE.validate_json(b"[" + b",".join(chunks) + b"]")
+            return [envelope.m for envelope in page]
     except (ValidationError, InvalidMessage):
         pass
     out: list[ChatMessage] = []

@@ -67,3 +67,35 @@ def test_decode_skip_returns_the_rest() -> None:
     good = [ChatMessage.user("a"), ChatMessage.user("b")]
     rows = [encode(good[0]), b"[]", encode(good[1])]
     assert decode_many(rows, session_id="s", on_corrupt="skip") == good
+
+
+@pytest.mark.parametrize("corrupt_at", [None, 700])
+def test_large_page_decode_leaves_the_collector_as_it_was(corrupt_at: int | None) -> None:
+    """A large page is decoded with the cyclic collector held, which is then restored, also
+    when the page holds a corrupt entry (found, with its position, as on a small page)."""
+    import gc
+
+    rows = [encode(ChatMessage.user(f"m{i}")) for i in range(1_000)]
+    if corrupt_at is not None:
+        rows[corrupt_at] = b"not json"
+    collections: list[str] = []
+    gc.collect()  # so that building `rows` leaves no collection due
+    gc.callbacks.append(lambda phase, info: collections.append(phase))
+    try:
+        assert gc.isenabled()
+        if corrupt_at is None:
+            decoded = decode_many(rows, session_id="s")
+            # Unheld, 1,000 messages set off about ten collections; held, one runs at the end.
+            assert collections.count("start") <= 1
+            assert [m.text for m in decoded] == [f"m{i}" for i in range(1_000)]
+        else:
+            with pytest.raises(CorruptRecord) as caught:
+                decode_many(rows, session_id="s")
+            assert caught.value.position == corrupt_at
+        assert gc.isenabled()
+        gc.disable()
+        decode_many(rows, session_id="s", on_corrupt="skip")
+        assert not gc.isenabled(), "a disabled collector must stay disabled"
+    finally:
+        gc.callbacks.pop()
+        gc.enable()
