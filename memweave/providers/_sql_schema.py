@@ -260,6 +260,10 @@ class Statements:
     session_state: Executable
     insert: Executable
     insert_returns: bool
+    insert_many: Callable[[int], Executable] | None
+    """MariaDB/MySQL only: one `INSERT IGNORE ... VALUES (...), (...)` of n records, their
+    parameters suffixed `_0`, `_1`, ... The driver would otherwise send a many-row batch as
+    one statement per row, since `UNHEX(%s)` defeats its multi-row rewrite."""
     purge: Executable
     restart: Executable
     set_count: Executable
@@ -350,6 +354,17 @@ def build_statements(tables: Tables, dialect: Dialect) -> Statements:
         )
     else:
         add = insert(m).values(record).prefix_with("IGNORE")
+    insert_many: Callable[[int], Executable] | None = None
+    if name not in ("postgresql", "sqlite"):
+
+        @functools.lru_cache(maxsize=64)
+        def insert_many(n: int) -> Executable:
+            rows = [
+                {key: bindparam(f"{key}_{i}", type_=param.type) for key, param in record.items()}
+                for i in range(n)
+            ]
+            return insert(m).values(rows).prefix_with("IGNORE")
+
     if insert_returns:
         add = add.returning(m.c.id)
 
@@ -386,6 +401,7 @@ def build_statements(tables: Tables, dialect: Dialect) -> Statements:
         session_state=select(s.c.message_count, expired_flag).where(s.c.session_id == sid),
         insert=add,
         insert_returns=insert_returns,
+        insert_many=insert_many,
         purge=delete(m).where(by_key),
         restart=update(s)
         .where(s.c.session_id == sid)

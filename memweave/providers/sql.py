@@ -424,10 +424,37 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
 
 async def _insert(conn: AsyncConnection, st: Statements, rows: list[dict[str, Any]]) -> int:
     """Insert the rows whose ids the session lacks; return how many were inserted."""
+    if st.insert_many is not None and len(rows) > 1:
+        inserted = 0
+        for chunk in _statement_chunks(rows):
+            flat = {
+                f"{key}_{i}": value for i, row in enumerate(chunk) for key, value in row.items()
+            }
+            inserted += int((await conn.execute(st.insert_many(len(chunk)), flat)).rowcount)
+        return inserted
     result = await conn.execute(st.insert, rows if len(rows) > 1 else rows[0])
     if st.insert_returns:
         return len(result.all())
     return int(result.rowcount)
+
+
+_CHUNK_ROWS = 500
+_CHUNK_BYTES = 2 << 20  # hex doubles it on the wire; MariaDB's max_allowed_packet is 16 MiB
+
+
+def _statement_chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Split a batch into runs of at most `_CHUNK_ROWS` rows and about `_CHUNK_BYTES` of data
+    (a single larger row is a run of its own), each sent as one statement."""
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        if chunk and (len(chunk) == _CHUNK_ROWS or size + len(row["data"]) > _CHUNK_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(row)
+        size += len(row["data"])
+    if chunk:
+        yield chunk
 
 
 async def _trim(

@@ -404,3 +404,25 @@ def test_url_and_engine_together_raise() -> None:
     engine = create_async_engine("sqlite+aiosqlite://")
     with pytest.raises(ConfigurationError, match="either"):
         SQLChatHistoryProvider("sqlite+aiosqlite://", engine=engine)
+
+
+# -- large batches -----------------------------------------------------------------------------
+
+
+async def test_large_batch_is_stored_whole_in_order_and_once(
+    make_provider: Callable[..., SQLChatHistoryProvider], session_id: str
+) -> None:
+    """A batch larger than one statement's share of rows and of bytes (MariaDB sends it as
+    several multi-row INSERTs) is stored complete, in order, and a retry stores nothing."""
+    provider = make_provider()
+    bulky = [ChatMessage.user(f"big {i} " + "x" * 3_000_000) for i in range(3)]
+    batch = [*make_messages(1_100), *bulky, *make_messages(5, text="after")]
+    try:
+        await provider.add_messages(session_id, batch)
+        await provider.add_messages(session_id, batch)
+        stored = await provider.list_messages(session_id)
+        assert [m.id for m in stored] == [m.id for m in batch]
+        assert texts(stored) == texts(batch)
+        assert await provider.count_messages(session_id) == len(batch)
+    finally:
+        await provider.clear(session_id)
