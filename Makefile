@@ -11,7 +11,7 @@ export TIKTOKEN_CACHE_DIR ?= $(if $(wildcard $(SHARED)/tiktoken),$(SHARED)/tikto
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[all,dev]'
+	$(PY) -m pip install --quiet -e '.[all,dev,peers]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,4 +1,4 @@
-"""History backend benchmark: append and read latency against the raw client floor.
+"""History backend benchmark: append and read latency against the raw client floor and peers.
 
 For each backend URL and each history length N, a session is filled with N messages of the
 shared workload, then we time: appending one message, appending a batch of 10, reading the
@@ -6,7 +6,17 @@ last 20, and reading all. In the same run we time the floors: raw redis-py (RPUS
 JSON, LRANGE) for Redis URLs and raw SQLAlchemy Core (one INSERT, an indexed
 `SELECT ... LIMIT 20`) for SQL URLs; "read all" floors include `json.loads` of every row.
 
-Run: `python -m benchmarks.history [--url URL ...] [--sizes 100 1000 10000] [--json]`
+Beside them, when the `peers` extra is installed, we time the stores users compare memweave
+with (`benchmarks._history_peers`): Agent Framework's `RedisHistoryProvider` and LangChain's
+`RedisChatMessageHistory` on Redis URLs, LangChain's `SQLChatMessageHistory` on SQL URLs. Each
+runs on the same server through its own public async API, on a fresh session of the same
+messages (converted before timing) that it deletes afterwards. None of them can read only the
+last messages, so their "read last 20" reads the whole session and keeps the last 20, as each
+row's `note` says. A slow peer stops after a few seconds per operation (at least 3 calls), and
+`samples` says how many calls it made. A peer that is not installed is skipped, and the output
+says so in one line.
+
+Run: `python -m benchmarks.history [--url URL ...] [--sizes 100 1000 10000] [--json] [--no-peers]`
 """
 
 from __future__ import annotations
@@ -27,15 +37,38 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks._history_peers import PEERS, Peer, load_peers, storage_kind
 from benchmarks._workload import make_conversation
 from memweave import ChatMessage
 from memweave._codec import encode
 from memweave._urls import mask_url
 from memweave.providers import ChatHistoryProvider, from_url
 
-__all__ = ["Measurement", "main", "run"]
+__all__ = ["Measurement", "PeerMeasurement", "main", "run"]
 
 OPERATIONS = ("append_1", "append_10", "read_last_20", "read_all")
+PEER_PACKAGES = (
+    "langchain-core",
+    "langchain-community",
+    "agent-framework-core",
+    "agent-framework-redis",
+)
+
+
+@dataclass
+class PeerMeasurement:
+    """One peer's median and p95 latency, in milliseconds, beside memweave's in the same row."""
+
+    peer: str
+    p50_ms: float
+    p95_ms: float
+    samples: int
+    ratio_to_memweave: float | None
+    """The peer's p50 divided by memweave's p50: above 1, the peer is slower."""
+    ratio_to_memweave_p95: float | None
+    """The same for p95."""
+    note: str | None = None
+    """How the peer's call differs from memweave's, such as reading everything to get 20."""
 
 
 @dataclass
@@ -50,16 +83,35 @@ class Measurement:
     floor_p50_ms: float | None = None
     samples: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    peers: list[PeerMeasurement] = field(default_factory=list)
+    """The peers timed beside memweave on this operation at this N; empty without them."""
 
 
-async def _time(action: Callable[[], Awaitable[object]], repeat: int) -> tuple[float, float]:
+async def _samples(
+    action: Callable[[], Awaitable[object]], repeat: int, budget_s: float | None = None
+) -> list[float]:
+    """Time `action` `repeat` times, or fewer (at least 3) once `budget_s` seconds are spent."""
     samples: list[float] = []
+    deadline = None if budget_s is None else time.perf_counter() + budget_s
     for _ in range(repeat):
         start = time.perf_counter()
         await action()
         samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
+        if deadline is not None and len(samples) >= 3 and time.perf_counter() > deadline:
+            break
+    return sorted(samples)
+
+
+def _p50_p95(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+
+
+async def _time(action: Callable[[], Awaitable[object]], repeat: int) -> tuple[float, float]:
+    return _p50_p95(await _samples(action, repeat))
+
+
+# Seconds a peer may spend on one operation at one N (keyed by `quick`) before it stops early.
+_PEER_BUDGET_S = {False: 5.0, True: 0.5}
 
 
 def _repeats(operation: str, n: int, quick: bool) -> int:
@@ -202,12 +254,43 @@ class _SQLFloor(_Floor):
 
 
 def _floor_for(url: str) -> _Floor | None:
-    scheme = url.split("://", 1)[0]
-    if scheme in ("redis", "rediss"):
+    kind = storage_kind(url)
+    if kind == "redis":
         return _RedisFloor(url)
-    if scheme.startswith(("sqlite", "postgresql", "mysql", "mariadb")):
+    if kind == "sql":
         return _SQLFloor(url)
     return None
+
+
+def _peers_for(url: str) -> tuple[list[Peer], list[dict[str, Any]]]:
+    """Fresh peers for `url`, and one status entry for each peer its kind of storage has."""
+    peers, skipped = load_peers(url)
+    statuses = [_peer_status(url, type(peer), "measured", None, list(peer.notes)) for peer in peers]
+    statuses += [_peer_status(url, cls, "skipped", why, []) for cls, why in skipped.items()]
+    order = [cls.name for cls in PEERS.get(storage_kind(url) or "", ())]
+    return peers, sorted(statuses, key=lambda status: order.index(status["peer"]))
+
+
+def _peer_status(
+    url: str, cls: type[Peer], status: str, reason: str | None, notes: list[str]
+) -> dict[str, Any]:
+    return {
+        "backend": _backend_name(url),
+        "url": mask_url(url),
+        "peer": cls.name,
+        "package": cls.package,
+        "version": _version(cls.package),
+        "status": status,
+        "reason": reason,
+        "notes": notes,
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _backend_name(url: str) -> str:
@@ -223,11 +306,17 @@ def _backend_name(url: str) -> str:
 
 
 async def _bench_size(
-    name: str, url: str, history: ChatHistoryProvider, n: int, quick: bool
+    name: str,
+    url: str,
+    history: ChatHistoryProvider,
+    n: int,
+    quick: bool,
+    peers: Sequence[Peer] = (),
 ) -> list[Measurement]:
     session = f"memweave-bench-{uuid.uuid4().hex}"
     base = make_conversation(n, seed=n)
-    fresh = iter(_fresh(make_conversation(2000, seed=n + 1)))
+    fresh_messages = _fresh(make_conversation(2000, seed=n + 1))
+    fresh = iter(fresh_messages)
     for start in range(0, n, 500):
         await history.add_messages(session, base[start : start + 500])
     floor = _floor_for(url)
@@ -250,13 +339,22 @@ async def _bench_size(
         }
     results: list[Measurement] = []
     try:
+        actions = {}
+        for peer in peers:
+            actions[peer] = await _peer_actions(peer, base, fresh_messages, n, quick)
         # Reads first, so they read exactly N messages; the timed appends then grow it.
         for operation in sorted(OPERATIONS, key=lambda op: not op.startswith("read")):
             repeat = _repeats(operation, n, quick)
-            # Each operation is timed right next to its floor, so load on a shared machine
-            # hits both alike.
+            # Each operation is timed right next to its floor and peers, so load on a shared
+            # machine hits them alike.
             p50, p95 = await _time(ours[operation], repeat)
             floor_p50 = (await _time(raw[operation], repeat))[0] if operation in raw else None
+            measured = []
+            for peer in peers:
+                # A peer may be far slower (an append that reads the whole session), so it
+                # stops early once its time budget is spent; `samples` says how many it took.
+                samples = await _samples(actions[peer][operation], repeat, _PEER_BUDGET_S[quick])
+                measured.append(_peer_measurement(peer, operation, samples, p50, p95))
             results.append(
                 Measurement(
                     backend=name,
@@ -266,25 +364,78 @@ async def _bench_size(
                     p95_ms=round(p95, 4),
                     floor_p50_ms=None if floor_p50 is None else round(floor_p50, 4),
                     samples=repeat,
+                    peers=measured,
                 )
             )
     finally:
         await history.clear(session)
         if floor is not None:
             await floor.teardown()
+        for peer in peers:
+            await peer.teardown()
     return sorted(results, key=lambda m: OPERATIONS.index(m.operation))
 
 
-async def _bench_backend(url: str, sizes: Sequence[int], quick: bool) -> list[Measurement]:
+async def _peer_actions(
+    peer: Peer, base: Sequence[ChatMessage], fresh: Sequence[ChatMessage], n: int, quick: bool
+) -> dict[str, Callable[[], Awaitable[object]]]:
+    """Fill the peer's session with `base`; its timed calls, on messages converted beforehand.
+
+    The appends take the same fresh messages, in the same order, as memweave's appends.
+    """
+    for start in range(0, n, 1000):
+        await peer.append(peer.convert(base[start : start + 1000]))
+    stored = len(await peer.read_all())
+    if stored != n:
+        raise RuntimeError(f"{peer.name} holds {stored} messages after storing {n}")
+    ones = _repeats("append_1", n, quick)
+    tens = _repeats("append_10", n, quick)
+    singles = iter([peer.convert([m]) for m in fresh[:ones]])
+    batches = iter([peer.convert(fresh[at : at + 10]) for at in range(ones, ones + 10 * tens, 10)])
+    return {
+        "append_1": lambda: peer.append(next(singles)),
+        "append_10": lambda: peer.append(next(batches)),
+        "read_last_20": lambda: peer.read_last(20),
+        "read_all": peer.read_all,
+    }
+
+
+def _peer_measurement(
+    peer: Peer, operation: str, samples: list[float], p50: float, p95: float
+) -> PeerMeasurement:
+    peer_p50, peer_p95 = _p50_p95(samples)
+    return PeerMeasurement(
+        peer=peer.name,
+        p50_ms=round(peer_p50, 4),
+        p95_ms=round(peer_p95, 4),
+        samples=len(samples),
+        ratio_to_memweave=round(peer_p50 / p50, 2) if p50 > 0 else None,
+        ratio_to_memweave_p95=round(peer_p95 / p95, 2) if p95 > 0 else None,
+        note=peer.operation_notes.get(operation),
+    )
+
+
+async def _bench_backend(
+    url: str, sizes: Sequence[int], quick: bool, peers: bool = True
+) -> tuple[list[Measurement], list[dict[str, Any]]]:
     name = _backend_name(url)
     results: list[Measurement] = []
+    statuses: list[dict[str, Any]] = []
+    if not peers:
+        statuses = [
+            _peer_status(url, cls, "skipped", "--no-peers", [])
+            for cls in PEERS.get(storage_kind(url) or "", ())
+        ]
     history: ChatHistoryProvider = from_url(url)
     try:
         for n in sizes:
-            results.extend(await _bench_size(name, url, history, n, quick))
+            chosen: list[Peer] = []
+            if peers:
+                chosen, statuses = _peers_for(url)
+            results.extend(await _bench_size(name, url, history, n, quick, chosen))
     finally:
         await history.aclose()
-    return results
+    return results, statuses
 
 
 def _fresh(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
@@ -294,32 +445,38 @@ def _fresh(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
 
 def environment() -> dict[str, Any]:
     """Versions and machine facts recorded with every result."""
-    packages = {}
-    for package in ("memweave", "sqlalchemy", "redis", "asyncpg", "aiomysql", "aiosqlite"):
-        try:
-            packages[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            packages[package] = None
+    names = ("memweave", "sqlalchemy", "redis", "asyncpg", "aiomysql", "aiosqlite", *PEER_PACKAGES)
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
-        "packages": packages,
+        "packages": {package: _version(package) for package in names},
     }
 
 
-async def run(urls: Sequence[str], sizes: Sequence[int], *, quick: bool = False) -> dict[str, Any]:
-    """Run the benchmark on every URL and return results plus the environment."""
+async def run(
+    urls: Sequence[str], sizes: Sequence[int], *, quick: bool = False, peers: bool = True
+) -> dict[str, Any]:
+    """Run the benchmark on every URL and return results plus the environment.
+
+    Each result row's `peers` holds the peers measured beside memweave in that row; the
+    top-level `peers` lists, per backend, every peer it has and whether it was measured or
+    skipped (and why).
+    """
     results: list[Measurement] = []
+    statuses: list[dict[str, Any]] = []
     for url in urls:
-        results.extend(await _bench_backend(url, sizes, quick))
+        measured, status = await _bench_backend(url, sizes, quick, peers)
+        results.extend(measured)
+        statuses.extend(status)
     return {
         "suite": "history",
         "urls": [mask_url(url) for url in urls],
         "sizes": list(sizes),
         "environment": environment(),
         "results": [asdict(r) for r in results],
+        "peers": statuses,
     }
 
 
@@ -327,6 +484,8 @@ def _print_table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    # Piped output (a file, a CI log) gets room for the peer table's columns.
+    console = Console(width=None if sys.stdout.isatty() else 120)
     table = Table(title="memweave history benchmark (p50 ms; floor = raw client, same run)")
     for column in ("backend", "N", "operation", "memweave p50", "p95", "floor p50", "x floor"):
         left = column in ("backend", "operation")
@@ -343,7 +502,38 @@ def _print_table(report: dict[str, Any]) -> None:
             f"{floor:.3f}" if floor else "-",
             ratio,
         )
-    Console().print(table)
+    console.print(table)
+    rows = [(row, peer) for row in report["results"] for peer in row.get("peers", [])]
+    labels = {cls.name: cls.short for classes in PEERS.values() for cls in classes}
+    if rows:
+        peers = Table(title="peers, same run and workload (x memweave = peer p50 / memweave p50)")
+        for column in ("backend", "N", "operation", "peer", "p50", "p95", "runs", "x memweave"):
+            left = column in ("backend", "operation", "peer")
+            peers.add_column(column, justify="left" if left else "right")
+        peers.add_column("note")
+        for row, peer in rows:
+            ratio = peer["ratio_to_memweave"]
+            peers.add_row(
+                row["backend"],
+                str(row["n"]),
+                row["operation"],
+                labels.get(peer["peer"], peer["peer"]),
+                f"{peer['p50_ms']:.3f}",
+                f"{peer['p95_ms']:.3f}",
+                str(peer["samples"]),
+                "-" if ratio is None else f"{ratio:.2f}",
+                peer["note"] or "",
+            )
+        console.print(peers)
+    for status in report.get("peers", []):
+        if status["status"] == "measured":
+            notes = "; ".join(status["notes"])
+            console.print(f"peer {status['peer']} on {status['backend']}: {notes}", soft_wrap=True)
+        else:
+            console.print(
+                f"peer skipped: {status['peer']} on {status['backend']}: {status['reason']}",
+                soft_wrap=True,
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -353,10 +543,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--quick", action="store_true", help="few repetitions (smoke runs)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--no-peers", action="store_true", help="skip the peers even when they are installed"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         urls = args.url or ["memory://", f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"]
-        report = asyncio.run(run(urls, args.sizes, quick=args.quick))
+        report = asyncio.run(run(urls, args.sizes, quick=args.quick, peers=not args.no_peers))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

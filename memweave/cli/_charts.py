@@ -18,6 +18,7 @@ __all__ = ["f1_chart", "history_charts", "latency_chart", "recall_chart", "reduc
 
 _DPI = 120
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
+_PEER_MARKERS = ("s", "^", "D", "v")
 _OPERATION_TITLES = {
     "append_1": "Append 1 message",
     "append_10": "Append a batch of 10",
@@ -87,6 +88,7 @@ def _history_panel(axes: Axes, rows: Sequence[dict[str, Any]], operation: str) -
                 alpha=0.8,
                 label=f"{backend} raw-client floor p50",
             )
+        _peer_lines(axes, mine, backend, color)
     axes.set_xscale("log")
     sizes = sorted({r["n"] for r in rows})
     axes.set_xticks(sizes, [_number(n) for n in sizes])
@@ -96,7 +98,29 @@ def _history_panel(axes: Axes, rows: Sequence[dict[str, Any]], operation: str) -
     axes.set_xlabel("messages already in the session (N)")
     axes.set_ylabel("latency per call (ms, log scale)")
     _style(axes)
-    axes.legend(fontsize="small")
+    peers = any(row.get("peers") for row in rows)
+    axes.legend(fontsize="x-small" if peers else "small")
+
+
+def _peer_lines(axes: Axes, rows: Sequence[dict[str, Any]], backend: str, color: str) -> None:
+    """One dotted p50 line per peer measured beside memweave on this backend."""
+    names = list(dict.fromkeys(peer["peer"] for row in rows for peer in row.get("peers") or []))
+    for index, name in enumerate(names):
+        points = [
+            (row["n"], peer["p50_ms"])
+            for row in rows
+            for peer in row.get("peers") or []
+            if peer["peer"] == name
+        ]
+        axes.plot(
+            [n for n, _ in points],
+            [p50 for _, p50 in points],
+            linestyle=":",
+            marker=_PEER_MARKERS[index % len(_PEER_MARKERS)],
+            color=color,
+            alpha=0.8,
+            label=f"{backend}: {name} p50",
+        )
 
 
 def history_charts(result: dict[str, Any], out: Path) -> list[Path]:
@@ -110,8 +134,10 @@ def history_charts(result: dict[str, Any], out: Path) -> list[Path]:
         figure = Figure(figsize=(12, 4.8), layout="constrained")
         for axes, operation in zip(figure.subplots(1, 2), operations, strict=True):
             _history_panel(axes, rows, operation)
+        peers = "; dotted: peers, same run" if any(row.get("peers") for row in rows) else ""
         figure.suptitle(
-            f"memweave history: {what.lower()} per backend against N (line: p50, band: p50 to p95)"
+            f"memweave history: {what.lower()} per backend against N "
+            f"(line: p50, band: p50 to p95{peers})"
         )
         paths.append(_save(figure, out / name))
     return paths

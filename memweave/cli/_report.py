@@ -39,6 +39,9 @@ _PACKAGES = (
     "rich",
     "matplotlib",
     "langchain-core",
+    "langchain-community",
+    "agent-framework-core",
+    "agent-framework-redis",
 )
 
 _BACKEND_NAMES = {
@@ -226,10 +229,59 @@ def _history_section(result: dict[str, Any]) -> list[str]:
             right={1, 3, 4, 5, 6},
         ),
         "",
+        *_history_peers(result),
         "![append latency](history_append.png)",
         "",
         "![read latency](history_read.png)",
     ]
+
+
+def _history_peers(result: dict[str, Any]) -> list[str]:
+    """The peers measured beside memweave, and the ones skipped, with why."""
+    statuses: list[dict[str, Any]] = result.get("peers") or []
+    rows = []
+    for row in result["results"]:
+        for peer in row.get("peers") or []:
+            ratio = peer.get("ratio_to_memweave")
+            rows.append(
+                [
+                    row["backend"],
+                    f"{row['n']:,}",
+                    row["operation"],
+                    peer["peer"],
+                    _ms(peer["p50_ms"]),
+                    _ms(peer["p95_ms"]),
+                    str(peer["samples"]),
+                    _ms(row["p50_ms"]),
+                    "-" if ratio is None else f"{ratio:.2f}x",
+                    peer.get("note") or "",
+                ]
+            )
+    if not rows and not statuses:
+        return []
+    lines = [
+        "### Peers",
+        "",
+        "The stores users compare memweave with, on the same server in the same run, each "
+        "through its own public async API on a fresh session of the same messages (converted "
+        "before timing). `vs memweave` is the peer's p50 over memweave's: above 1, the peer "
+        "is slower. `runs` counts the timed calls: a slow peer stops after about 5 seconds "
+        "per operation (at least 3 calls; 0.5 seconds with --quick).",
+        "",
+    ]
+    if rows:
+        header = ["backend", "N", "operation", "peer", "p50 ms", "p95 ms", "runs"]
+        header += ["memweave p50 ms", "vs memweave", "note"]
+        lines += [*_table(header, rows, right={1, 4, 5, 6, 7, 8}), ""]
+    for status in statuses:
+        version = f" {status['version']}" if status.get("version") else ""
+        where = f"{status['peer']} ({status['package']}{version}) on {status['backend']}"
+        if status["status"] == "measured":
+            notes = "; ".join(status.get("notes") or [])
+            lines.append(f"- {where}" + (f": {notes}" if notes else ""))
+        else:
+            lines.append(f"- skipped {where}: {status.get('reason')}")
+    return [*lines, ""] if statuses else lines
 
 
 def _reducers_section(result: dict[str, Any]) -> list[str]:

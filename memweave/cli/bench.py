@@ -73,6 +73,15 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
                 metavar="N",
                 help="history lengths (default: 100 1000 10000; --quick: 100 1000)",
             )
+        if name != "retrieval":
+            peers = {
+                "history": "Agent Framework and LangChain histories",
+                "reducers": "LangChain",
+                "all": "LangChain and Agent Framework",
+            }[name]
+            parser.add_argument(
+                "--no-peers", action="store_true", help=f"skip {peers} even when installed"
+            )
         if name in ("reducers", "all"):
             parser.add_argument(
                 "--messages", type=positive_int, metavar="N", help="history length for reducers"
@@ -82,9 +91,6 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
             )
             parser.add_argument(
                 "--turns", type=positive_int, metavar="N", help="turns timed per reducer"
-            )
-            parser.add_argument(
-                "--no-peers", action="store_true", help="skip LangChain even when installed"
             )
         if name in ("retrieval", "all"):
             _retrieval.add_arguments(parser)
@@ -102,20 +108,29 @@ async def _history(
     urls: list[str] = args.url or ["memory://", f"sqlite+aiosqlite:///{tmp / 'history.db'}"]
     sizes: list[int] = args.sizes or ([100, 1000] if args.quick else [100, 1000, 10000])
     manifest["backends"] = [await _report.backend_info(url) for url in urls]
-    manifest["history"] = {"sizes": sizes, "quick": args.quick}
+    manifest["history"] = {"sizes": sizes, "quick": args.quick, "peers": not args.no_peers}
     merged: dict[str, Any] | None = None
     with progress_bar(console, "runs") as progress:
         task = progress.add_task("history", total=len(urls) * len(sizes))
         for url, backend in zip(urls, manifest["backends"], strict=True):
             for size in sizes:
                 progress.update(task, description=f"history: {backend['backend']}, N={size:,}")
-                part: dict[str, Any] = await module.run([url], [size], quick=args.quick)
+                part: dict[str, Any] = await module.run(
+                    [url], [size], quick=args.quick, peers=not args.no_peers
+                )
+                peers: list[dict[str, Any]] = part.get("peers", [])
                 if merged is None:
                     merged = part
                     merged["urls"] = [backend["url"] for backend in manifest["backends"]]
                     merged["sizes"] = sizes
+                    merged["peers"] = []
                 else:
                     merged["results"].extend(part["results"])
+                # One entry per backend and peer, however many sizes ran.
+                seen = {(peer["url"], peer["peer"]) for peer in merged["peers"]}
+                merged["peers"] += [
+                    peer for peer in peers if (peer["url"], peer["peer"]) not in seen
+                ]
                 progress.advance(task)
     assert merged is not None
     return merged
@@ -159,6 +174,7 @@ def _print_summary(console: Console, results: dict[str, Any]) -> None:
                 f"{row['p50_ms'] / floor:.2f}x" if floor else "-",
             )
         console.print(table)
+        _print_history_peers(console, results["history"])
     if "reducers" in results:
         reducers = results["reducers"]["results"]
         table = Table(title="reducers: ms per turn")
@@ -182,6 +198,31 @@ def _print_summary(console: Console, results: dict[str, Any]) -> None:
         console.print(table)
     if "retrieval" in results:
         _retrieval.print_summary(console, results["retrieval"])
+
+
+def _print_history_peers(console: Console, history: dict[str, Any]) -> None:
+    rows = [(row, peer) for row in history["results"] for peer in row.get("peers", [])]
+    if rows:
+        table = Table(title="history peers: p50 ms, same run and workload (p95, notes: report.md)")
+        for column in ("backend", "N", "operation", "peer", "p50", "vs memweave"):
+            left = column in ("backend", "operation", "peer")
+            table.add_column(column, justify="left" if left else "right")
+        for row, peer in rows:
+            ratio = peer.get("ratio_to_memweave")
+            table.add_row(
+                row["backend"],
+                f"{row['n']:,}",
+                row["operation"],
+                peer["peer"],
+                f"{peer['p50_ms']:.3f}",
+                "-" if ratio is None else f"{ratio:.2f}x",
+            )
+        console.print(table)
+    for status in history.get("peers", []):
+        if status["status"] != "measured":
+            console.print(
+                f"peer skipped: {status['peer']} on {status['backend']}: {status['reason']}"
+            )
 
 
 async def run_bench(args: argparse.Namespace) -> int:

@@ -106,6 +106,43 @@ def test_bench_history_writes_results_report_and_charts(
     assert "wrote" in result.err
 
 
+def test_bench_history_reports_peers_beside_memweave(
+    cli: Cli, tmp_path: Path, sqlite_url: str
+) -> None:
+    """With the peers installed, report.md has a peer table and results.json their statuses."""
+    out = tmp_path / "out"
+    result = cli(
+        "bench", "history", "--url", sqlite_url, "--sizes", "10", "20", "--quick",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    results, report, _ = _outputs(out)
+    history = results["history"]
+    assert [(p["backend"], p["peer"], p["status"]) for p in history["peers"]] == [
+        ("sqlite", "LangChain SQLChatMessageHistory", "measured")
+    ]
+    assert all(len(row["peers"]) == 1 for row in history["results"])
+    assert "### Peers" in report
+    assert "| sqlite | 20 | read_last_20 | LangChain SQLChatMessageHistory |" in report
+    assert "no limit in its API: reads all |" in report
+
+
+def test_bench_history_no_peers_says_they_were_skipped(
+    cli: Cli, tmp_path: Path, sqlite_url: str
+) -> None:
+    """--no-peers times memweave alone, and report.md says which peers it skipped."""
+    out = tmp_path / "out"
+    result = cli(
+        "bench", "history", "--url", sqlite_url, "--sizes", "10", "--quick", "--no-peers",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    results, report, _ = _outputs(out)
+    assert all(row["peers"] == [] for row in results["history"]["results"])
+    assert "- skipped LangChain SQLChatMessageHistory (langchain-community" in report
+    assert "sqlite: --no-peers" in report
+
+
 def test_bench_reducers_writes_results_report_and_chart(cli: Cli, tmp_path: Path) -> None:
     """bench reducers records its parameters and writes a table and one chart."""
     out = tmp_path / "out"
