@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from typing import Any
+from urllib.parse import urlsplit
 
 from memweave._urls import mask_url
 from memweave.errors import ConfigurationError
@@ -55,7 +56,8 @@ def from_url(url: str, **options: Any) -> ChatHistoryProvider:
         ```
 
     Raises:
-        ConfigurationError: The scheme is unknown (the message lists the supported ones).
+        ConfigurationError: The URL cannot be parsed, or its scheme is unknown (the message
+            lists the supported ones).
         MissingDependency: The backend's optional driver is not installed.
     """
     if not isinstance(url, str) or "://" not in url:
@@ -63,6 +65,10 @@ def from_url(url: str, **options: Any) -> ChatHistoryProvider:
             f"not a URL: {mask_url(url) if isinstance(url, str) else url!r}; "
             f"expected <scheme>://..., with scheme one of: {', '.join(SUPPORTED_SCHEMES)}"
         )
+    try:
+        urlsplit(url).port  # noqa: B018 - parses host and port, which a backend would do later
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot parse URL {mask_url(url)!r}: {exc}") from None
     scheme = url.split("://", 1)[0].lower()
     target = _BACKENDS.get(scheme)
     if target is None:
