@@ -1,13 +1,25 @@
 """The step machine behind `HandoffWorkflow.run`: one model call per step, a checkpoint after each.
 
-Invariants kept at every checkpoint: the stored conversation has a result for every tool
-call except those the checkpoint lists as pending approval; a step (model reply and the
-results of the calls it made) is stored as one batch after the model answered, so a failed
-model call stores nothing and the last checkpoint (status `running`) re-runs it.
+Every transition (a user input, a step, the answers to tool approvals, the end of a run) is
+planned in full first (`_handoff_plan.Planner`): the messages it stores, the checkpoint it
+leads to and the events it yields. The messages are then stored as one batch, the checkpoint
+is saved with the id of the newest stored message, and only then are providers told and
+events yielded. Hence:
+
+- a failed model call stores nothing, and the last checkpoint (status `running`) re-runs it;
+- a consumer that stops reading, a cancelled task or a failing `invoked` hook leave the
+  transition stored and checkpointed;
+- when the messages were stored but the checkpoint was not (a crash, a failed save), the
+  next load finds messages after the checkpoint's `last_message_id` and completes that
+  transition from them, planning it again without calling the model or running a tool.
+
+Invariant kept at every checkpoint: the stored conversation has a result for every tool
+call except those the checkpoint lists as pending approval.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -15,51 +27,50 @@ from typing import TYPE_CHECKING, Any
 
 from memweave.errors import InvalidArgument, ModelError
 from memweave.messages import ChatMessage, ToolCall
+from memweave.orchestration._handoff_plan import AUTONOMOUS_KEY, NOT_RUN, Plan, Planner
 from memweave.orchestration._runtime import (
     AgentInput,
     as_input_messages,
-    call_maybe_async,
     denied_result,
+    notify_failure,
     notify_invoked,
 )
-from memweave.orchestration._views import HANDOFF_KEY, agent_view, tag_messages
-from memweave.orchestration.checkpoints import (
-    ApprovalDecision,
-    Checkpoint,
-    PendingHandoff,
-    PendingRequest,
-)
+from memweave.orchestration._views import HANDOFF_KEY, agent_of, agent_view, tag_messages
+from memweave.orchestration.checkpoints import ApprovalDecision, Checkpoint, PendingRequest
 from memweave.orchestration.handoff import (
-    HANDOFF_TOOL_PREFIX,
-    AgentMessage,
-    Handoff,
     Response,
-    StopReason,
     TerminateRun,
     ToolApprovalRequest,
     UserInputRequest,
     WorkflowEvent,
     WorkflowOutput,
 )
-from memweave.orchestration.tools import TOOL_ERROR_KEY, ToolArgumentsInvalid, run_tool_calls
+from memweave.orchestration.tools import TOOL_ERROR_KEY, Tool, run_tool_calls
 from memweave.session import Session
 
 if TYPE_CHECKING:
+    from memweave.orchestration.agent import Agent
     from memweave.orchestration.handoff import HandoffWorkflow
 
-__all__ = ["AUTONOMOUS_KEY", "Run"]
+__all__ = ["Run"]
 
-AUTONOMOUS_KEY = "memweave.autonomous"
-"""Metadata key marking a continue prompt sent to an autonomous agent."""
+logger = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _note(call: ToolCall, text: str, kind: str | None = None) -> ChatMessage:
-    metadata = {TOOL_ERROR_KEY: kind} if kind else {}
-    return ChatMessage.tool(call.id, text, metadata=metadata)
+def _twin_key(message: ChatMessage) -> tuple[str, str]:
+    """What makes a planned message the one already stored by the same transition (a message
+    planned again gets a new id)."""
+    if message.role == "tool" and message.tool_call_id:
+        return ("tool", message.tool_call_id)
+    if message.role == "system" and HANDOFF_KEY in message.metadata:
+        return ("handoff_note", "")
+    if message.role == "user" and message.metadata.get(AUTONOMOUS_KEY):
+        return ("autonomous_prompt", "")
+    return ("id", message.id)
 
 
 def _since_user(conversation: Sequence[ChatMessage]) -> tuple[ChatMessage, ...]:
@@ -69,6 +80,13 @@ def _since_user(conversation: Sequence[ChatMessage]) -> tuple[ChatMessage, ...]:
         if message.role == "user" and not message.metadata.get(AUTONOMOUS_KEY):
             return tuple(conversation[index + 1 :])
     return tuple(conversation)
+
+
+def _same_input(stored: Sequence[ChatMessage], given: Sequence[ChatMessage]) -> bool:
+    def shape(messages: Sequence[ChatMessage]) -> list[tuple[Any, ...]]:
+        return [(m.role, m.content, m.name) for m in messages]
+
+    return bool(stored) and shape(stored) == shape(given)
 
 
 class Run:
@@ -94,13 +112,19 @@ class Run:
         )
         self.saved = False
         self.conversation: list[ChatMessage] = []
+        self._ahead: list[ChatMessage] = []
+        self._answered: set[str] = set()
+        self._replayed: list[ChatMessage] = []
 
     # -- loading and saving ---------------------------------------------------------------------
 
-    async def _load_checkpoint(self, checkpoint_id: str | None) -> None:
-        found = await self.wf.checkpoints.get_checkpoint(
-            self.wf.name, self.session_id, checkpoint_id
-        )
+    async def _load_checkpoint(self, checkpoint_id: str | None) -> bool:
+        """Load the checkpoint to go on from; return whether it is the thread's latest."""
+        store = self.wf.checkpoints
+        latest = await store.get_checkpoint(self.wf.name, self.session_id)
+        found = latest
+        if checkpoint_id is not None and (latest is None or latest.id != checkpoint_id):
+            found = await store.get_checkpoint(self.wf.name, self.session_id, checkpoint_id)
         if found is None:
             if checkpoint_id is not None:
                 raise InvalidArgument(
@@ -109,7 +133,7 @@ class Run:
                     f"no such checkpoint for workflow {self.wf.name!r} and session "
                     f"{self.session_id!r}",
                 )
-            return
+            return True
         if found.current_agent not in self.wf.agents:
             raise InvalidArgument(
                 "checkpoint_id",
@@ -121,10 +145,41 @@ class Run:
         self.saved = True
         if self._given_session is None and found.session:
             self.session = Session.from_dict(dict(found.session))
+        return found is latest
+
+    def _stored_after_checkpoint(self) -> list[ChatMessage] | None:
+        """The messages stored after the checkpoint, or None when its place is unknown."""
+        if not self.saved:
+            return list(self.conversation)
+        last = self.cp.last_message_id
+        if last is None:
+            return None
+        for index in range(len(self.conversation) - 1, -1, -1):
+            if self.conversation[index].id == last:
+                return self.conversation[index + 1 :]
+        return None
 
     async def _load(self, checkpoint_id: str | None) -> None:
-        await self._load_checkpoint(checkpoint_id)
+        latest = await self._load_checkpoint(checkpoint_id)
         self.conversation = await self.wf.history.list_messages(self.session_id)
+        ahead = self._stored_after_checkpoint()
+        if not latest and ahead != []:
+            # Going on from here would answer an earlier point of a conversation that has
+            # moved on, and a stored history is never rewound.
+            if ahead is None:
+                moved = "its newest message is no longer stored"
+            elif len(ahead) == 1:
+                moved = "1 message was stored after it"
+            else:
+                moved = f"{len(ahead)} messages were stored after it"
+            raise InvalidArgument(
+                "checkpoint_id",
+                checkpoint_id,
+                f"the conversation of session {self.session_id!r} moved on since this "
+                f"checkpoint ({moved}); a stored conversation is never rewound, so go on from "
+                "the latest checkpoint (run() without checkpoint_id) or start a new session",
+            )
+        self._ahead = ahead or []
 
     async def _store(self, batch: list[ChatMessage]) -> None:
         if batch:
@@ -138,32 +193,53 @@ class Run:
             "parent_id": self.cp.id if self.saved else None,
             "created_at": _now(),
             "session": self.session.to_dict(),
+            "last_message_id": self.conversation[-1].id if self.conversation else None,
         }
         checkpoint = self.cp.model_copy(update=update)
         await self.wf.checkpoints.save_checkpoint(checkpoint)
         self.cp = checkpoint
         self.saved = True
 
-    async def _terminated(self) -> bool:
-        condition = self.wf._termination
-        if condition is None:
-            return False
-        return bool(await call_maybe_async(condition, list(self.conversation)))
+    async def _apply(
+        self, plan: Plan, stored: Sequence[ChatMessage] = (), *, persist: bool = True
+    ) -> None:
+        """Store the plan's messages that are not in `stored` yet, then save its checkpoint.
 
-    async def _finish(self, reason: StopReason, detail: str) -> AsyncIterator[WorkflowEvent]:
-        await self._checkpoint(status="idle", pending=(), pending_handoff=None, tool_rounds=0)
-        yield WorkflowOutput(
-            reason=reason,
-            detail=detail,
-            conversation=tuple(self.conversation),
-            session_id=self.session_id,
-        )
+        With `persist=False` nothing is written; the state moves on in memory only.
+        """
+        if stored:
+            twins = {_twin_key(message): message for message in stored}
+            plan.batch = [twins.get(_twin_key(message), message) for message in plan.batch]
+        known = {message.id for message in stored}
+        new = [message for message in plan.batch if message.id not in known]
+        if persist:
+            await self._store(new)
+            await self._checkpoint(**plan.changes)
+        else:
+            self.conversation.extend(new)
+            self.cp = self.cp.model_copy(update=plan.changes)
+
+    def _events(self, plan: Plan) -> list[WorkflowEvent]:
+        events = list(plan.events)
+        if plan.stop is not None:
+            reason, detail = plan.stop
+            events.append(
+                WorkflowOutput(
+                    reason=reason,
+                    detail=detail,
+                    conversation=tuple(self.conversation),
+                    session_id=self.session_id,
+                )
+            )
+        return events
 
     # -- entry points ---------------------------------------------------------------------------
 
     async def pending_requests(self) -> list[UserInputRequest | ToolApprovalRequest]:
-        """Load the thread and return the requests its latest checkpoint waits on."""
+        """Load the thread and return the requests its latest checkpoint waits on (after
+        completing, in memory only, a transition stored but not checkpointed)."""
         await self._load(None)
+        await self._recover(persist=False)
         return self._requests()
 
     def _requests(self) -> list[UserInputRequest | ToolApprovalRequest]:
@@ -201,20 +277,27 @@ class Run:
             raise InvalidArgument("responses", responses, "pass a message or responses, not both")
         inputs = as_input_messages(message) if message is not None else None
         await self._load(checkpoint_id)
+        for event in await self._recover(persist=True):
+            yield event
         if inputs is not None:
-            if self.cp.status == "waiting":
-                waiting = [p.request_id for p in self.cp.pending]
-                raise InvalidArgument(
-                    "message",
-                    message,
-                    f"session {self.session_id!r} waits for responses to requests {waiting}; "
-                    "answer them with run(responses=...)",
-                )
-            async for event in self._user_input(inputs):
-                yield event
+            # A retried message whose first attempt was stored is not stored twice.
+            if not _same_input(self._replayed, inputs):
+                if self.cp.status == "waiting":
+                    waiting = [p.request_id for p in self.cp.pending]
+                    raise InvalidArgument(
+                        "message",
+                        message,
+                        f"session {self.session_id!r} waits for responses to requests "
+                        f"{waiting}; answer them with run(responses=...)",
+                    )
+                async for event in self._user_input(inputs):
+                    yield event
         elif responses is not None:
-            async for event in self._answer(responses):
-                yield event
+            # Retried answers whose results were stored are not applied twice.
+            retried = isinstance(responses, Mapping) and bool(responses)
+            if not (retried and self._answered and set(responses) <= self._answered):
+                async for event in self._answer(responses):
+                    yield event
         elif not self.saved:
             raise InvalidArgument(
                 "message",
@@ -228,25 +311,73 @@ class Run:
         for request in self._requests():
             yield request
 
+    async def _recover(self, *, persist: bool) -> list[WorkflowEvent]:
+        """Complete the transition whose messages were stored after the checkpoint but whose
+        own checkpoint was not saved; return its events."""
+        ahead = self._ahead
+        if not ahead:
+            return []
+        before = self.conversation[: len(self.conversation) - len(ahead)]
+        cp = self.cp
+        first = ahead[0]
+        if (
+            cp.status == "running"
+            and first.role == "assistant"
+            and agent_of(first) == cp.current_agent
+        ):
+            agent = self.wf.agents[cp.current_agent]
+            routes = self.wf._route_tools(agent.name)
+            own = {c.id for c in first.tool_calls if c.name not in routes}
+            ran = {
+                m.tool_call_id: m
+                for m in ahead
+                if m.role == "tool"
+                and m.tool_call_id in own
+                and m.metadata.get(TOOL_ERROR_KEY) != NOT_RUN
+            }
+            plan = await Planner(self.wf, cp).step(agent.name, before, first, ran)
+            await self._apply(plan, ahead, persist=persist)
+            if persist:
+                view = agent_view(before, agent.name, others_as="assistant")
+                answer = [m for m in plan.batch if m.role in ("assistant", "tool")]
+                await notify_invoked(agent.context_providers, self.session, view, answer, None)
+            return self._events(plan)
+        approvals = [p for p in cp.pending if p.kind == "tool_approval" and p.tool_call]
+        results = {m.tool_call_id: m for m in ahead if m.role == "tool" and m.tool_call_id}
+        if (
+            cp.status == "waiting"
+            and approvals
+            and all(p.tool_call is not None and p.tool_call.id in results for p in approvals)
+        ):
+            plan = await Planner(self.wf, cp).approved(before, approvals, results)
+            await self._apply(plan, ahead, persist=persist)
+            self._answered = {p.request_id for p in approvals}
+            return self._events(plan)
+        asking = {p.request_id for p in cp.pending if p.kind == "user_input"}
+        if all(m.role == "user" for m in ahead) and (cp.status != "waiting" or asking):
+            plan = await Planner(self.wf, cp).input(before, ahead)
+            await self._apply(plan, ahead, persist=persist)
+            self._answered = asking
+            self._replayed = list(ahead)
+            return self._events(plan)
+        if self.saved:
+            logger.warning(
+                "workflow %r, session %r: %d stored messages after checkpoint %s come from no "
+                "step of this workflow; they are kept as part of the conversation",
+                self.wf.name,
+                self.session_id,
+                len(ahead),
+                cp.id,
+            )
+        return []
+
     # -- inputs ---------------------------------------------------------------------------------
 
     async def _user_input(self, inputs: list[ChatMessage]) -> AsyncIterator[WorkflowEvent]:
-        await self._store(inputs)
-        terminated = await self._terminated()
-        await self._checkpoint(
-            status="running",
-            pending=(),
-            pending_handoff=None,
-            handoffs=0,
-            trail=(self.cp.current_agent,),
-            autonomous_turns={},
-            tool_rounds=0,
-        )
-        if terminated:
-            async for event in self._finish(
-                "termination_condition", "the termination condition was met"
-            ):
-                yield event
+        plan = await Planner(self.wf, self.cp).input(self.conversation, inputs)
+        await self._apply(plan)
+        for event in self._events(plan):
+            yield event
 
     def _check_responses(self, responses: Mapping[str, Response]) -> dict[str, Response]:
         if self.cp.status != "waiting":
@@ -289,7 +420,10 @@ class Run:
         if user is not None:
             answer = answers[user.request_id]
             if isinstance(answer, TerminateRun):
-                async for event in self._finish("user_terminated", "the user ended the run"):
+                plan = Plan()
+                plan.finish("user_terminated", "the user ended the run")
+                await self._apply(plan)
+                for event in self._events(plan):
                     yield event
                 return
             inputs = as_input_messages(answer)  # type: ignore[arg-type]
@@ -310,6 +444,17 @@ class Run:
         async for event in self._run_approved(decided):
             yield event
 
+    async def _tools_for(
+        self, agent: Agent, calls: Sequence[ToolCall]
+    ) -> dict[str, Tool[..., Any]]:
+        """The tools that can run `calls`: the agent's own and, when a call needs one, those
+        its context providers offer now (resolved as `Agent._prepare` resolves them)."""
+        own = {t.name: t for t in agent.tools}
+        if all(call.name in own for call in calls):
+            return own
+        view = agent_view(self.conversation, agent.name, others_as="assistant")
+        return (await agent._prepare(self.session, view)).tools
+
     async def _run_approved(self, decided: list[PendingRequest]) -> AsyncIterator[WorkflowEvent]:
         results: dict[str, ChatMessage] = {}
         approved: dict[str, list[ToolCall]] = {}
@@ -323,46 +468,22 @@ class Run:
                 denied = denied_result(call, decision.reason)
                 results[call.id] = tag_messages([denied], request.agent)[0]
         for agent_name, calls in approved.items():
-            tools = {t.name: t for t in self.wf.agents[agent_name].tools}
+            tools = await self._tools_for(self.wf.agents[agent_name], calls)
             ran = await run_tool_calls(calls, tools)
             for call, result in zip(calls, ran, strict=True):
                 results[call.id] = tag_messages([result], agent_name)[0]
-        batch = [results[r.tool_call.id] for r in decided if r.tool_call is not None]
-        await self._store(batch)
-        handoff = self.cp.pending_handoff
-        if await self._terminated():
-            async for event in self._finish(
-                "termination_condition", "the termination condition was met"
-            ):
-                yield event
-            return
-        if handoff is not None:
-            async for event in self._hand_off(handoff):
-                yield event
-            return
-        await self._checkpoint(
-            status="running", pending=(), pending_handoff=None, tool_rounds=self.cp.tool_rounds + 1
-        )
+        plan = await Planner(self.wf, self.cp).approved(self.conversation, decided, results)
+        await self._apply(plan)
+        for event in self._events(plan):
+            yield event
 
     # -- one step -------------------------------------------------------------------------------
-
-    def _refusal(self, source: str, target: str) -> tuple[StopReason, str] | None:
-        limit = self.wf._max_handoffs
-        if limit is not None and self.cp.handoffs >= limit:
-            return "max_handoffs", f"the limit of {limit} handoffs per user message was reached"
-        trail = self.cp.trail
-        if self.wf._ping_pong and len(trail) >= 2 and trail[-2] == target and trail[-1] == source:
-            return (
-                "ping_pong",
-                f"{source} would hand the conversation straight back to {target}, which just "
-                f"handed it to {source} (A -> B -> A)",
-            )
-        return None
 
     async def _step(self) -> AsyncIterator[WorkflowEvent]:
         agent = self.wf.agents[self.cp.current_agent]
         routes = self.wf._route_tools(agent.name)
-        view = agent_view(self.conversation, agent.name, others_as="assistant")
+        before = list(self.conversation)
+        view = agent_view(before, agent.name, others_as="assistant")
         prepared = await agent._prepare(self.session, view, extra_tools=list(routes.values()))
         allow = self.cp.tool_rounds < agent.max_tool_rounds
         try:
@@ -373,140 +494,21 @@ class Run:
                     f"max_tool_rounds={agent.max_tool_rounds} rounds"
                 )
         except Exception as exc:
-            await notify_invoked(
-                agent.context_providers, self.session, prepared.conversation, [], exc
-            )
+            await notify_failure(agent.context_providers, self.session, prepared.conversation, exc)
             raise
         reply = tag_messages([response.message], agent.name)[0]
-
-        handoff: PendingHandoff | None = None
-        stop: tuple[StopReason, str] | None = None
-        results: dict[str, ChatMessage] = {}
-        waiting: list[ToolCall] = []
-        to_run: list[ToolCall] = []
+        to_run = []
         for call in reply.tool_calls:
-            if call.name in routes:
-                target = call.name.removeprefix(HANDOFF_TOOL_PREFIX)
-                if handoff is not None or stop is not None:
-                    went = f"went to {handoff.target}" if handoff else "stopped"
-                    results[call.id] = _note(
-                        call,
-                        f"Not handed off to {target}: one handoff per turn is carried out, and "
-                        f"this turn's conversation {went}.",
-                        "not_run",
-                    )
-                    continue
-                try:
-                    args = routes[call.name].validate_arguments(call.arguments)
-                except ToolArgumentsInvalid as exc:
-                    results[call.id] = _note(
-                        call,
-                        f"Error: invalid arguments for {call.name!r}: {'; '.join(exc.errors)}.",
-                        "invalid_arguments",
-                    )
-                    continue
-                stop = self._refusal(agent.name, target)
-                if stop is not None:
-                    results[call.id] = _note(
-                        call, f"Handoff to {target} was not carried out: {stop[1]}.", "refused"
-                    )
-                    continue
-                handoff = PendingHandoff(
-                    source=agent.name, target=target, reason=args["reason"], task=args["task"]
-                )
-                results[call.id] = _note(call, f"Handed off to {target}.")
-            else:
-                selected = prepared.tools.get(call.name)
-                if selected is not None and selected.approval == "always":
-                    waiting.append(call)
-                else:
-                    to_run.append(call)
-        for call, result in zip(to_run, await run_tool_calls(to_run, prepared.tools), strict=True):
-            results[call.id] = result
-        if stop is not None:
-            for call in waiting:
-                results[call.id] = _note(call, "Not run: the workflow stopped.", "not_run")
-            waiting = []
-        answered = [results[call.id] for call in reply.tool_calls if call.id in results]
-        batch = [reply, *tag_messages(answered, agent.name)]
-        await self._store(batch)
-        yield AgentMessage(agent=agent.name, message=reply)
+            selected = prepared.tools.get(call.name)
+            if call.name not in routes and (selected is None or selected.approval != "always"):
+                to_run.append(call)
+        ran = await run_tool_calls(to_run, prepared.tools)
+        ran_by_id = {call.id: result for call, result in zip(to_run, ran, strict=True)}
+        plan = await Planner(self.wf, self.cp).step(agent.name, before, reply, ran_by_id)
+        await self._apply(plan)
+        answer = [m for m in plan.batch if m.role in ("assistant", "tool")]
         await notify_invoked(
-            agent.context_providers, self.session, prepared.conversation, batch, None
+            agent.context_providers, self.session, prepared.conversation, answer, None
         )
-        if stop is None and await self._terminated():
-            stop = ("termination_condition", "the termination condition was met")
-            unrun = [_note(c, "Not run: the workflow ended.", "not_run") for c in waiting]
-            await self._store(tag_messages(unrun, agent.name))
-            waiting = []
-        if stop is not None:
-            async for event in self._finish(*stop):
-                yield event
-            return
-        if waiting:
-            pending = tuple(
-                PendingRequest(
-                    request_id=uuid.uuid4().hex,
-                    kind="tool_approval",
-                    agent=agent.name,
-                    tool_call=call,
-                )
-                for call in waiting
-            )
-            await self._checkpoint(status="waiting", pending=pending, pending_handoff=handoff)
-            return
-        if handoff is not None:
-            async for event in self._hand_off(handoff):
-                yield event
-            return
-        if reply.tool_calls:
-            await self._checkpoint(tool_rounds=self.cp.tool_rounds + 1)
-            return
-        async for event in self._turn_ended(agent.name):
+        for event in self._events(plan):
             yield event
-
-    async def _hand_off(self, handoff: PendingHandoff) -> AsyncIterator[WorkflowEvent]:
-        lines = [f"{handoff.source} handed the conversation over to you ({handoff.target})."]
-        if handoff.reason:
-            lines.append(f"Reason: {handoff.reason}")
-        if handoff.task:
-            lines.append(f"Task: {handoff.task}")
-        note = ChatMessage.system("\n".join(lines), metadata={HANDOFF_KEY: handoff.model_dump()})
-        await self._store([note])
-        await self._checkpoint(
-            status="running",
-            current_agent=handoff.target,
-            pending=(),
-            pending_handoff=None,
-            handoffs=self.cp.handoffs + 1,
-            trail=(*self.cp.trail, handoff.target),
-            tool_rounds=0,
-        )
-        yield Handoff(
-            source=handoff.source, target=handoff.target, reason=handoff.reason, task=handoff.task
-        )
-        if await self._terminated():
-            async for event in self._finish(
-                "termination_condition", "the termination condition was met"
-            ):
-                yield event
-
-    async def _turn_ended(self, agent: str) -> AsyncIterator[WorkflowEvent]:
-        autonomous = self.wf._autonomous.get(agent)
-        used = self.cp.autonomous_turns.get(agent, 0)
-        if autonomous is not None and used < autonomous[1]:
-            prompt = ChatMessage.user(autonomous[0], metadata={AUTONOMOUS_KEY: True})
-            await self._store([prompt])
-            await self._checkpoint(
-                status="running",
-                tool_rounds=0,
-                autonomous_turns={**self.cp.autonomous_turns, agent: used + 1},
-            )
-            if await self._terminated():
-                async for event in self._finish(
-                    "termination_condition", "the termination condition was met"
-                ):
-                    yield event
-            return
-        request = PendingRequest(request_id=uuid.uuid4().hex, kind="user_input", agent=agent)
-        await self._checkpoint(status="waiting", pending=(request,), tool_rounds=0)

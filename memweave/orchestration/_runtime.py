@@ -1,9 +1,11 @@
-"""Helpers shared by the orchestrators: input coercion, one model request, provider hooks."""
+"""Helpers shared by the orchestrators: input coercion, one model request, provider hooks,
+and what a failed turn keeps."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -13,6 +15,7 @@ from memweave.errors import InvalidArgument, InvalidMessage
 from memweave.llm import ToolSpec, Usage
 from memweave.messages import ChatMessage, ToolCall, validate_messages
 from memweave.orchestration.tools import TOOL_ERROR_KEY, Tool
+from memweave.providers.base import ChatHistoryProvider
 from memweave.session import Session
 
 __all__ = [
@@ -23,10 +26,15 @@ __all__ = [
     "as_input_messages",
     "as_session",
     "call_maybe_async",
+    "completed_rounds",
     "denied_result",
     "final_text",
+    "notify_failure",
     "notify_invoked",
+    "store_after_failure",
 ]
+
+logger = logging.getLogger(__name__)
 
 AgentInput: TypeAlias = str | ChatMessage | Sequence[ChatMessage]
 """What an agent is asked: a user text, one message, or several messages."""
@@ -127,3 +135,65 @@ async def notify_invoked(
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
+
+
+def completed_rounds(produced: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """The complete tool rounds at the start of a turn's messages.
+
+    A round is an assistant message with tool calls followed by a result for every call.
+    Reading stops at the first round missing a result, or at an answer without tool calls, so
+    what is returned can be stored without leaving a call unanswered.
+    """
+    kept: list[ChatMessage] = []
+    index = 0
+    while index < len(produced):
+        reply = produced[index]
+        if reply.role != "assistant" or not reply.tool_calls:
+            break
+        end = index + 1
+        while end < len(produced) and produced[end].role == "tool":
+            end += 1
+        results = produced[index + 1 : end]
+        answered = [result.tool_call_id or "" for result in results]
+        if sorted(answered) != sorted(call.id for call in reply.tool_calls):
+            break
+        kept.extend(produced[index:end])
+        index = end
+    return kept
+
+
+async def store_after_failure(
+    history: ChatHistoryProvider,
+    session_id: str,
+    batch: Sequence[ChatMessage],
+    error: BaseException,
+) -> None:
+    """Store what a failed turn keeps (its input, its completed tool rounds) in one batch.
+
+    Never raises: a storage failure is logged and added to `error` as a note, so the caller
+    can re-raise `error` unchanged.
+    """
+    if not batch:
+        return
+    try:
+        await history.add_messages(session_id, list(batch))
+    except Exception as store_error:
+        logger.error("could not store what a failed run kept", exc_info=True)
+        error.add_note(f"memweave: what the failed run kept was not stored: {store_error!r}")
+
+
+async def notify_failure(
+    providers: Sequence[ContextProvider],
+    session: Session,
+    request: Sequence[ChatMessage],
+    error: BaseException,
+) -> None:
+    """Tell every provider's `invoked` about a failed call.
+
+    Never raises: a hook's own failure is logged and added to `error` as a note.
+    """
+    try:
+        await notify_invoked(providers, session, request, [], error)
+    except Exception as hook_error:
+        logger.error("a context provider failed in invoked() after a failed run", exc_info=True)
+        error.add_note(f"memweave: a context provider's invoked() failed: {hook_error!r}")

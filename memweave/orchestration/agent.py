@@ -29,9 +29,12 @@ from memweave.orchestration._runtime import (
     as_input_messages,
     as_session,
     call_maybe_async,
+    completed_rounds,
     denied_result,
     final_text,
+    notify_failure,
     notify_invoked,
+    store_after_failure,
 )
 from memweave.orchestration._views import tag_messages
 from memweave.orchestration.tools import Tool, run_tool_calls, tool
@@ -74,8 +77,10 @@ class Agent:
     calls the model again, until it answers without tool calls or `max_tool_rounds` rounds
     have run. The input and every new message are then stored in one `add_messages` batch and
     the context providers' `invoked` hooks see the result. When anything fails, the input is
-    still stored, the providers' `invoked` get the error, and the error reaches the caller
-    unchanged. A run never changes the agent, so one agent serves many sessions at once.
+    still stored, together with every completed tool round (a tool-call message and all its
+    results) in the same one batch, so a retry does not run those tools again; the providers'
+    `invoked` get the error, and the error reaches the caller unchanged. A run never changes
+    the agent, so one agent serves many sessions at once.
 
     Args:
         name: The agent's name: 1-53 letters, digits, `_` or `-` (so `handoff_to_<name>` is a
@@ -227,19 +232,26 @@ class Agent:
             InvalidMessage: The input is empty or not made of messages.
             ModelError: The model call failed, or the model kept calling tools after
                 `max_tool_rounds`. Any error from the client, a context provider or the
-                history provider reaches the caller unchanged.
+                history provider reaches the caller unchanged, after the input and the
+                completed tool rounds were stored (a round whose calls are not all answered
+                is left out).
         """
         inputs = as_input_messages(message)
         current = as_session(session)
         request: list[ChatMessage] = []
+        produced: list[ChatMessage] = []
         try:
             loaded = await self._history.list_messages(current.id)
             request = [*loaded, *inputs]
-            result = await self._respond(current, loaded, inputs, approve=approve)
+            result = await self._respond(
+                current, loaded, inputs, approve=approve, progress=produced
+            )
             request = result.request
             await self._history.add_messages(current.id, [*inputs, *result.messages])
         except (Exception, asyncio.CancelledError) as exc:
-            await self._store_after_failure(current, inputs, request, exc)
+            kept = [*inputs, *completed_rounds(produced)]
+            await store_after_failure(self._history, current.id, kept, exc)
+            await notify_failure(self._providers, current, request or inputs, exc)
             raise
         await notify_invoked(self._providers, current, result.request, result.messages, None)
         return AgentResponse(
@@ -248,24 +260,6 @@ class Agent:
             usage=result.usage,
             session_id=current.id,
         )
-
-    async def _store_after_failure(
-        self,
-        session: Session,
-        inputs: list[ChatMessage],
-        request: list[ChatMessage],
-        error: BaseException,
-    ) -> None:
-        try:
-            await self._history.add_messages(session.id, inputs)
-        except Exception as store_error:
-            logger.error("could not store the input of a failed run", exc_info=True)
-            error.add_note(f"memweave: the input was not stored either: {store_error!r}")
-        try:
-            await notify_invoked(self._providers, session, request or inputs, [], error)
-        except Exception as hook_error:
-            logger.error("a context provider failed in invoked() after a failed run", exc_info=True)
-            error.add_note(f"memweave: a context provider's invoked() failed: {hook_error!r}")
 
     # -- building blocks for orchestrators ------------------------------------------------------
 
@@ -362,14 +356,17 @@ class Agent:
         new: Sequence[ChatMessage] = (),
         *,
         approve: ApprovalCallback | None = None,
+        progress: list[ChatMessage] | None = None,
     ) -> TurnResult:
         """Run one turn on a conversation without loading or storing anything.
 
         Orchestrators call this with their view of a shared conversation. Returns the new
         messages (tagged with the agent's name), the usage, and the conversation that was sent.
+        Each new message is also appended to `progress` as it is made, so a caller still has
+        the completed tool rounds when a later model call fails (see `completed_rounds`).
         """
         prepared = await self._prepare(session, history, new)
-        produced: list[ChatMessage] = []
+        produced: list[ChatMessage] = progress if progress is not None else []
         usage = Usage()
         rounds = 0
         while True:
@@ -385,7 +382,9 @@ class Agent:
             reply = tag_messages([response.message], self._name)[0]
             produced.append(reply)
             if not reply.tool_calls:
-                return TurnResult(messages=produced, usage=usage, request=prepared.conversation)
+                return TurnResult(
+                    messages=list(produced), usage=usage, request=prepared.conversation
+                )
             if not allow:
                 raise ModelError(
                     f"agent {self._name!r}: the model kept calling tools after "

@@ -2,7 +2,8 @@
 
 A checkpoint is a small versioned JSON document (never pickle) that says where a handoff
 workflow stands: the agent in control, pending requests, counters, the history session the
-conversation is stored under, and its parent checkpoint. The conversation itself lives in the
+conversation is stored under (and the id of its newest message then), and its parent
+checkpoint. The conversation itself lives in the
 `ChatHistoryProvider`; a checkpoint only points at it. Stores keep the checkpoints of each
 `(workflow, session)` thread in the order they were saved.
 
@@ -124,6 +125,10 @@ class Checkpoint(BaseModel):
     """The workflow's name."""
     session_id: str
     """The history session holding the conversation."""
+    last_message_id: str | None = None
+    """The id of the conversation's newest message when the checkpoint was taken. A resume
+    that finds messages stored after it completes the step that stored them instead of
+    running that step again; None means unknown (nothing is assumed)."""
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     """When the checkpoint was taken (UTC)."""
     status: Literal["running", "waiting", "idle"]

@@ -4,8 +4,9 @@
 condition and checkpointing; `HandoffWorkflow.run` yields events (`AgentMessage`, `Handoff`,
 `UserInputRequest`, `ToolApprovalRequest`, `WorkflowOutput`) and pauses when a person must
 answer. The conversation is stored once, in one `ChatHistoryProvider`; each agent sees all
-user and agent text plus only its own tool calls. Every step is checkpointed, so a run
-resumes in another process, and a failed model call is re-run on resume.
+user and agent text plus only its own tool calls. Every step is stored and checkpointed
+before its events are yielded, so a run resumes in another process: a failed model call is
+re-run on resume, and a step that was stored but not checkpointed is completed, not re-run.
 """
 
 from __future__ import annotations
@@ -365,8 +366,19 @@ class HandoffBuilder:
         return self
 
     def with_ping_pong_guard(self, enabled: bool = True) -> Self:
-        """Stop the run when an agent hands the conversation straight back to the agent that
-        just handed it over (A -> B -> A with no user message between). On by default."""
+        """Stop the run when two agents bounce the conversation between them. On by default.
+
+        With no user message between, the guard refuses (and ends the run with
+        `reason="ping_pong"`):
+
+        - a repeated bounce, A -> B -> A -> B: A hands to B a second time after B handed
+          it back;
+        - a bare hand-back, A -> B -> A where B wrote no text since it took over.
+
+        A hand-back in which B says something (say, a tutor explaining that the question
+        belongs to another tutor) is allowed, so A can route the conversation again
+        (triage -> math -> triage -> history).
+        """
         self._ping_pong = bool(enabled)
         return self
 
@@ -473,8 +485,24 @@ class HandoffWorkflow:
 
         A run pauses after yielding `UserInputRequest`s or `ToolApprovalRequest`s, and ends
         with a `WorkflowOutput` when it stops (termination condition, limits, terminate).
-        Errors (a failed model call, an unreachable store) reach the caller unchanged; the
-        last checkpoint then still says what comes next, so `run()` retries it.
+
+        Each step (a model reply with its tool results) is stored as one batch and its
+        checkpoint saved before the step's events are yielded and the providers' `invoked`
+        called. So a consumer may stop reading at any event, and the run may be cancelled
+        or fail afterwards (a provider's `invoked` raising, say): the step stays done and
+        its requests pending. Errors (a failed model call, an unreachable store) reach the
+        caller unchanged, and the last checkpoint still says what comes next, so `run()`
+        retries it. When the messages of a step were stored but its checkpoint could not be
+        saved, the next `run()` (or `pending_requests()`) completes that step from the
+        stored messages without calling the model or running a tool again, yielding its
+        events then. Retrying the same `run(message)` or `run(responses=...)` after such a
+        failure does not store the input or run the approved tools twice.
+
+        Resuming an older checkpoint with `checkpoint_id` is allowed only while no message
+        was stored after it (e.g. the checkpoint before a partial answer to approvals). A
+        stored conversation is never rewound: once it has moved on, `InvalidArgument` is
+        raised and nothing is run or stored; go on from the latest checkpoint, or start a
+        new session.
 
         Args:
             message: A user text, a message, or messages.
@@ -483,12 +511,14 @@ class HandoffWorkflow:
             session: The conversation: a `Session`, its id, or None for `self.session_id`.
                 A session id resumes the `Session` (user id, provider state) saved with the
                 checkpoint.
-            checkpoint_id: Resume from this checkpoint of the session instead of the latest.
+            checkpoint_id: Resume from this checkpoint of the session instead of the latest;
+                only while no message was stored after it.
 
         Raises:
             InvalidArgument: Both or neither of `message` and `responses` where that makes no
                 sense: a message while requests are pending, responses when none are, an
-                unknown request id or a wrong kind of answer, an unknown checkpoint id.
+                unknown request id or a wrong kind of answer, an unknown checkpoint id, or
+                a checkpoint the conversation has moved on from.
         """
         from memweave.orchestration._handoff_engine import Run
 
@@ -497,7 +527,11 @@ class HandoffWorkflow:
     async def pending_requests(
         self, *, session: Session | str | None = None
     ) -> list[UserInputRequest | ToolApprovalRequest]:
-        """Return the requests the session's latest checkpoint waits on (none when idle)."""
+        """Return the requests the session's latest checkpoint waits on (none when idle).
+
+        A step stored but not checkpointed is completed in memory first (nothing is
+        written), so its requests are returned under the ids `run()` will yield them with.
+        """
         from memweave.orchestration._handoff_engine import Run
 
         return await Run(self, session).pending_requests()

@@ -8,7 +8,6 @@ the other agents' text as user messages.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,16 +23,20 @@ from memweave.orchestration._runtime import (
     as_input_messages,
     as_session,
     call_maybe_async,
+    completed_rounds,
     final_text,
+    notify_failure,
     notify_invoked,
+    store_after_failure,
 )
-from memweave.orchestration._views import agent_view, tag_messages
+from memweave.orchestration._views import agent_of, agent_view, tag_messages
 from memweave.orchestration.agent import Agent, AgentResponse
 from memweave.providers.base import ChatHistoryProvider
 from memweave.providers.memory import InMemoryChatHistoryProvider
 from memweave.session import Session
 
 __all__ = [
+    "CHAT_OPENING_KEY",
     "DEFAULT_MAX_TURNS",
     "DEFAULT_SUMMARY_PROMPT",
     "TERMINATE",
@@ -56,13 +59,15 @@ DEFAULT_SUMMARY_PROMPT = (
 DEFAULT_MAX_TURNS = 100
 """How many turns a chat with `max_turns=None` runs at most when nobody says `TERMINATE`."""
 
+CHAT_OPENING_KEY = "memweave.chat_opening"
+"""Metadata key marking a chat's opening message: `{"carryover": [...]}`, the carryover its
+text received. `initiate_chats` finds a chat's stored start by it when the chat is run again."""
+
 SummaryFunction: TypeAlias = Callable[[Agent, Agent, list[ChatMessage]], str | Awaitable[str]]
 """A custom summary: `(sender, recipient, transcript) -> str`, sync or async."""
 
 SummaryMethod: TypeAlias = Literal["last_msg", "reflection_with_llm"] | SummaryFunction
 """How a chat is summarised for the chats after it."""
-
-logger = logging.getLogger(__name__)
 
 _CARRYOVER_OPEN = "<carryover>"
 _CARRYOVER_CLOSE = "</carryover>"
@@ -94,8 +99,9 @@ class ChatSpec(BaseModel):
     carryover_from: Sequence[int] | None = None
     """Indexes of earlier chats whose summaries to carry over; None means all of them."""
     session_id: str | None = None
-    """Where the transcript is stored; a fresh id when None. A stored transcript is
-    continued."""
+    """Where the transcript is stored; a fresh id when None. Running the same chat again on
+    its session resumes it (see `initiate_chats`); a new chat there continues the stored
+    transcript."""
 
     def __init__(self, recipient: Agent, message: str, **data: Any) -> None:
         try:
@@ -209,16 +215,70 @@ async def _agent_turn(
     history: ChatHistoryProvider,
     transcript: list[ChatMessage],
 ) -> tuple[list[ChatMessage], Usage]:
-    """Let `agent` answer its view of the transcript, then store its messages as one batch."""
+    """Let `agent` answer its view of the transcript, then store its messages as one batch.
+
+    When the turn fails, its completed tool rounds are stored, so the chat can go on from them.
+    """
     view = agent_view(transcript, agent.name, others_as="user")
+    produced: list[ChatMessage] = []
     try:
-        result = await agent._respond(session, view)
-    except Exception as exc:
-        await notify_invoked(agent.context_providers, session, view, [], exc)
+        result = await agent._respond(session, view, progress=produced)
+    except (Exception, asyncio.CancelledError) as exc:
+        await store_after_failure(history, session.id, completed_rounds(produced), exc)
+        await notify_failure(agent.context_providers, session, view, exc)
         raise
     await history.add_messages(session.id, result.messages)
     await notify_invoked(agent.context_providers, session, result.request, result.messages, None)
     return result.messages, result.usage
+
+
+def _is_answer(message: ChatMessage) -> bool:
+    """Whether `message` ends a speaker's turn: an assistant message without tool calls."""
+    return message.role == "assistant" and not message.tool_calls
+
+
+def _stored_start(transcript: Sequence[ChatMessage], sender: Agent, spec: ChatSpec) -> int | None:
+    """The index of this chat's stored opening, when the session's last chat is this one.
+
+    The last chat is the one whose opening (a message marked with `CHAT_OPENING_KEY`) comes
+    last; it is this chat when the sender wrote it with this chat's message and no one but
+    the two agents wrote after it.
+    """
+    for index in range(len(transcript) - 1, -1, -1):
+        opening = transcript[index]
+        if CHAT_OPENING_KEY not in opening.metadata:
+            continue
+        if agent_of(opening) != sender.name or not (
+            opening.text == spec.message
+            or opening.text.startswith(f"{spec.message}\n\n{_CARRYOVER_HEADER}\n")
+        ):
+            return None
+        speakers = {sender.name, spec.recipient.name}
+        if any(agent_of(m) not in speakers for m in transcript[index + 1 :]):
+            return None
+        return index
+    return None
+
+
+def _next_speaker(
+    chat: Sequence[ChatMessage], sender: Agent, recipient: Agent, turns: int
+) -> Agent | None:
+    """Who speaks next in a chat (its messages from the opening on), or None when it is over.
+
+    A chat is over after a message ending with `TERMINATE` or the recipient's `turns`-th
+    answer. A turn cut short (the transcript ends in tool calls or results) is its speaker's
+    to finish; otherwise the side that did not speak last answers.
+    """
+    last = chat[-1]
+    if is_termination(last) and not last.tool_calls:
+        return None
+    answers = sum(1 for m in chat[1:] if _is_answer(m) and agent_of(m) == recipient.name)
+    if answers >= turns:
+        return None
+    spoke_last = sender if agent_of(last) == sender.name else recipient
+    if not _is_answer(last):
+        return spoke_last
+    return recipient if spoke_last is sender else sender
 
 
 async def _run_chat(
@@ -229,33 +289,32 @@ async def _run_chat(
 ) -> ChatResult:
     session = Session(id=spec.session_id or uuid.uuid4().hex)
     transcript = await history.list_messages(session.id)
-    opening = tag_messages(
-        [ChatMessage.assistant(carryover_block(spec.message, carryover))], sender.name
-    )
-    await history.add_messages(session.id, opening)
-    transcript.extend(opening)
+    start = _stored_start(transcript, sender, spec)
+    if start is None:
+        text = carryover_block(spec.message, carryover)
+        marker = {CHAT_OPENING_KEY: {"carryover": list(carryover)}}
+        opening = tag_messages([ChatMessage.assistant(text, metadata=marker)], sender.name)
+        await history.add_messages(session.id, opening)
+        transcript.extend(opening)
+        start = len(transcript) - 1
+        used = tuple(carryover)
+    else:
+        stored = transcript[start].metadata[CHAT_OPENING_KEY]
+        items = stored.get("carryover") if isinstance(stored, dict) else None
+        used = tuple(str(item) for item in items) if isinstance(items, list) else ()
     usage = Usage()
     turns = spec.max_turns if spec.max_turns is not None else DEFAULT_MAX_TURNS
-    done = is_termination(opening[0])
-    for turn in range(turns):
-        if done:
-            break
-        # A turn is one message from each side; the opening stands for the sender's first.
-        speakers = [spec.recipient] if turn == 0 else [sender, spec.recipient]
-        for speaker in speakers:
-            produced, used = await _agent_turn(speaker, session, history, transcript)
-            transcript.extend(produced)
-            usage = usage + used
-            if is_termination(produced[-1]):
-                done = True
-                break
-    summary, used = await _summarize(spec, sender, session, transcript)
+    while (speaker := _next_speaker(transcript[start:], sender, spec.recipient, turns)) is not None:
+        produced, used_now = await _agent_turn(speaker, session, history, transcript)
+        transcript.extend(produced)
+        usage = usage + used_now
+    summary, used_now = await _summarize(spec, sender, session, transcript)
     return ChatResult(
         session_id=session.id,
         chat_history=tuple(transcript),
         summary=summary,
-        carryover=tuple(carryover),
-        usage=usage + used,
+        carryover=used,
+        usage=usage + used_now,
     )
 
 
@@ -277,7 +336,18 @@ async def initiate_chats(
     context. The carryover used is recorded on each `ChatResult`.
 
     Every transcript is stored under its own session id (`ChatSpec.session_id` or a fresh
-    one) in `history`, message by message as the chat goes, so a failed run can be inspected.
+    one) in `history`, turn by turn as the chat goes (a failed turn keeps its completed tool
+    rounds), so a failed run can be inspected and resumed.
+
+    Resuming: run the same chats again with the same `session_id`s. A chat whose session
+    already ends with this chat (its opening, marked with `CHAT_OPENING_KEY`, is the last
+    one stored and carries this chat's message) is not started again: a finished one (it
+    ended with `TERMINATE` or reached `max_turns`) is not run at all, and its `ChatResult` is
+    rebuilt from the stored transcript (the summary made again by its `summary_method`, the
+    carryover read from the stored opening, `usage` counting only this call's model calls);
+    an unfinished one goes on from where it stopped, without adding its opening again. A
+    chat with another message on a used session starts a new chat there, after the old one
+    (so of several chats sharing one session id, only the last is resumed).
 
     Args:
         sender: The agent that opens every chat.
@@ -381,7 +451,8 @@ class Sequential:
 
         The input is stored with the first agent's reply, and each later reply as its own
         batch; when an agent fails, what was produced before it stays stored (the input at
-        least) and the error reaches the caller unchanged.
+        least), the failing agent's completed tool rounds are stored with it in one batch,
+        and the error reaches the caller unchanged.
 
         Returns:
             Every agent's new messages; `text` is the last agent's answer.
@@ -393,6 +464,7 @@ class Sequential:
         usage = Usage()
         pending: list[ChatMessage] = list(inputs)
         previous: list[ChatMessage] = []
+        progress: list[ChatMessage] = []
         try:
             for position, agent in enumerate(self._agents):
                 if position > 0 and self._chain_only:
@@ -401,15 +473,19 @@ class Sequential:
                     ]
                 else:
                     view = agent_view([*conversation, *pending], agent.name, others_as="user")
+                progress = []
                 try:
-                    result = await agent._respond(current, view)
-                except Exception as exc:
-                    await notify_invoked(agent.context_providers, current, view, [], exc)
+                    result = await agent._respond(current, view, progress=progress)
+                except (Exception, asyncio.CancelledError) as exc:
+                    kept = [*pending, *completed_rounds(progress)]
+                    pending, progress = [], []
+                    await store_after_failure(self._history, current.id, kept, exc)
+                    await notify_failure(agent.context_providers, current, view, exc)
                     raise
                 await self._history.add_messages(current.id, [*pending, *result.messages])
                 conversation.extend(pending)
                 conversation.extend(result.messages)
-                pending = []
+                pending, progress = [], []
                 await notify_invoked(
                     agent.context_providers, current, result.request, result.messages, None
                 )
@@ -417,8 +493,8 @@ class Sequential:
                 previous = result.messages
                 usage = usage + result.usage
         except (Exception, asyncio.CancelledError) as exc:
-            if pending:
-                await _store_quietly(self._history, current.id, pending, exc)
+            kept = [*pending, *completed_rounds(progress)]
+            await store_after_failure(self._history, current.id, kept, exc)
             raise
         return AgentResponse(
             messages=tuple(produced),
@@ -426,13 +502,3 @@ class Sequential:
             usage=usage,
             session_id=current.id,
         )
-
-
-async def _store_quietly(
-    history: ChatHistoryProvider, session_id: str, messages: list[ChatMessage], error: BaseException
-) -> None:
-    try:
-        await history.add_messages(session_id, messages)
-    except Exception as store_error:
-        logger.error("could not store the input of a failed run", exc_info=True)
-        error.add_note(f"memweave: the input was not stored either: {store_error!r}")

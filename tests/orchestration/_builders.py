@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
 import openai
 
 from memweave.context.base import Context, ContextProvider
+from memweave.errors import BackendUnavailable
 from memweave.llm import OpenAIChatClient
 from memweave.messages import ChatMessage, ToolCall
+from memweave.orchestration.checkpoints import Checkpoint, InMemoryCheckpointStore
 from memweave.providers.memory import InMemoryChatHistoryProvider
 from memweave.session import Session
 
@@ -90,6 +92,25 @@ class BatchRecordingHistory(InMemoryChatHistoryProvider):
         batch = list(messages)
         self.batches.append((session_id, batch))
         await super().add_messages(session_id, batch)
+
+
+class FailingCheckpointStore(InMemoryCheckpointStore):
+    """An in-memory checkpoint store whose next save fails once `fail_when` says so, as a
+    crash or a lost connection between storing a step and checkpointing it would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_when: Callable[[Checkpoint], bool] | None = None
+        self.failures = 0
+
+    async def _put(
+        self, thread: str, checkpoint: Checkpoint, data: bytes, max_checkpoints: int | None
+    ) -> None:
+        if self.fail_when is not None and self.fail_when(checkpoint):
+            self.fail_when = None
+            self.failures += 1
+            raise BackendUnavailable("injected failure")
+        await super()._put(thread, checkpoint, data, max_checkpoints)
 
 
 async def redis_prefix_cleanup(url: str, prefix: str) -> None:

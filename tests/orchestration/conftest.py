@@ -1,8 +1,11 @@
-"""Fixtures for the orchestration tests: histories and the shared Redis server."""
+"""Fixtures for the orchestration tests: histories and the shared Redis and PostgreSQL
+servers."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -11,6 +14,7 @@ from tests.conftest import service_unavailable
 from tests.orchestration._builders import BatchRecordingHistory
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://root@127.0.0.1:5432/test"
 
 
 @pytest.fixture
@@ -35,4 +39,29 @@ def redis_url() -> str:
         service_unavailable(f"Redis at {url}", f"{type(exc).__name__}: {exc}")
     finally:
         client.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """URL of the shared PostgreSQL server (`MEMWEAVE_TEST_POSTGRES_URL`); skips when
+    unreachable."""
+    url = os.environ.get("MEMWEAVE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    try:
+        import asyncpg
+    except ImportError:
+        service_unavailable(f"PostgreSQL at {url}", str(MissingDependency("asyncpg", "postgres")))
+        return url
+
+    async def ping() -> None:
+        dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        connection = await asyncpg.connect(dsn, timeout=3)
+        await connection.close()
+
+    try:
+        # In a thread of its own: async fixtures ask for this one inside a running loop.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(lambda: asyncio.run(ping())).result()
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        service_unavailable(f"PostgreSQL at {url}", f"{type(exc).__name__}: {exc}")
     return url

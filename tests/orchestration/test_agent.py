@@ -200,12 +200,69 @@ async def test_max_tool_rounds_then_the_model_must_answer(history: BatchRecordin
 async def test_a_model_ignoring_the_tool_limit_fails_the_run(
     history: BatchRecordingHistory,
 ) -> None:
-    """Tool calls after the last round raise `ModelError`; the input is still stored."""
-    client = ScriptedChatClient([calls(call("lookup", "1", city="A"))] * 2)
+    """Tool calls after the last round raise `ModelError`; the input and the completed round
+    are stored, the unanswered calls are not."""
+    client = ScriptedChatClient([calls(call("lookup", "1", city="A")), calls(call("lookup", "2"))])
     agent = Agent("helper", client, tools=[lookup], history=history, max_tool_rounds=1)
     with pytest.raises(ModelError, match="max_tool_rounds=1"):
         await agent.run("go", session="s1")
-    assert [m.text for m in await history.list_messages("s1")] == ["go"]
+    stored = await history.list_messages("s1")
+    assert [m.role for m in stored] == ["user", "assistant", "tool"]
+    assert [c.id for m in stored for c in m.tool_calls] == ["1"]
+    assert_no_orphans(stored)
+
+
+async def test_failure_keeps_the_completed_tool_rounds(history: BatchRecordingHistory) -> None:
+    """A model call failing after tools ran stores the input and every completed tool round
+    in one batch, so a retry does not run them again; the error reaches the caller unchanged."""
+    boom = ModelError("server down")
+    ran: list[str] = []
+
+    @tool
+    def refund(order_id: str) -> str:
+        ran.append(order_id)
+        return f"refunded {order_id}"
+
+    def model(messages: Any, tools: Any, options: Any) -> ChatMessage:
+        if messages[-1].role == "tool":
+            raise boom
+        return calls(call("refund", "r1", order_id="7"))
+
+    agent = Agent("helper", ScriptedChatClient(model), tools=[refund], history=history)
+    with pytest.raises(ModelError) as caught:
+        await agent.run("refund 7", session="s1")
+    assert caught.value is boom
+    assert ran == ["7"]
+    ((_, batch),) = history.batches
+    assert [(m.role, m.text) for m in batch] == [
+        ("user", "refund 7"),
+        ("assistant", ""),
+        ("tool", "refunded 7"),
+    ]
+    assert all(m.metadata[AGENT_KEY] == "helper" for m in batch[1:])
+
+
+async def test_failure_leaves_out_a_round_whose_results_are_missing(
+    history: BatchRecordingHistory,
+) -> None:
+    """A round that failed while its tools ran is not stored; earlier complete rounds are."""
+
+    @tool(approval="always")
+    def refund() -> str:
+        return "refunded"
+
+    def approve(tool_call: ToolCall) -> bool:
+        raise RuntimeError("approval service down")
+
+    client = ScriptedChatClient(
+        [calls(call("lookup", "1", city="A")), calls(call("refund", "2"), call("lookup", "3"))]
+    )
+    agent = Agent("helper", client, tools=[lookup, refund], history=history)
+    with pytest.raises(RuntimeError, match="approval service down"):
+        await agent.run("go", session="s1", approve=approve)
+    stored = await history.list_messages("s1")
+    assert [c.id for m in stored for c in m.tool_calls] == ["1"]
+    assert_no_orphans(stored)
 
 
 async def test_failure_stores_the_input_tells_providers_and_reraises_unchanged(

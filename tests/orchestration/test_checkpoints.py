@@ -1,4 +1,4 @@
-"""`CheckpointStore` rules, checked on every store: memory, a SQLite file, and Redis."""
+"""`CheckpointStore` rules, checked on every store: memory, a SQLite file, PostgreSQL and Redis."""
 
 from __future__ import annotations
 
@@ -26,15 +26,24 @@ Factory = Callable[..., CheckpointStore]
 
 
 @pytest.fixture(
-    params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.xdist_group("redis"))]
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.xdist_group("postgres")),
+        pytest.param("redis", marks=pytest.mark.xdist_group("redis")),
+    ]
 )
 async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
-    """Factory building stores of the backend under test; closes them afterwards."""
+    """Factory building stores of the backend under test; closes them afterwards, and deletes
+    what the test wrote (its Redis keys, or its own PostgreSQL table)."""
     made: list[CheckpointStore] = []
     url = ""
     prefix = f"mwt-{uuid.uuid4().hex[:12]}"
+    table_prefix = f"mwt_{uuid.uuid4().hex[:12]}_"
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'checkpoints.db'}"
+    elif request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
     elif request.param == "redis":
         url = request.getfixturevalue("redis_url")
 
@@ -43,6 +52,8 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
             store: CheckpointStore = InMemoryCheckpointStore(**options)
         elif request.param == "redis":
             store = checkpoint_store_from_url(url, prefix=prefix, **options)
+        elif request.param == "postgres":
+            store = checkpoint_store_from_url(url, table_prefix=table_prefix, **options)
         else:
             store = checkpoint_store_from_url(url, **options)
         made.append(store)
@@ -53,6 +64,22 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         await store.aclose()
     if request.param == "redis":
         await redis_prefix_cleanup(url, prefix)
+    elif request.param == "postgres":
+        await drop_checkpoint_table(url, table_prefix)
+
+
+async def drop_checkpoint_table(url: str, table_prefix: str) -> None:
+    """Drop the `<table_prefix>checkpoints` table a test created (and nothing else)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from memweave.orchestration._checkpoints_sql import checkpoint_table
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(checkpoint_table(table_prefix).drop, checkfirst=True)
+    finally:
+        await engine.dispose()
 
 
 def checkpoint(session_id: str = "s1", workflow: str = "w", **fields: Any) -> Checkpoint:
@@ -198,3 +225,24 @@ async def test_bad_arguments_are_rejected() -> None:
     with pytest.raises(ConfigurationError, match="chroma"):
         checkpoint_store_from_url("chroma:///tmp/x")
     assert isinstance(checkpoint_store_from_url("memory://"), InMemoryCheckpointStore)
+
+
+async def test_sql_store_keeps_checkpoints_in_its_own_postgres_table(postgres_url: str) -> None:
+    """On PostgreSQL the store creates `<table_prefix>checkpoints` and reads back what it saved."""
+    from sqlalchemy import inspect
+
+    from memweave.orchestration import SQLCheckpointStore
+
+    table_prefix = f"mwt_{uuid.uuid4().hex[:12]}_"
+    try:
+        async with SQLCheckpointStore(postgres_url, table_prefix=table_prefix) as store:
+            assert store.engine.dialect.name == "postgresql"
+            saved = checkpoint(status="waiting", last_message_id="m1")
+            await store.save_checkpoint(saved)
+            await store.save_checkpoint(saved)
+            assert await store.list_checkpoints("w", "s1") == [saved]
+            async with store.engine.connect() as conn:
+                tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+            assert f"{table_prefix}checkpoints" in tables
+    finally:
+        await drop_checkpoint_table(postgres_url, table_prefix)

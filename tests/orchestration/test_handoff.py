@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 import pytest
 
-from memweave.errors import InvalidArgument, ModelError
+from memweave.errors import BackendUnavailable, InvalidArgument, ModelError
 from memweave.messages import ChatMessage
 from memweave.orchestration import (
     Agent,
@@ -25,9 +26,11 @@ from memweave.orchestration import (
 from memweave.orchestration._views import HANDOFF_KEY
 from memweave.orchestration.handoff import DEFAULT_AUTONOMOUS_PROMPT
 from memweave.orchestration.tools import TOOL_ERROR_KEY
+from memweave.session import Session
 from memweave.testing import ScriptedChatClient
 from tests.orchestration._builders import (
     BatchRecordingHistory,
+    FailingCheckpointStore,
     OpenAIServer,
     RecordingProvider,
     assert_no_orphans,
@@ -442,17 +445,60 @@ async def test_max_handoffs_stops_the_run() -> None:
     assert client_of(c).requests == []
 
 
-async def test_ping_pong_guard_stops_a_to_b_to_a() -> None:
-    """B handing straight back to A, which just handed to B, stops the run."""
+async def test_ping_pong_guard_stops_a_hand_back_without_text() -> None:
+    """B handing straight back to A, which just handed to B, without writing anything stops
+    the run."""
     a, b = agents(a=[calls(handoff("b", "h1"))], b=[calls(handoff("a", "h2"), call("other", "x1"))])
     workflow = HandoffBuilder("w", [a, b]).build()
     events = await collect(workflow.run("go"))
     output = events[-1]
     assert isinstance(output, WorkflowOutput)
     assert output.reason == "ping_pong"
-    assert "A -> B -> A" in output.detail
+    assert "without writing anything (a -> b -> a)" in output.detail
     assert_no_orphans([m for m in output.conversation if m.role != "system"])
     assert len(client_of(a).requests) == 1
+
+
+async def test_ping_pong_guard_allows_rerouting_after_a_hand_back_with_text() -> None:
+    """A tutor that says why and hands back lets triage route again (triage -> math ->
+    triage -> history)."""
+    triage = Agent(
+        "triage",
+        ScriptedChatClient([calls(handoff("math", "h1")), calls(handoff("history", "h3"))]),
+    )
+    math = Agent(
+        "math",
+        ScriptedChatClient([calls(handoff("triage", "h2"), text="That is a history question.")]),
+    )
+    history_tutor = Agent("history", ScriptedChatClient(["Augustus."]))
+    workflow = HandoffBuilder("tutors", [triage, math, history_tutor]).build()
+    events = await collect(workflow.run("Who was the first emperor of Rome?"))
+    assert [(e.source, e.target) for e in events if isinstance(e, Handoff)] == [
+        ("triage", "math"),
+        ("math", "triage"),
+        ("triage", "history"),
+    ]
+    assert kinds(events)[-1] == "UserInputRequest"
+
+
+async def test_ping_pong_guard_stops_a_repeated_bounce() -> None:
+    """A -> B -> A -> B stops the run, even when B wrote text before handing back."""
+    a, b = agents(
+        a=[calls(handoff("b", "h1")), calls(handoff("b", "h3"))],
+        b=[calls(handoff("a", "h2"), text="Not mine.")],
+    )
+    workflow = HandoffBuilder("w", [a, b]).build()
+    events = await collect(workflow.run("go"))
+    assert [(e.source, e.target) for e in events if isinstance(e, Handoff)] == [
+        ("a", "b"),
+        ("b", "a"),
+    ]
+    output = events[-1]
+    assert isinstance(output, WorkflowOutput)
+    assert output.reason == "ping_pong"
+    assert "(a -> b -> a -> b)" in output.detail
+    assert output.conversation[-1].metadata[TOOL_ERROR_KEY] == "refused"
+    assert len(client_of(b).requests) == 1
 
 
 async def test_ping_pong_guard_allows_a_return_after_user_input() -> None:
@@ -560,18 +606,332 @@ async def test_sessions_are_independent() -> None:
     assert len(await workflow.pending_requests(session="s1")) == 1
 
 
-async def test_resume_from_a_given_checkpoint() -> None:
-    """`checkpoint_id` resumes from that checkpoint instead of the latest."""
+async def test_resuming_an_older_checkpoint_is_refused_once_the_conversation_moved_on() -> None:
+    """`checkpoint_id` naming a checkpoint that messages were stored after raises
+    `InvalidArgument`; nothing is asked or stored."""
     store = InMemoryCheckpointStore()
+    history = BatchRecordingHistory()
     a, b = agents(a=["first", "again"], b=[])
-    workflow = HandoffBuilder("w", [a, b]).with_checkpointing(store).build()
+    workflow = HandoffBuilder("w", [a, b], history=history).with_checkpointing(store).build()
     await collect(workflow.run("go"))
     checkpoints = await store.list_checkpoints("w", workflow.session_id)
     running = next(c for c in checkpoints if c.status == "running")
-    events = await collect(workflow.run(checkpoint_id=running.id))
-    assert kinds(events) == ["AgentMessage", "UserInputRequest"]
+    stored = await history.list_messages(workflow.session_id)
+    with pytest.raises(InvalidArgument, match="1 message was stored after it"):
+        await collect(workflow.run(checkpoint_id=running.id))
+    assert len(client_of(a).requests) == 1
+    assert await history.list_messages(workflow.session_id) == stored
+    assert len(await store.list_checkpoints("w", workflow.session_id)) == len(checkpoints)
     with pytest.raises(InvalidArgument, match="no such checkpoint"):
         await collect(workflow.run(checkpoint_id="missing"))
+
+
+async def test_resume_from_a_given_checkpoint_with_nothing_stored_since() -> None:
+    """An older checkpoint that no message was stored after resumes: here the one before a
+    partial approval answer, so both approvals are asked again."""
+
+    @tool(approval="always")
+    def act(n: int) -> str:
+        return f"did {n}"
+
+    store = InMemoryCheckpointStore()
+    client = ScriptedChatClient([calls(call("act", "1", n=1), call("act", "2", n=2)), "ok"])
+    workflow = (
+        HandoffBuilder("w", [Agent("a", client, tools=[act]), *agents(b=[])])
+        .with_checkpointing(store)
+        .build()
+    )
+    first, second = (await collect(workflow.run("go")))[-2:]
+    assert isinstance(first, ToolApprovalRequest)
+    await collect(workflow.run(responses={first.request_id: True}))
+    _, before = await store.list_checkpoints("w", workflow.session_id, limit=2)
+    assert await collect(workflow.run(checkpoint_id=before.id)) == [first, second]
+
+
+def refund_agent(ran: list[str], **options: Any) -> Agent:
+    """An agent that asks to refund order 7 (a tool needing approval), then says "Done."."""
+
+    @tool(approval="always")
+    def refund(order_id: str) -> str:
+        ran.append(order_id)
+        return f"refunded {order_id}"
+
+    client = ScriptedChatClient([calls(call("refund", "r1", order_id="7")), "Done."])
+    return Agent("refunds", client, tools=[refund], **options)
+
+
+async def test_leaving_the_events_after_a_step_keeps_its_approval_pending() -> None:
+    """A consumer that stops reading at a step's `AgentMessage` finds the step's approval
+    request pending; approving it runs the tool once and asks the model once more."""
+    ran: list[str] = []
+    agent = refund_agent(ran)
+    history = BatchRecordingHistory()
+    workflow = HandoffBuilder("w", [agent, *agents(b=[])], history=history).build()
+    async for event in workflow.run("refund 7"):
+        if isinstance(event, AgentMessage):
+            break
+    (request,) = await workflow.pending_requests()
+    assert isinstance(request, ToolApprovalRequest)
+    assert request.tool_call.id == "r1"
+    events = await collect(workflow.run(responses={request.request_id: True}))
+    assert kinds(events) == ["AgentMessage", "UserInputRequest"]
+    assert ran == ["7"]
+    assert len(client_of(agent).requests) == 2
+    assert_no_orphans(await history.list_messages(workflow.session_id))
+
+
+async def test_a_cancelled_run_keeps_the_checkpoint_of_its_stored_step() -> None:
+    """A run cancelled after a step was stored (here while a provider's `invoked` runs)
+    leaves the step checkpointed: its approval request is pending."""
+    entered = asyncio.Event()
+
+    class Blocking(RecordingProvider):
+        async def invoked(
+            self,
+            session: Session,
+            request_messages: Sequence[ChatMessage],
+            response_messages: Sequence[ChatMessage],
+            error: BaseException | None = None,
+        ) -> None:
+            entered.set()
+            await asyncio.Event().wait()
+
+    agent = refund_agent([], context_providers=[Blocking()])
+    workflow = HandoffBuilder("w", [agent, *agents(b=[])]).build()
+    task = asyncio.create_task(collect(workflow.run("refund 7")))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (request,) = await workflow.pending_requests()
+    assert isinstance(request, ToolApprovalRequest)
+    assert len(client_of(agent).requests) == 1
+
+
+async def test_a_failing_invoked_hook_leaves_the_step_checkpointed() -> None:
+    """A provider's `invoked` failing after a step reaches the caller; `run()` then goes on
+    from the next step instead of asking the model again."""
+
+    class Failing(RecordingProvider):
+        async def invoked(
+            self,
+            session: Session,
+            request_messages: Sequence[ChatMessage],
+            response_messages: Sequence[ChatMessage],
+            error: BaseException | None = None,
+        ) -> None:
+            raise RuntimeError("memory down")
+
+    a = Agent("a", ScriptedChatClient([calls(handoff("b", "h1"))]), context_providers=[Failing()])
+    (b,) = agents(b=["b here"])
+    history = BatchRecordingHistory()
+    workflow = HandoffBuilder("w", [a, b], history=history).build()
+    with pytest.raises(RuntimeError, match="memory down"):
+        await collect(workflow.run("go"))
+    events = await collect(workflow.run())
+    assert kinds(events) == ["AgentMessage", "UserInputRequest"]
+    assert cast(AgentMessage, events[0]).agent == "b"
+    assert len(client_of(a).requests) == 1
+    stored = await history.list_messages(workflow.session_id)
+    assert [c.id for m in stored for c in m.tool_calls] == ["h1"]
+
+
+async def test_a_step_stored_but_not_checkpointed_is_completed_not_rerun() -> None:
+    """When the checkpoint after a stored step cannot be saved, `run()` completes the step
+    from the stored reply: the model is not asked again and the approval is pending."""
+    ran: list[str] = []
+    agent = refund_agent(ran)
+    store = FailingCheckpointStore()
+    history = BatchRecordingHistory()
+    workflow = (
+        HandoffBuilder("w", [agent, *agents(b=[])], history=history)
+        .with_checkpointing(store)
+        .build()
+    )
+    store.fail_when = lambda checkpoint: checkpoint.status == "waiting"
+    with pytest.raises(BackendUnavailable):
+        await collect(workflow.run("refund 7"))
+    assert store.failures == 1
+    (request,) = await workflow.pending_requests()
+    assert isinstance(request, ToolApprovalRequest)
+    events = await collect(workflow.run())
+    assert kinds(events) == ["AgentMessage", "ToolApprovalRequest"]
+    assert events[-1] == request
+    assert len(client_of(agent).requests) == 1
+    events = await collect(workflow.run(responses={request.request_id: True}))
+    assert kinds(events) == ["AgentMessage", "UserInputRequest"]
+    assert ran == ["7"]
+    stored = await history.list_messages(workflow.session_id)
+    assert [m.text for m in stored if m.role == "assistant"] == ["", "Done."]
+    assert_no_orphans(stored)
+
+
+async def test_a_handoff_stored_but_not_checkpointed_happens_once() -> None:
+    """A handoff step stored before its checkpoint failed is completed on `run()`: one
+    handoff call, one result, one note, and the target answers."""
+    store = FailingCheckpointStore()
+    a, b = agents(a=[calls(handoff("b", "h1", reason="billing"))], b=["b here"])
+    history = BatchRecordingHistory()
+    workflow = HandoffBuilder("w", [a, b], history=history).with_checkpointing(store).build()
+    store.fail_when = lambda checkpoint: checkpoint.current_agent == "b"
+    with pytest.raises(BackendUnavailable):
+        await collect(workflow.run("go"))
+    events = await collect(workflow.run())
+    assert kinds(events) == ["AgentMessage", "Handoff", "AgentMessage", "UserInputRequest"]
+    assert events[1] == Handoff(source="a", target="b", reason="billing")
+    assert len(client_of(a).requests) == 1
+    stored = await history.list_messages(workflow.session_id)
+    assert [c.id for m in stored for c in m.tool_calls] == ["h1"]
+    assert [m.text for m in stored if m.role == "tool"] == ["Handed off to b."]
+    assert len([m for m in stored if HANDOFF_KEY in m.metadata]) == 1
+    assert [m.text for m in stored if m.role == "assistant"] == ["", "b here"]
+
+
+def support_workflow(store: FailingCheckpointStore, ran: list[str]) -> Any:
+    """Triage hands off to refunds, which needs an approval, goes on once on its own, asks
+    the user, and closes the case (the termination condition)."""
+
+    @tool(approval="always")
+    def refund(order_id: str) -> str:
+        ran.append(order_id)
+        return f"refunded {order_id}"
+
+    triage = Agent(
+        "triage",
+        ScriptedChatClient([calls(handoff("refunds", "h1", reason="refund"), text="One moment.")]),
+    )
+    refunds = Agent(
+        "refunds",
+        ScriptedChatClient(
+            [
+                calls(call("refund", "r1", order_id="7"), call("lookup_order", "l1", order_id="7")),
+                "Refunded.",
+                "Anything else?",
+                "Case closed.",
+            ]
+        ),
+        tools=[refund, lookup_order],
+    )
+    return (
+        HandoffBuilder(
+            "support",
+            [triage, refunds],
+            history=BatchRecordingHistory(),
+            termination_condition=lambda c: c[-1].text == "Case closed.",
+        )
+        .with_autonomous_mode(agents=[refunds], turn_limits=1)
+        .with_checkpointing(store)
+        .build()
+    )
+
+
+async def drive_support(workflow: Any) -> list[WorkflowEvent]:
+    """Run the support conversation to its end, resuming with `run()` after a failure; return
+    every event yielded, including those yielded before a failure."""
+    events: list[WorkflowEvent] = []
+    action: Any = {"message": "Refund order 7."}
+    while True:
+        try:
+            async for event in workflow.run(**action):
+                events.append(event)
+        except BackendUnavailable:
+            action = {}
+            continue
+        last = events[-1]
+        if isinstance(last, WorkflowOutput):
+            return events
+        assert isinstance(last, ToolApprovalRequest | UserInputRequest)
+        answer = True if isinstance(last, ToolApprovalRequest) else "No, thanks."
+        action = {"responses": {last.request_id: answer}}
+
+
+async def test_any_failed_checkpoint_save_resumes_to_the_same_conversation() -> None:
+    """Whichever checkpoint save fails, `run()` goes on to the conversation an uninterrupted
+    run stores, yielding every event once, without asking a model or running a tool twice."""
+
+    def shape(conversation: Sequence[ChatMessage]) -> list[tuple[str, str | None, str]]:
+        return [(m.role, m.name, m.text) for m in conversation]
+
+    ran: list[str] = []
+    baseline_store = FailingCheckpointStore()
+    baseline = await drive_support(support_workflow(baseline_store, ran))
+    expected = cast(WorkflowOutput, baseline[-1])
+    assert expected.reason == "termination_condition"
+    saves = len(await baseline_store.list_checkpoints("support", expected.session_id))
+    assert saves >= 8
+    for failing in range(saves):
+        ran = []
+        store = FailingCheckpointStore()
+        counter = iter(range(saves))
+        store.fail_when = lambda checkpoint, n=failing, seen=counter: next(seen) == n  # type: ignore[misc]
+        workflow = support_workflow(store, ran)
+        events = await drive_support(workflow)
+        assert store.failures == 1
+        output = events[-1]
+        assert isinstance(output, WorkflowOutput)
+        assert shape(output.conversation) == shape(expected.conversation), failing
+        assert_no_orphans([m for m in output.conversation if m.role != "system"])
+        assert ran == ["7"]
+        assert kinds(events) == kinds(baseline), failing
+
+
+async def test_retrying_answers_whose_results_were_stored_runs_the_tool_once() -> None:
+    """`run(responses=...)` retried after its results were stored but not checkpointed
+    completes the run without running the approved tool again."""
+    ran: list[str] = []
+    store = FailingCheckpointStore()
+    history = BatchRecordingHistory()
+    workflow = (
+        HandoffBuilder("w", [refund_agent(ran), *agents(b=[])], history=history)
+        .with_checkpointing(store)
+        .build()
+    )
+    request = (await collect(workflow.run("refund 7")))[-1]
+    assert isinstance(request, ToolApprovalRequest)
+    store.fail_when = lambda checkpoint: checkpoint.status == "running"
+    with pytest.raises(BackendUnavailable):
+        await collect(workflow.run(responses={request.request_id: True}))
+    events = await collect(workflow.run(responses={request.request_id: True}))
+    assert kinds(events) == ["AgentMessage", "UserInputRequest"]
+    assert ran == ["7"]
+    assert_no_orphans(await history.list_messages(workflow.session_id))
+
+
+async def test_retrying_a_message_whose_input_was_stored_stores_it_once() -> None:
+    """`run(message)` retried after the input was stored but not checkpointed stores the
+    input once and answers it."""
+    store = FailingCheckpointStore()
+    history = BatchRecordingHistory()
+    a, b = agents(a=["hello"], b=[])
+    workflow = HandoffBuilder("w", [a, b], history=history).with_checkpointing(store).build()
+    store.fail_when = lambda checkpoint: checkpoint.status == "running"
+    with pytest.raises(BackendUnavailable):
+        await collect(workflow.run("hi"))
+    events = await collect(workflow.run("hi"))
+    assert kinds(events) == ["AgentMessage", "UserInputRequest"]
+    assert [m.text for m in await history.list_messages(workflow.session_id)] == ["hi", "hello"]
+
+
+async def test_an_approved_context_provider_tool_runs() -> None:
+    """A tool offered by a context provider with `approval="always"` runs once approved."""
+    ran: list[str] = []
+
+    @tool(approval="always")
+    def wipe_cache(key: str) -> str:
+        ran.append(key)
+        return f"wiped {key}"
+
+    client = ScriptedChatClient([calls(call("wipe_cache", "w1", key="k")), "Wiped."])
+    provider = RecordingProvider(tools=[wipe_cache])
+    agent = Agent("a", client, context_providers=[provider])
+    workflow = HandoffBuilder("w", [agent, *agents(b=[])]).build()
+    request = (await collect(workflow.run("wipe k")))[-1]
+    assert isinstance(request, ToolApprovalRequest)
+    events = await collect(workflow.run(responses={request.request_id: True}))
+    assert kinds(events) == ["AgentMessage", "UserInputRequest"]
+    assert ran == ["k"]
+    result = client.requests[1].messages[-1]
+    assert (result.tool_call_id, result.text) == ("w1", "wiped k")
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from memweave.errors import InvalidArgument, ModelError
 from memweave.messages import ChatMessage
 from memweave.orchestration import Agent, ChatSpec, Sequential, initiate_chats, tool
 from memweave.orchestration.sequential import DEFAULT_SUMMARY_PROMPT
+from memweave.orchestration.tools import Tool
 from memweave.testing import ScriptedChatClient
 from tests.orchestration._builders import BatchRecordingHistory, assert_no_orphans, call, calls
 
@@ -207,8 +208,8 @@ async def test_each_chat_is_stored_once_under_its_own_session(
     assert sorted(await history.list_sessions()) == sorted(r.session_id for r in results)
 
 
-async def test_a_stored_transcript_is_continued() -> None:
-    """A chat with an existing `session_id` continues its stored transcript."""
+async def test_a_stored_transcript_is_continued_by_a_new_chat() -> None:
+    """A chat with a new message on an existing `session_id` continues its stored transcript."""
     history = BatchRecordingHistory()
     recipient_client = ScriptedChatClient(["first TERMINATE", "second TERMINATE"])
     recipient = Agent("r", recipient_client)
@@ -225,6 +226,105 @@ async def test_a_stored_transcript_is_continued() -> None:
         "two",
         "second TERMINATE",
     ]
+
+
+async def test_rerunning_chats_rebuilds_finished_ones_and_continues_the_failed_one(
+    history: BatchRecordingHistory,
+) -> None:
+    """Re-run with the same session ids after chat 2 failed, chat 1 is not run again (its
+    result is rebuilt from its transcript) and chat 2's stored opening is not added again."""
+    numbers_client = ScriptedChatClient(["Sum: 25. TERMINATE"])
+    down = [True]
+
+    def analyst_model(messages: Any, tools: Any, options: Any) -> str:
+        if down[0]:
+            raise ModelError("down")
+        return "Report. TERMINATE"
+
+    sender = Agent("user", ScriptedChatClient([]))
+    chats = [
+        ChatSpec(Agent("numbers", numbers_client), "Sum 14, 3, 8.", session_id="c1"),
+        ChatSpec(Agent("analyst", ScriptedChatClient(analyst_model)), "Analyze.", session_id="c2"),
+    ]
+    with pytest.raises(ModelError):
+        await initiate_chats(sender, chats, history=history)
+    down[0] = False
+    first, second = await initiate_chats(sender, chats, history=history)
+    assert len(numbers_client.requests) == 1
+    assert [m.text for m in first.chat_history] == ["Sum 14, 3, 8.", "Sum: 25. TERMINATE"]
+    assert await history.list_messages("c1") == list(first.chat_history)
+    assert first.summary == "Sum: 25."
+    assert [m.name for m in await history.list_messages("c2")] == ["user", "analyst"]
+    assert second.carryover == ("Sum: 25.",)
+    assert second.summary == "Report."
+
+
+async def test_rerunning_an_unfinished_chat_continues_where_it_stopped(
+    history: BatchRecordingHistory,
+) -> None:
+    """A chat that stopped mid-way goes on from its stored transcript: the speaker that
+    failed speaks next, and `max_turns` counts the turns already stored."""
+    down = [True]
+
+    def sender_model(messages: Any, tools: Any, options: Any) -> str:
+        if down[0]:
+            raise ModelError("down")
+        return "Now 3?"
+
+    recipient_client = ScriptedChatClient(["4.", "6."])
+    sender = Agent("user", ScriptedChatClient(sender_model))
+    spec = ChatSpec(Agent("doubler", recipient_client), "Double 2.", max_turns=2, session_id="c")
+    with pytest.raises(ModelError):
+        await initiate_chats(sender, [spec], history=history)
+    down[0] = False
+    (result,) = await initiate_chats(sender, [spec], history=history)
+    assert [(m.name, m.text) for m in result.chat_history] == [
+        ("user", "Double 2."),
+        ("doubler", "4."),
+        ("user", "Now 3?"),
+        ("doubler", "6."),
+    ]
+    assert len(recipient_client.requests) == 2
+    (again,) = await initiate_chats(sender, [spec], history=history)
+    assert again.chat_history == result.chat_history
+    assert again.summary == "6."
+    assert len(recipient_client.requests) == 2
+
+
+def failing_after_a_tool_round(boom: Exception) -> tuple[ScriptedChatClient, Tool[..., Any]]:
+    """A client that calls `double` once, then fails; and the tool."""
+
+    @tool
+    def double(n: int) -> int:
+        return 2 * n
+
+    def model(messages: Any, tools: Any, options: Any) -> ChatMessage:
+        if messages[-1].role == "tool":
+            raise boom
+        return calls(call("double", "d1", n=2))
+
+    return ScriptedChatClient(model), double
+
+
+async def test_a_failed_chat_keeps_its_completed_tool_rounds(
+    history: BatchRecordingHistory,
+) -> None:
+    """A recipient failing after its tool ran keeps the completed round in the transcript;
+    the error reaches the caller unchanged."""
+    boom = ModelError("down")
+    client, double = failing_after_a_tool_round(boom)
+    sender = Agent("user", ScriptedChatClient([]))
+    spec = ChatSpec(Agent("r", client, tools=[double]), "double 2", session_id="c")
+    with pytest.raises(ModelError) as caught:
+        await initiate_chats(sender, [spec], history=history)
+    assert caught.value is boom
+    stored = await history.list_messages("c")
+    assert [(m.role, m.name) for m in stored] == [
+        ("assistant", "user"),
+        ("assistant", "r"),
+        ("tool", None),
+    ]
+    assert_no_orphans(stored)
 
 
 def test_chat_spec_validation_errors_are_memweave_errors() -> None:
@@ -322,6 +422,23 @@ async def test_sequential_first_agent_failure_still_stores_the_input(
     with pytest.raises(ModelError):
         await pipeline.run("go", session="s1")
     assert [m.text for m in await history.list_messages("s1")] == ["go"]
+
+
+async def test_sequential_failure_keeps_completed_tool_rounds_with_the_input(
+    history: BatchRecordingHistory,
+) -> None:
+    """An agent failing after its tool ran stores the input and the completed round in one
+    batch; the error reaches the caller unchanged."""
+    boom = ModelError("down")
+    client, double = failing_after_a_tool_round(boom)
+    pipeline = Sequential(
+        [Agent("a", client, tools=[double]), Agent("b", ScriptedChatClient([]))], history=history
+    )
+    with pytest.raises(ModelError) as caught:
+        await pipeline.run("go", session="s1")
+    assert caught.value is boom
+    ((_, batch),) = history.batches
+    assert [(m.role, m.text) for m in batch] == [("user", "go"), ("assistant", ""), ("tool", "4")]
 
 
 def test_sequential_rejects_duplicate_names() -> None:
