@@ -8,7 +8,12 @@ Run as `python -m benchmarks.reducers` (`--help` for the options). On a history 
 - the floor: slicing a window of the same length off the history;
 - the naive baseline that re-encodes every message with tiktoken each turn;
 - LangChain's `trim_messages` with a tiktoken counter that applies the same counting rule, when
-  `langchain_core` is installed (extra `peers`), and whether both keep identical windows.
+  `langchain_core` is installed (extra `peers`), and whether both keep identical windows;
+- a budgeted read through a history backend: a session of `--read-messages` messages (10 x
+  `--messages` by default, so 100,000) stored in SQLite (a temporary file) and in Redis (at
+  `--redis-url`, when reachable; under a fresh key prefix, its session cleared afterwards),
+  read with `TokenBudgetReducer(--max-tokens)` and `reduce_on="read"`, next to a full
+  `list_messages` plus `reduce` of the same session; both must keep the same window.
 
 It prints a table, or with `--json` a JSON report holding the versions and the machine.
 """
@@ -23,14 +28,19 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 from benchmarks._workload import make_conversation
+from memweave._urls import mask_url
+from memweave.errors import BackendUnavailable, ConfigurationError
 from memweave.messages import ChatMessage
+from memweave.providers import ChatHistoryProvider, from_url
 from memweave.reducers import MessageCountReducer, TokenBudgetReducer, TokenCounter
 from memweave.reducers._groups import select_window
 
@@ -38,6 +48,11 @@ __all__ = ["main", "run"]
 
 TARGET_PER_TURN_MS = 0.5
 TARGET_SPEEDUP_VS_LANGCHAIN = 1_000
+TARGET_BUDGETED_READ_MS = 20.0
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+READ_SESSION_FACTOR = 10
+"""Without `--read-messages`, the read workload's session is this many times `--messages`."""
+_FILL_BATCH = 5_000  # messages per add_messages while filling the read session
 
 
 @dataclass
@@ -52,6 +67,21 @@ class Options:
     seed: int = 0
     model: str = "gpt-4o"
     peers: bool = True
+    read_messages: int | None = None
+    """Length of the session read through the backends; `None`: 10 x `messages`; 0 skips."""
+    read_repeats: int = 50
+    """Budgeted reads timed per backend, after a first one timed on its own."""
+    full_reads: int = 3
+    """Full `list_messages` + `reduce` baseline reads timed per backend."""
+    redis_url: str | None = DEFAULT_REDIS_URL
+    """Redis server for the read workload; `None` skips Redis."""
+
+    @property
+    def read_session_messages(self) -> int:
+        """The read workload's session length, with the default applied."""
+        if self.read_messages is None:
+            return READ_SESSION_FACTOR * self.messages
+        return self.read_messages
 
 
 @dataclass
@@ -244,7 +274,13 @@ async def run(options: Options) -> dict[str, Any]:
     )
 
     results["langchain"] = await _run_langchain(options, counter, reducer, base, incoming, per_turn)
+    results["budgeted_read"] = await _run_budgeted_reads(options, counter)
     speedup = results["langchain"].get("speedup")
+    read_p50s = [
+        backend["read"]["p50_ms"]
+        for backend in results["budgeted_read"]["backends"].values()
+        if backend["status"] == "measured"
+    ]
     results["targets"] = {
         "per_turn_p50_ms_below": TARGET_PER_TURN_MS,
         "per_turn_met": per_turn.summary()["p50_ms"] < TARGET_PER_TURN_MS,
@@ -252,6 +288,8 @@ async def run(options: Options) -> dict[str, Any]:
         "speedup_vs_langchain_met": (
             None if speedup is None else speedup >= TARGET_SPEEDUP_VS_LANGCHAIN
         ),
+        "budgeted_read_p50_ms_below": TARGET_BUDGETED_READ_MS,
+        "budgeted_read_met": (max(read_p50s) < TARGET_BUDGETED_READ_MS if read_p50s else None),
     }
     return {
         "suite": "reducers",
@@ -264,11 +302,18 @@ async def run(options: Options) -> dict[str, Any]:
             "seed": options.seed,
             "model": options.model,
             "encoding": counter.encoding_name,
+            "read_messages": options.read_session_messages,
+            "read_repeats": options.read_repeats,
+            "full_reads": options.full_reads,
+            "redis_url": None if options.redis_url is None else mask_url(options.redis_url),
         },
         "versions": {
             "memweave": _version("memweave"),
             "tiktoken": _version("tiktoken"),
             "langchain_core": _version("langchain-core"),
+            "sqlalchemy": _version("sqlalchemy"),
+            "aiosqlite": _version("aiosqlite"),
+            "redis": _version("redis"),
         },
         "machine": _machine(),
         "results": results,
@@ -320,6 +365,110 @@ async def _run_langchain(
     }
 
 
+async def _run_budgeted_reads(options: Options, counter: TokenCounter) -> dict[str, Any]:
+    """Time budgeted reads of one long session on SQLite and Redis, beside full reads."""
+    size = options.read_session_messages
+    section: dict[str, Any] = {
+        "messages": size,
+        "max_tokens": options.max_tokens,
+        "target_p50_ms_below": TARGET_BUDGETED_READ_MS,
+        "backends": {},
+    }
+    backends: dict[str, Any] = section["backends"]
+    if size == 0:
+        backends["sqlite"] = backends["redis"] = {
+            "status": "skipped",
+            "reason": "--read-messages 0",
+        }
+        return section
+    session = make_conversation(size, seed=options.seed)
+    with tempfile.TemporaryDirectory(prefix="memweave-bench-") as folder:
+        url = f"sqlite+aiosqlite:///{folder}/reads.db"
+        backends["sqlite"] = await _bench_budgeted_read(options, counter, session, url, {})
+    if options.redis_url is None:
+        backends["redis"] = {"status": "skipped", "reason": "--no-redis"}
+    else:
+        prefix = f"memweave-bench-{uuid.uuid4().hex}"
+        backends["redis"] = await _bench_budgeted_read(
+            options, counter, session, options.redis_url, {"prefix": prefix}
+        )
+    return section
+
+
+async def _bench_budgeted_read(
+    options: Options,
+    counter: TokenCounter,
+    session: list[ChatMessage],
+    url: str,
+    provider_options: dict[str, Any],
+) -> dict[str, Any]:
+    """Fill one session at `url`, then time budgeted reads of it and full reads plus reduce."""
+    session_id = f"memweave-bench-{uuid.uuid4().hex}"
+    reducer = TokenBudgetReducer(options.max_tokens, counter=counter)
+    entry: dict[str, Any] = {"url": mask_url(url), **provider_options}
+    try:
+        plain = from_url(url, **provider_options)
+    except ConfigurationError as exc:  # also MissingDependency: the driver is not installed
+        return {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}", **entry}
+    try:
+        await plain.count_messages(session_id)
+    except BackendUnavailable as exc:
+        await plain.aclose()
+        return {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}", **entry}
+    budgeted = from_url(url, reducer=reducer, reduce_on="read", **provider_options)
+    try:
+        started = time.perf_counter()
+        for first in range(0, len(session), _FILL_BATCH):
+            await plain.add_messages(session_id, session[first : first + _FILL_BATCH])
+        entry["fill_s"] = time.perf_counter() - started
+        gc.collect()
+        first_ms, window = await _timed_read(budgeted, session_id)
+        reads = Timings()
+        for _ in range(options.read_repeats):
+            elapsed, again = await _timed_read(budgeted, session_id)
+            reads.samples.append(elapsed)
+            if again != window:
+                raise RuntimeError(f"budgeted reads of {entry['url']} returned different windows")
+        full = Timings()
+        for _ in range(options.full_reads):
+            elapsed, expected = await _timed_read(plain, session_id, reducer)
+            full.samples.append(elapsed)
+            if expected != window:
+                raise RuntimeError(
+                    f"the budgeted read of {entry['url']} kept another window than a full read"
+                )
+    finally:
+        try:
+            await plain.clear(session_id)
+        finally:
+            await plain.aclose()
+            await budgeted.aclose()
+    summary = reads.summary()
+    baseline = full.summary() if full.samples else None
+    return {
+        "status": "measured",
+        **entry,
+        "first_read_ms": first_ms,
+        "read": summary,
+        "full_read_reduce": baseline,
+        "speedup_vs_full_read": baseline["p50_ms"] / summary["p50_ms"] if baseline else None,
+        "window_messages": len(window),
+        "window_tokens": counter.count(window),
+        "target_met": summary["p50_ms"] < TARGET_BUDGETED_READ_MS,
+    }
+
+
+async def _timed_read(
+    history: ChatHistoryProvider, session_id: str, reducer: TokenBudgetReducer | None = None
+) -> tuple[float, list[ChatMessage]]:
+    """Read the session through `history`, then reduce it with `reducer` when given."""
+    started = time.perf_counter_ns()
+    messages = await history.list_messages(session_id)
+    if reducer is not None:
+        messages = await reducer.reduce(messages)
+    return (time.perf_counter_ns() - started) / 1e6, messages
+
+
 def _format_table(report: dict[str, Any]) -> str:
     results = report["results"]
     params = report["parameters"]
@@ -351,6 +500,24 @@ def _format_table(report: dict[str, Any]) -> str:
         )
     else:
         rows.append(("LangChain trim_messages + tiktoken", "skipped", "-", peer["reason"]))
+    reads = results["budgeted_read"]
+    for name, backend in reads["backends"].items():
+        label = f"budgeted read, {name}"
+        if backend["status"] != "measured":
+            rows.append((label, "skipped", "-", backend["reason"]))
+            continue
+        add(
+            label,
+            backend["read"],
+            f"target < {TARGET_BUDGETED_READ_MS:g} ms; first read "
+            f"{backend['first_read_ms']:.2f} ms; {backend['window_messages']} messages kept",
+        )
+        speedup = backend["speedup_vs_full_read"]
+        add(
+            f"full read + reduce, {name}",
+            backend["full_read_reduce"],
+            f"budgeted read {speedup:,.0f}x faster" if speedup else "",
+        )
     header = ("operation", "p50 ms", "p95 ms", "note")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
     lines = [
@@ -366,6 +533,11 @@ def _format_table(report: dict[str, Any]) -> str:
         cells = [name.ljust(widths[0]), p50.rjust(widths[1]), p95.rjust(widths[2]), note]
         lines.append("  ".join(cells).rstrip())
     machine = report["machine"]
+    if any(b["status"] == "measured" for b in reads["backends"].values()):
+        lines.append(
+            f"budgeted reads: a {reads['messages']:,}-message session read with "
+            f"TokenBudgetReducer({reads['max_tokens']:,}) and reduce_on='read'"
+        )
     lines.append(
         f"python {machine['python']} on {machine['machine']} ({machine['cpus']} cpus); "
         f"tiktoken {report['versions']['tiktoken']}, "
@@ -421,6 +593,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-peers", action="store_true", help="skip LangChain even when it is installed"
     )
+    parser.add_argument(
+        "--read-messages",
+        type=_non_negative,
+        default=defaults.read_messages,
+        help=f"session length for the budgeted reads (default: {READ_SESSION_FACTOR} x "
+        "--messages; 0 skips them)",
+    )
+    parser.add_argument(
+        "--read-repeats",
+        type=_positive,
+        default=defaults.read_repeats,
+        help="budgeted reads timed per backend",
+    )
+    parser.add_argument(
+        "--full-reads",
+        type=_non_negative,
+        default=defaults.full_reads,
+        help="full list_messages + reduce reads timed per backend (slow)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=defaults.redis_url,
+        help="Redis server for the budgeted reads (skipped when unreachable)",
+    )
+    parser.add_argument("--no-redis", action="store_true", help="budgeted reads on SQLite only")
     parser.add_argument("--json", action="store_true", help="print the JSON report")
     parser.add_argument("--output", metavar="PATH", help="also write the JSON report to PATH")
     return parser
@@ -438,6 +635,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         model=args.model,
         peers=not args.no_peers,
+        read_messages=args.read_messages,
+        read_repeats=args.read_repeats,
+        full_reads=args.full_reads,
+        redis_url=None if args.no_redis else args.redis_url,
     )
     report = asyncio.run(run(options))
     document = json.dumps(report, indent=2)

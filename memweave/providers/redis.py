@@ -55,12 +55,15 @@ def _text(value: bytes | str) -> str:
 class RedisChatHistoryProvider(ChatHistoryProvider):
     """Stores histories in Redis (one server or a Cluster); process-safe, each append atomic.
 
-    Each session is three keys sharing the hash tag `{blake2b(session id)}`: a list of the
-    stored JSON entries, a parallel list of roles and message ids, and a set of stored ids.
-    `add_messages` is one `EVALSHA` that skips known ids, appends, trims to `max_messages`
-    (tool results orphaned at the head go too, and trimmed ids are forgotten, so re-adding
-    one stores it again) and renews the `ttl` on every key. `limit=N` is one `LRANGE -N -1`,
-    so appends and recent reads cost the same at any history length.
+    Each session is up to four keys sharing the hash tag `{blake2b(session id)}`: a list of
+    the stored JSON entries, a parallel list of roles and message ids, a set of stored ids,
+    and a copy of the system entries (only while there are some). `add_messages` is one
+    `EVALSHA` that skips known ids, appends, trims to `max_messages` (tool results orphaned at
+    the head go too, and trimmed ids are forgotten, so re-adding one stores it again) and
+    renews the `ttl` on every key. `limit=N` is one `LRANGE -N -1`, so appends and recent
+    reads cost the same at any history length. A reduced read (`reduce_on="read"`) reads the
+    tail a page at a time plus the system copy, so its cost follows the window, not the
+    history length; the price is that system messages are stored twice.
 
     Sessions are listed from an index under `<prefix>:{<prefix>}:...`: a sorted set of ids
     read with `ZRANGEBYLEX` (never `SCAN`) and a sorted set of expiry times. On a single
@@ -139,17 +142,23 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         self._warm_lock = asyncio.Lock()
         index = f"{prefix}:{{{prefix}}}:".encode()
         self._index = (index + b"sessions", index + b"expiry")
-        self._key_cache: dict[str, tuple[bytes, bytes, bytes]] = {}
+        self._key_cache: dict[str, tuple[bytes, bytes, bytes, bytes]] = {}
         self._append_script = _Script(scripts.APPEND if self._cluster else scripts.APPEND_INDEXED)
 
     def _keys(self, session_id: str) -> tuple[bytes, bytes, bytes]:
         """The session's keys: stored entries, roles and ids, and the set of stored ids."""
+        msgs, meta, ids, _ = self._session_keys(session_id)
+        return msgs, meta, ids
+
+    def _session_keys(self, session_id: str) -> tuple[bytes, bytes, bytes, bytes]:
+        """`_keys` plus the copy of the system entries: every key the session scripts name."""
         keys = self._key_cache.get(session_id)
         if keys is None:
             if len(self._key_cache) >= _KEY_CACHE_SIZE:
                 self._key_cache.clear()
             base = f"{self.prefix}:{{{_session_tag(session_id)}}}:".encode()
-            keys = self._key_cache[session_id] = (base + b"msgs", base + b"meta", base + b"ids")
+            keys = (base + b"msgs", base + b"meta", base + b"ids", base + b"sys")
+            self._key_cache[session_id] = keys
         return keys
 
     async def _append(
@@ -170,31 +179,40 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
             args.append(session_id)
         for record in records:
             args += (record.role[0] + record.id, record.data)
+        keys = self._session_keys(session_id)
         if not self._cluster:
-            await self._run(self._append_script, [*self._keys(session_id), *self._index], args)
+            await self._run(self._append_script, [*keys, *self._index], args)
         elif records:
             await _gather(
-                self._run(self._append_script, self._keys(session_id), args),
+                self._run(self._append_script, keys, args),
                 self._run(_INDEX_TOUCH, self._index, [session_id, ttl_ms]),
             )
-        elif await self._run(self._append_script, self._keys(session_id), args):
+        elif await self._run(self._append_script, keys, args):
             await self._run(_INDEX_TOUCH, self._index, [session_id, ttl_ms])
 
     async def _read(self, session_id: str, limit: int | None) -> list[bytes]:
         if self._cold:
             await self._warm()
-        rows = await self._client.lrange(self._keys(session_id)[0], -limit if limit else 0, -1)
+        msgs = self._session_keys(session_id)[0]
+        rows = await self._client.lrange(msgs, -limit if limit else 0, -1)
+        return [row.encode() if isinstance(row, str) else row for row in rows]
+
+    async def _read_system(self, session_id: str) -> list[bytes]:
+        """One `LRANGE` of the session's copy of its system entries, whatever its length."""
+        if self._cold:
+            await self._warm()
+        rows = await self._client.lrange(self._session_keys(session_id)[3], 0, -1)
         return [row.encode() if isinstance(row, str) else row for row in rows]
 
     async def _count(self, session_id: str) -> int:
         if self._cold:
             await self._warm()
-        return int(await self._client.llen(self._keys(session_id)[0]))
+        return int(await self._client.llen(self._session_keys(session_id)[0]))
 
     async def _clear(self, session_id: str) -> None:
         if self._cold:
             await self._warm()
-        keys = self._keys(session_id)
+        keys = self._session_keys(session_id)
         if not self._cluster:
             await self._run(_CLEAR_INDEXED, [*keys, *self._index], [session_id])
             return
@@ -214,7 +232,7 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         # only ids whose keys exist are reported.
         pipe = self._client.pipeline(transaction=False)
         for session_id in candidates:
-            pipe.exists(self._keys(session_id)[0])
+            pipe.exists(self._session_keys(session_id)[0])
         exists = await pipe.execute()
         return [session_id for session_id, n in zip(candidates, exists, strict=True) if n]
 
@@ -222,7 +240,7 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         if self._cold:
             await self._warm()
         tombstone = f"\x00memweave-removed-{uuid.uuid4().hex}"
-        await self._run(_REMOVE, self._keys(session_id), [tombstone, *message_ids])
+        await self._run(_REMOVE, self._session_keys(session_id), [tombstone, *message_ids])
 
     async def _replace(
         self,
@@ -239,7 +257,7 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         ]
         for record in records:
             args += (record.role[0] + record.id, record.data)
-        replaced, pttl = await self._run(_REPLACE, self._keys(session_id), args)
+        replaced, pttl = await self._run(_REPLACE, self._session_keys(session_id), args)
         if replaced and records:
             await self._run(_INDEX_TOUCH, self._index, [session_id, max(0, int(pttl))])
         return bool(replaced)

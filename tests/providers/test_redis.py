@@ -1,5 +1,6 @@
-"""Redis-only checks: round trips, key layout and hash tags, the sessions index, client
-ownership, URLs and error translation. The shared rules live in tests/conformance."""
+"""Redis-only checks: round trips, key layout and hash tags, the sessions index, the copy of
+system entries behind reduced reads, client ownership, URLs and error translation. The shared
+rules live in tests/conformance."""
 
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ from redis.asyncio.connection import (
 )
 from redis.crc import key_slot
 
-from memweave import ChatMessage
+from memweave import ChatMessage, ChatReducer, MessageCountReducer, TokenBudgetReducer
+from memweave._codec import decode_many
 from memweave.errors import BackendUnavailable, ConfigurationError, MissingDependency
 from memweave.providers import from_url
+from memweave.providers.base import StoredRecord
 from memweave.providers.redis import RedisChatHistoryProvider
 from tests._redis_cluster import redis_cluster_url
 from tests.conformance._builders import make_messages, texts, tool_pair
@@ -188,12 +191,12 @@ async def test_session_keys_share_one_slot(url: str, key_prefix: str) -> None:
     """All keys of a session carry the same hash tag, so they share one cluster slot."""
     provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(hours=1))
     try:
-        await provider.add_messages("s", make_messages(3))
+        await provider.add_messages("s", [ChatMessage.system("rules"), *make_messages(3)])
         index = {f"{key_prefix}:{{{key_prefix}}}:sessions", f"{key_prefix}:{{{key_prefix}}}:expiry"}
         keys = await _keys_of(provider)
         assert index <= set(keys)
         session_keys = [k for k in keys if k not in index]
-        assert len(session_keys) == 3
+        assert len(session_keys) == 4
         assert len({key_slot(k.encode()) for k in session_keys}) == 1
     finally:
         await provider.aclose()
@@ -280,9 +283,9 @@ async def test_ttl_is_set_on_every_key_and_in_the_index(url: str, key_prefix: st
     """With a ttl, every key of the session expires together and the index records when."""
     provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(minutes=10))
     try:
-        await provider.add_messages("s", make_messages(2))
+        await provider.add_messages("s", [ChatMessage.system("rules"), *make_messages(2)])
         client = provider._client
-        ttls = [await client.pttl(key) for key in provider._keys("s")]
+        ttls = [await client.pttl(key) for key in provider._session_keys("s")]
         assert all(9 * 60_000 < t <= 10 * 60_000 for t in ttls)
         assert await client.zscore(provider._index[1], "s") is not None
     finally:
@@ -293,7 +296,7 @@ async def test_clear_removes_session_from_index(url: str, key_prefix: str) -> No
     """`clear` deletes the session's keys and its index entries."""
     provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(hours=1))
     try:
-        await provider.add_messages("s", make_messages(2))
+        await provider.add_messages("s", [ChatMessage.system("rules"), *make_messages(2)])
         await provider.clear("s")
         assert await _keys_of(provider) == []
     finally:
@@ -340,6 +343,169 @@ async def test_scripts_are_reloaded_after_script_flush(
         async for key in provider._client.scan_iter(match=f"{key_prefix}:*"):
             await provider._client.delete(key)
         await provider.aclose()
+
+
+# -- reduced reads and the copy of system entries ---------------------------------------------
+
+
+def _long_session(size: int) -> list[ChatMessage]:
+    """`size` or so messages with tool groups, and system messages spread over the whole
+    session: at the start, every 97 messages, and one among the newest 64."""
+    messages: list[ChatMessage] = [ChatMessage.system("rules 0")]
+    while len(messages) < size:
+        at = len(messages)
+        if at % 97 < 3:
+            messages.append(ChatMessage.system(f"rules {at}"))
+        elif at % 13 == 0:
+            messages += tool_pair(1 + at % 3)
+        else:
+            messages += make_messages(2, text=f"turn {at}")
+    messages.insert(len(messages) - 20, ChatMessage.system("late rules"))
+    return messages
+
+
+async def _system_rows(provider: RedisChatHistoryProvider, session: str) -> list[bytes]:
+    """The stored entries of the session's system messages, picked out of a full read."""
+    rows = await provider._read(session, None)
+    messages = decode_many(rows, session_id=session, on_corrupt="raise")
+    return [row for row, m in zip(rows, messages, strict=True) if m.role == "system"]
+
+
+async def _add_in_batches(
+    provider: RedisChatHistoryProvider, session: str, messages: list[ChatMessage]
+) -> None:
+    for first in range(0, len(messages), 300):
+        await provider.add_messages(session, messages[first : first + 300])
+
+
+_REDUCERS: dict[str, Callable[[], ChatReducer]] = {
+    "count": lambda: MessageCountReducer(12),
+    "tokens": lambda: TokenBudgetReducer(400),
+}
+
+
+@pytest.mark.parametrize("max_messages", [None, 1500])
+@pytest.mark.parametrize("reducer_name", sorted(_REDUCERS))
+async def test_reduced_read_of_long_session_equals_reducing_full_read(
+    url: str, key_prefix: str, reducer_name: str, max_messages: int | None
+) -> None:
+    """A reduced read of a long session returns exactly what reducing a full read returns,
+    with system messages anywhere in it and after trimming has dropped some of them."""
+    reducer = _REDUCERS[reducer_name]()
+    plain = RedisChatHistoryProvider(url, prefix=key_prefix, max_messages=max_messages)
+    reduced = RedisChatHistoryProvider(url, prefix=key_prefix, reducer=reducer)
+    try:
+        messages = _long_session(2000)
+        await _add_in_batches(plain, "s", messages)
+        stored = await plain.list_messages("s")
+        assert (stored == messages) is (max_messages is None)
+        expected = await reducer.reduce(stored)
+        assert sum(m.role == "system" for m in expected) > 3  # older ones are read, not paged
+        assert await reduced.list_messages("s") == expected
+        assert await reduced.list_messages("s", limit=5) == expected[-5:]
+    finally:
+        await plain.aclose()
+        await reduced.aclose()
+
+
+async def test_reduced_read_of_long_session_never_reads_whole_session(
+    counted: tuple[RedisChatHistoryProvider, list[list[tuple[Any, ...]]]],
+) -> None:
+    """A reduced read reads the newest page and the copy of system entries, so its cost follows
+    the window and not the history length."""
+    base, sent = counted
+    reducer = MessageCountReducer(10)
+    provider = RedisChatHistoryProvider(client=base._client, prefix=base.prefix, reducer=reducer)
+    messages = _long_session(3000)
+    await _add_in_batches(provider, "s", messages)
+    sent.clear()
+    assert await provider.list_messages("s") == await reducer.reduce(messages)
+    msgs, sys_key = provider._session_keys("s")[0], provider._session_keys("s")[3]
+    commands = [command for trip in sent for command in trip]
+    assert [(_name(c), c[1], *(int(x) for x in c[2:])) for c in commands] == [
+        ("LRANGE", msgs, -64, -1),
+        ("LRANGE", sys_key, 0, -1),
+    ]
+
+
+async def test_read_system_follows_append_trim_remove_and_replace(
+    url: str, key_prefix: str
+) -> None:
+    """`_read_system` returns the stored system entries, oldest first, after every kind of
+    change: appends, trimming, removals at the head and in the middle, and replacement."""
+    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    trimming = RedisChatHistoryProvider(url, prefix=key_prefix, max_messages=12)
+    systems = [ChatMessage.system(f"rules {i}") for i in range(6)]
+
+    async def check(expected: list[ChatMessage]) -> None:
+        rows = await provider._read_system("s")
+        assert rows == await _system_rows(provider, "s")
+        assert decode_many(rows, session_id="s", on_corrupt="raise") == expected
+
+    try:
+        await check([])
+        await provider.add_messages("s", [systems[0], *make_messages(3), systems[1]])
+        await provider.add_messages("s", [*tool_pair(2), systems[2]])
+        await provider.add_messages("s", [systems[2], *make_messages(2, text="b")])  # known id
+        await check(systems[:3])
+        await trimming.add_messages("s", [*make_messages(2, text="c"), systems[3]])
+        await check(systems[1:4])  # systems[0] was trimmed, the others stay
+        await trimming.add_messages("s", [*make_messages(6, text="d"), systems[4]])
+        await check(systems[3:5])
+        stored = await provider.list_messages("s")
+        middle = [m.id for m in stored[1:-1] if m.role != "system"][:2]
+        await provider._remove("s", [systems[4].id, *middle])  # mark and sweep
+        await check(systems[3:4])
+        await provider.add_messages("s", [systems[5], *make_messages(2, text="e")])
+        await provider._remove("s", [systems[3].id])  # head of the copy, middle of the session
+        await check(systems[5:])
+        head = await provider.list_messages("s", limit=None)
+        await provider._remove("s", [m.id for m in head[: head.index(systems[5]) + 1]])
+        await check([])
+        last = (await provider.list_messages("s"))[-1].id
+        new = [systems[1], *make_messages(2, text="f"), systems[0]]
+        assert await provider._replace(
+            "s", [StoredRecord.of(m) for m in new], expected_last_id=last
+        )
+        await check([systems[1], systems[0]])
+        await provider.clear("s")
+        await check([])
+        assert await _keys_of(provider) == []
+    finally:
+        await provider.aclose()
+        await trimming.aclose()
+
+
+async def test_system_copy_left_behind_is_dropped_when_session_restarts(
+    url: str, key_prefix: str
+) -> None:
+    """If the other keys of a session vanish without the copy (say, they expired apart), an
+    append to the then empty session drops the stale copy."""
+    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    try:
+        await provider.add_messages("s", [ChatMessage.system("old"), *make_messages(2)])
+        await provider._client.delete(*provider._keys("s"))
+        await provider.add_messages("s", make_messages(2, text="new"))
+        assert await provider._read_system("s") == []
+    finally:
+        await provider.aclose()
+
+
+async def test_system_copy_takes_the_session_expiry(url: str, key_prefix: str) -> None:
+    """A system message added without a ttl to a session that has one expires with it."""
+    expiring = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(minutes=10))
+    lasting = RedisChatHistoryProvider(url, prefix=key_prefix)
+    try:
+        await expiring.add_messages("s", make_messages(2))
+        await lasting.add_messages("s", [ChatMessage.system("rules")])
+        client = expiring._client
+        msgs, _, _, sys_key = expiring._session_keys("s")
+        copy_ttl, session_ttl = await client.pttl(sys_key), await client.pttl(msgs)
+        assert 9 * 60_000 < copy_ttl <= 10 * 60_000
+        assert abs(copy_ttl - session_ttl) < 1_000
+    finally:
+        await expiring.aclose()
+        await lasting.aclose()
 
 
 # -- clients and URLs -------------------------------------------------------------------------
