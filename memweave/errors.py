@@ -97,7 +97,10 @@ class CorruptRecord(MemweaveError):
 
     Attributes:
         session_id: The session holding the entry.
-        position: Index of the entry among the entries read, oldest first.
+        position: Index of the entry in the session, oldest first (0 is the oldest stored
+            entry), also when only the newest entries were read. For such a partial read it
+            is worked out from a count taken after the read, so a writer appending in
+            between shifts it.
         reason: What was wrong with it.
     """
 

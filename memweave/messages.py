@@ -71,6 +71,46 @@ def invalid_message_from(exc: ValidationError, *, position: int | None = None) -
     return InvalidMessage(message, field=field, position=position)
 
 
+class _ValidatedModel(BaseModel):
+    """A pydantic model whose validation entry points raise `InvalidMessage`, not pydantic's
+    `ValidationError`, so no pydantic exception escapes them."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise invalid_message_from(exc) from None
+
+    # Only the error type differs from BaseModel.__init__, so pydantic may skip this wrapper when
+    # it validates nested or JSON input (the codec maps those errors itself); this halves the
+    # cost of decoding a stored page.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def model_validate(cls, obj: Any, **options: Any) -> Self:
+        """Validate a dict (or model) into this model; bad input raises `InvalidMessage`."""
+        try:
+            return super().model_validate(obj, **options)
+        except ValidationError as exc:
+            raise invalid_message_from(exc) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **options: Any) -> Self:
+        """Validate a JSON document into this model; bad input raises `InvalidMessage`."""
+        try:
+            return super().model_validate_json(json_data, **options)
+        except ValidationError as exc:
+            raise invalid_message_from(exc) from None
+
+    @classmethod
+    def model_validate_strings(cls, obj: Any, **options: Any) -> Self:
+        """Validate a dict of strings into this model; bad input raises `InvalidMessage`."""
+        try:
+            return super().model_validate_strings(obj, **options)
+        except ValidationError as exc:
+            raise invalid_message_from(exc) from None
+
+
 def _check_content_parts(value: list[ContentPart]) -> list[ContentPart]:
     for index, part in enumerate(value):
         kind = part.get("type")
@@ -84,8 +124,12 @@ def _check_content_parts(value: list[ContentPart]) -> list[ContentPart]:
     return value
 
 
-class ToolCall(BaseModel):
-    """A function call requested by the model in an assistant message."""
+class ToolCall(_ValidatedModel):
+    """A function call requested by the model in an assistant message.
+
+    Bad input, built or validated (`model_validate`, `model_validate_json`), raises
+    `InvalidMessage` naming the field.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -97,11 +141,12 @@ class ToolCall(BaseModel):
     """The arguments as the model wrote them: a JSON document in a string, kept verbatim."""
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(_ValidatedModel):
     """One message of a conversation.
 
     Immutable; build one with `ChatMessage.user(...)`, `.assistant(...)`, `.system(...)` or
-    `.tool(...)`. Bad input raises `InvalidMessage` naming the field.
+    `.tool(...)`. Bad input raises `InvalidMessage` naming the field, also from
+    `model_validate` and `model_validate_json`.
 
     Example:
         ```python
@@ -130,17 +175,6 @@ class ChatMessage(BaseModel):
     """When the message was created, in UTC. Naive datetimes are taken as UTC."""
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     """Free-form JSON data kept with the message and never sent to a model."""
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise invalid_message_from(exc) from None
-
-    # Only the error type differs from BaseModel.__init__, so pydantic may skip this wrapper when
-    # it validates nested or JSON input (the codec maps those errors itself); this halves the
-    # cost of decoding a stored page.
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @model_validator(mode="after")
     def _check_role_fields(self) -> Self:
@@ -271,9 +305,9 @@ class ChatMessage(BaseModel):
                         arguments=function.get("arguments", "{}"),
                     )
                 )
-            except ValidationError as exc:
+            except InvalidMessage as exc:
                 raise InvalidMessage(
-                    f"tool call {index}: {_first_error_field(exc)[1]}", field="tool_calls"
+                    f"tool call {index}: {exc.field}: {exc.reason}", field="tool_calls"
                 ) from None
         values.setdefault("content", "")
         return cls(**values, tool_calls=tuple(calls), **fields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -42,22 +43,23 @@ def test_naive_and_offset_times_become_utc() -> None:
     assert plus2.created_at.utcoffset() == timedelta(0)
 
 
-@pytest.mark.parametrize(
-    ("fields", "field"),
-    [
-        ({"role": "wizard", "content": "x"}, "role"),
-        ({"role": "user", "content": "x", "colour": "red"}, "colour"),
-        ({"role": "tool", "content": "x"}, "tool_call_id"),
-        ({"role": "user", "content": "x", "tool_call_id": "c1"}, "tool_call_id"),
-        ({"role": "user", "content": "x", "tool_calls": [{"id": "c", "name": "f"}]}, "tool_calls"),
-        ({"role": "user", "content": "x", "refusal": "no"}, "refusal"),
-        ({"role": "user", "content": [{"type": "video", "url": "x"}]}, "content"),
-        ({"role": "user", "content": [{"type": "text"}]}, "content"),
-        ({"role": "user", "content": "x", "id": ""}, "id"),
-        ({"role": "user", "content": "x", "id": "a\nb"}, "id"),
-        ({"role": "user", "content": 5}, "content"),
-    ],
-)
+INVALID_FIELDS: list[tuple[dict[str, Any], str]] = [
+    ({"role": "wizard", "content": "x"}, "role"),
+    ({"role": "user", "content": "x", "colour": "red"}, "colour"),
+    ({"role": "tool", "content": "x"}, "tool_call_id"),
+    ({"role": "user", "content": "x", "tool_call_id": "c1"}, "tool_call_id"),
+    ({"role": "user", "content": "x", "tool_calls": [{"id": "c", "name": "f"}]}, "tool_calls"),
+    ({"role": "user", "content": "x", "refusal": "no"}, "refusal"),
+    ({"role": "user", "content": [{"type": "video", "url": "x"}]}, "content"),
+    ({"role": "user", "content": [{"type": "text"}]}, "content"),
+    ({"role": "user", "content": "x", "id": ""}, "id"),
+    ({"role": "user", "content": "x", "id": "a\nb"}, "id"),
+    ({"role": "user", "content": 5}, "content"),
+    ({"role": "assistant", "tool_calls": [{"id": "", "name": "f"}]}, "tool_calls"),
+]
+
+
+@pytest.mark.parametrize(("fields", "field"), INVALID_FIELDS)
 def test_invalid_fields_raise_invalid_message_naming_field(
     fields: dict[str, Any], field: str
 ) -> None:
@@ -66,6 +68,57 @@ def test_invalid_fields_raise_invalid_message_naming_field(
         ChatMessage(**fields)
     assert info.value.field == field
     assert field in str(info.value)
+
+
+@pytest.mark.parametrize(("fields", "field"), INVALID_FIELDS)
+def test_model_validate_raises_invalid_message_naming_field(
+    fields: dict[str, Any], field: str
+) -> None:
+    """`model_validate` raises `InvalidMessage` naming the field, as the constructor does."""
+    with pytest.raises(InvalidMessage) as info:
+        ChatMessage.model_validate(fields)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(("fields", "field"), INVALID_FIELDS)
+def test_model_validate_json_raises_invalid_message_naming_field(
+    fields: dict[str, Any], field: str
+) -> None:
+    """`model_validate_json` raises `InvalidMessage` naming the field, as the constructor does."""
+    with pytest.raises(InvalidMessage) as info:
+        ChatMessage.model_validate_json(json.dumps(fields))
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("data", ["not json", "[1, 2]", "5"])
+def test_model_validate_json_raises_invalid_message_on_non_object(data: str) -> None:
+    """Text that is not a JSON object raises `InvalidMessage`."""
+    with pytest.raises(InvalidMessage):
+        ChatMessage.model_validate_json(data)
+
+
+def test_model_validate_round_trips_valid_message() -> None:
+    """Valid dumps validate back into an equal message."""
+    message = ChatMessage.assistant("a", tool_calls=[ToolCall(id="c1", name="f")])
+    assert ChatMessage.model_validate(message.model_dump()) == message
+    assert ChatMessage.model_validate_json(message.model_dump_json()) == message
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"id": "", "name": "f"}, "id"), ({"id": "c", "name": ""}, "name"), ({"id": "c"}, "name")],
+)
+def test_tool_call_raises_invalid_message_naming_field(fields: dict[str, Any], field: str) -> None:
+    """`ToolCall`, built or validated, raises `InvalidMessage` naming the field."""
+    with pytest.raises(InvalidMessage) as info:
+        ToolCall(**fields)
+    assert info.value.field == field
+    with pytest.raises(InvalidMessage) as info:
+        ToolCall.model_validate(fields)
+    assert info.value.field == field
+    with pytest.raises(InvalidMessage) as info:
+        ToolCall.model_validate_json(json.dumps(fields))
+    assert info.value.field == field
 
 
 def test_messages_are_frozen() -> None:

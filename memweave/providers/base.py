@@ -8,6 +8,7 @@ transaction, one lock).
 from __future__ import annotations
 
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import ClassVar, Literal
 
 from memweave._closing import AsyncCloseable
 from memweave._codec import OnCorrupt, decode_many, encode
-from memweave.errors import ConfigurationError, InvalidArgument
+from memweave.errors import ConfigurationError, CorruptRecord, InvalidArgument, MemweaveError
 from memweave.messages import ChatMessage, validate_messages
 from memweave.reducers.base import ChatReducer
 from memweave.session import validate_session_id
@@ -26,6 +27,9 @@ __all__ = ["ChatHistoryProvider", "ReduceOn", "StoredRecord"]
 ReduceOn = Literal["read", "write"]
 
 _FIRST_PAGE = 64
+_REDUCE_ATTEMPTS = 8
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +86,8 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
     - `max_messages` keeps the newest N, trimmed in the same atomic step as the append, and
       never leaves a tool result at the head whose tool call was trimmed.
     - `ttl` is sliding: every add renews it; an expired session reads as empty and is not listed.
-    - A corrupt stored entry raises `CorruptRecord`, or with `on_corrupt="skip"` is skipped with
-      a warning while the rest of the session is returned.
+    - A corrupt stored entry raises `CorruptRecord` naming its position in the session, or with
+      `on_corrupt="skip"` is skipped with a warning while the rest of the session is returned.
 
     Args:
         max_messages: Keep at most this many messages per session (newest kept).
@@ -91,7 +95,8 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         on_corrupt: `"raise"` or `"skip"` a stored entry that cannot be decoded.
         reducer: Optional reducer applied on read or write (see `reduce_on`).
         reduce_on: `"read"` returns a reduced view and leaves storage as it is; `"write"`
-            stores the reduced history after each add.
+            stores the reduced history after each add (see `add_messages` for what happens
+            when that reduce fails).
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset()
@@ -134,6 +139,15 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         Messages whose id is already stored in this session (or repeated within the batch) are
         skipped; the others are appended in order. An empty batch still renews the `ttl`.
 
+        With `reduce_on="write"`, the reducer then runs on the stored history and its result
+        is stored, as a second step after the append has committed (a reader may see the
+        unreduced history in between). A return means the append is stored, whatever the
+        reduce did: when the reduce fails with a memweave error (a corrupt stored entry with
+        `on_corrupt="raise"`, a failing model or server, or other writers changing the session
+        on every attempt), a warning is logged and the history stays unreduced until a later
+        add reduces it. An exception outside memweave's hierarchy (a bug in a custom reducer)
+        propagates, after the append.
+
         Raises:
             InvalidSessionId: The session id cannot be stored.
             InvalidMessage: An item is not a `ChatMessage`; nothing was stored.
@@ -145,7 +159,7 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         with self._map_errors():
             await self._append(session_id, records, max_messages=self.max_messages, ttl=self.ttl)
         if self.reducer is not None and self.reduce_on == "write":
-            await self._reduce_stored(session_id, self.reducer)
+            await self._reduce_after_append(session_id, self.reducer)
 
     async def list_messages(
         self, session_id: str, *, limit: int | None = None
@@ -203,9 +217,46 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
     # -- shared helpers -----------------------------------------------------------------------
 
     async def _decoded(self, session_id: str, limit: int | None) -> list[ChatMessage]:
+        return (await self._read_decoded(session_id, limit))[1]
+
+    async def _read_decoded(
+        self, session_id: str, limit: int | None
+    ) -> tuple[int, list[ChatMessage]]:
+        """Read and decode the whole session, or its newest `limit` entries.
+
+        Returns how many entries were read (corrupt ones included) and the decoded messages.
+        A corrupt entry is named by its position in the session. A partial read does not know
+        where it starts, so only when it holds a corrupt entry is the session counted (the
+        start is `count - len(rows)`; a writer appending between read and count shifts it).
+        """
         with self._map_errors():
             rows = await self._read(session_id, limit)
-        return decode_many(rows, session_id=session_id, on_corrupt=self.on_corrupt)
+        if limit is None or len(rows) < limit:
+            return len(rows), decode_many(rows, session_id=session_id, on_corrupt=self.on_corrupt)
+        try:
+            return len(rows), decode_many(rows, session_id=session_id, on_corrupt="raise")
+        except CorruptRecord as exc:
+            corrupt = exc
+        with self._map_errors():
+            first = max(0, await self._count(session_id) - len(rows))
+        if self.on_corrupt == "raise":
+            raise CorruptRecord(session_id, first + corrupt.position, corrupt.reason) from None
+        return len(rows), decode_many(
+            rows, session_id=session_id, on_corrupt="skip", first_position=first
+        )
+
+    async def _decoded_system(self, session_id: str) -> list[ChatMessage]:
+        """Decode the session's system messages; a corrupt one is named by its session position."""
+        with self._map_errors():
+            rows = await self._read_system(session_id)
+        try:
+            return decode_many(rows, session_id=session_id, on_corrupt="raise")
+        except CorruptRecord:
+            pass
+        # The system entries are scattered through the session, so their indexes among
+        # themselves are no positions. Only the whole session tells them: decode it, which
+        # raises at (or skips with a warning) each corrupt entry by its position.
+        return [m for m in await self._decoded(session_id, None) if m.role == "system"]
 
     async def _reduced_view(self, session_id: str, reducer: ChatReducer) -> list[ChatMessage]:
         """Reduce the session reading it from its end, page by page, while the reducer needs
@@ -213,13 +264,11 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         page = _FIRST_PAGE
         system: list[ChatMessage] | None = None
         while True:
-            tail = await self._decoded(session_id, page)
-            if len(tail) < page:
+            read, tail = await self._read_decoded(session_id, page)
+            if read < page:
                 return await reducer.reduce(tail)
             if system is None:
-                with self._map_errors():
-                    rows = await self._read_system(session_id)
-                system = decode_many(rows, session_id=session_id, on_corrupt=self.on_corrupt)
+                system = await self._decoded_system(session_id)
             in_tail = {message.id for message in tail}
             older_system = [message for message in system if message.id not in in_tail]
             reduced = await reducer.reduce_tail(older_system, tail)
@@ -227,9 +276,36 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
                 return reduced
             page *= 4
 
-    async def _reduce_stored(self, session_id: str, reducer: ChatReducer) -> None:
-        """Apply `reducer` to the stored history: drop from it, or replace it when it changed."""
-        for _ in range(8):
+    async def _reduce_after_append(self, session_id: str, reducer: ChatReducer) -> None:
+        """Reduce the stored history after a committed append; a failure is logged, not raised,
+        because the caller's append succeeded and the next add reduces again."""
+        try:
+            stored = await self._reduce_stored(session_id, reducer)
+        except MemweaveError as exc:
+            logger.warning(
+                "messages were added to session %r, but reducing its stored history failed; "
+                "it stays unreduced until a later add: %s: %s",
+                session_id,
+                type(exc).__name__,
+                exc,
+            )
+            return
+        if not stored:
+            logger.warning(
+                "messages were added to session %r, but its reduced history was not stored: "
+                "concurrent writers changed the session on each of %d attempts; it stays "
+                "unreduced until a later add",
+                session_id,
+                _REDUCE_ATTEMPTS,
+            )
+
+    async def _reduce_stored(self, session_id: str, reducer: ChatReducer) -> bool:
+        """Apply `reducer` to the stored history: drop from it, or replace it when it changed.
+
+        Returns False when the history changed under every attempt to replace it (it is then
+        left as it was), True otherwise.
+        """
+        for _ in range(_REDUCE_ATTEMPTS):
             stored = await self._decoded(session_id, None)
             reduced = await reducer.reduce(stored)
             kept = {message.id for message in reduced}
@@ -239,16 +315,13 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
                 if dropped:
                     with self._map_errors():
                         await self._remove(session_id, dropped)
-                return
+                return True
             records = [StoredRecord.of(message) for message in reduced]
             expected = stored_ids[-1] if stored_ids else None
             with self._map_errors():
                 if await self._replace(session_id, records, expected_last_id=expected):
-                    return
-        raise ConfigurationError(
-            f"could not store the reduced history of session {session_id!r}: "
-            "it kept changing under concurrent writers"
-        )
+                    return True
+        return False
 
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:
