@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,3 +84,119 @@ def test_retrieval_benchmark_prints_a_table(
     assert "lexical" in out
     assert "hybrid" not in out
     assert "turns/s" in out
+
+
+def _write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "locomo.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_run_ingests_each_turn_once_for_every_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mode is a search setting only: all three modes are measured on one ingest."""
+    added: list[str | None] = []
+    add = retrieval.VectorMemory.add
+
+    async def counting_add(self: retrieval.VectorMemory, text: str, **kwargs: Any) -> str:
+        added.append(kwargs.get("id"))
+        return await add(self, text, **kwargs)
+
+    monkeypatch.setattr(retrieval.VectorMemory, "add", counting_add)
+    report = asyncio.run(retrieval.run(_write(tmp_path, SAMPLE)))
+    assert sorted(added) == ["D1:1", "D1:2", "D1:3", "D2:1", "D2:2"]
+    assert set(report["recall"]) == {"dense", "lexical", "hybrid"}
+    rates = set(report["ingest_turns_per_s"].values())
+    assert len(rates) == 1
+    assert rates.pop() > 0
+
+
+def test_run_measures_any_positive_k(tmp_path: Path) -> None:
+    """`ks=` takes any positive cut-offs, deduplicated and reported in increasing order."""
+    report = asyncio.run(retrieval.run(_write(tmp_path, SAMPLE), modes=["lexical"], ks=[3, 1, 3]))
+    assert list(report["recall"]["lexical"]) == ["1", "3"]
+    assert report["ks"] == [1, 3]
+    # Past the conversation's length, recall@k is recall over every turn.
+    deep = asyncio.run(retrieval.run(_write(tmp_path, SAMPLE), modes=["lexical"], ks=[7, 5000]))
+    assert deep["recall"]["lexical"]["5000"]["overall"] == 1.0
+
+
+@pytest.mark.parametrize(("ks", "modes"), [((0,), ("dense",)), ((), ("dense",)), ((5,), ("x",))])
+def test_prepare_rejects_bad_ks_and_modes(
+    tmp_path: Path, ks: tuple[int, ...], modes: tuple[str, ...]
+) -> None:
+    """A cut-off that is not a positive int, or an unknown mode, fails before anything runs."""
+    with pytest.raises(ValueError, match=r"ks must be positive ints|modes must be among"):
+        retrieval.prepare(_write(tmp_path, SAMPLE), modes=modes, ks=ks)
+
+
+def _without(path: tuple[str | int, ...]) -> list[dict[str, Any]]:
+    data = copy.deepcopy(SAMPLE)
+    parent: Any = data
+    for key in path[:-1]:
+        parent = parent[key]
+    del parent[path[-1]]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ((0, "conversation"), "sample 0 ('conv-test'): no 'conversation'"),
+        ((0, "conversation", "session_2", 1, "text"), "session_2, turn 1: no 'text'"),
+        ((0, "conversation", "session_1", 0, "speaker"), "session_1, turn 0: no 'speaker'"),
+        ((0, "qa", 2, "question"), "sample 0 ('conv-test'), qa 2: no 'question'"),
+    ],
+)
+def test_load_locomo_names_the_missing_field(
+    tmp_path: Path, path: tuple[str | int, ...], expected: str
+) -> None:
+    """A file missing a field of the layout fails with one line naming the field and where."""
+    with pytest.raises(retrieval.LocomoFormatError) as caught:
+        retrieval.load_locomo(_write(tmp_path, _without(path)))
+    message = str(caught.value)
+    assert expected in message
+    assert "is not in the locomo10.json layout" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"sample_id": "x"}, "expected a list of samples, got dict"),
+        ([{"conversation": {"session_1": "hi"}}], "session_1: expected a list of turns, got str"),
+        (
+            [{"conversation": {}, "qa": [{"question": "q", "category": "two"}]}],
+            "qa 0: 'category' is 'two', expected a number",
+        ),
+    ],
+)
+def test_load_locomo_names_a_malformed_part(tmp_path: Path, data: object, expected: str) -> None:
+    """A part of the wrong type is named too."""
+    with pytest.raises(retrieval.LocomoFormatError, match=expected):
+        retrieval.load_locomo(_write(tmp_path, data))
+
+
+def test_main_reports_a_bad_file_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m benchmarks.retrieval` on a bad file prints one error line, no traceback."""
+    path = _write(tmp_path, _without((0, "conversation", "session_1", 0, "text")))
+    with pytest.raises(SystemExit) as caught:
+        retrieval.main(["--locomo", str(path), "--k", "3"])
+    assert caught.value.code == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"python -m benchmarks.retrieval: error: {str(path)!r} is not in the locomo10.json "
+        "layout: sample 0 ('conv-test'), session_1, turn 0: no 'text'"
+    ]
+
+
+def test_main_k_option_sets_the_cut_offs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--k` chooses the cut-offs of the report."""
+    path = _write(tmp_path, SAMPLE)
+    assert retrieval.main(["--locomo", str(path), "--mode", "lexical", "--k", "2", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["recall"]["lexical"]) == ["2"]

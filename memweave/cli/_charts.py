@@ -203,7 +203,8 @@ def recall_chart(
     title: str,
     label: Callable[[str], str] = str,
 ) -> Path:
-    """Grouped bars of recall@k: one panel per k, categories on x, one bar per mode.
+    """Grouped bars of recall@k: one panel per k (three to a row), categories on x, one bar
+    per mode.
 
     Args:
         recall: `recall[mode][str(k)][category]`, values in [0, 1].
@@ -214,10 +215,16 @@ def recall_chart(
     """
     modes = list(recall)
     ks = sorted({k for by_k in recall.values() for k in by_k}, key=int)
-    figure = Figure(figsize=(max(6.5, 4.4 * len(ks)), 5.0), layout="constrained")
-    panels = figure.subplots(1, len(ks), sharey=True, squeeze=False)[0]
+    # Any number of cut-offs: rows of at most three panels keep the figure readable.
+    columns = max(1, min(3, len(ks)))
+    rows = max(1, -(-len(ks) // columns))
+    figure = Figure(figsize=(max(6.5, 4.4 * columns), 4.6 * rows + 0.6), layout="constrained")
+    grid = figure.subplots(rows, columns, sharey=True, squeeze=False)
+    panels = [axes for row in grid for axes in row]
+    for axes in panels[len(ks) :]:
+        axes.set_visible(False)
     width = 0.8 / max(1, len(modes))
-    for axes, k in zip(panels, ks, strict=True):
+    for axes, k in zip(panels, ks, strict=False):
         for index, mode in enumerate(modes):
             groups = recall[mode].get(k, {})
             values = [groups.get(category, 0.0) for category in categories]
@@ -237,9 +244,17 @@ def recall_chart(
         axes.set_title(f"recall@{k}")
         axes.set_xlabel("question category")
         _style(axes)
-    panels[0].set_ylabel("evidence recall (share of evidence turns in the top k)")
+    for row in grid:
+        row[0].set_ylabel("evidence recall (share of evidence turns in the top k)")
     handles, labels = panels[0].get_legend_handles_labels()
-    figure.legend(handles, labels, title="mode", fontsize="small", loc="outside right upper")
+    figure.legend(
+        handles,
+        labels,
+        title="mode",
+        fontsize="small",
+        loc="outside lower center",
+        ncols=max(1, len(modes)),
+    )
     figure.suptitle(title)
     return _save(figure, out / "retrieval_recall.png")
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from rich.console import Console
 from rich.progress import (
@@ -22,13 +23,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from memweave._urls import mask_url
+from memweave._urls import SECRET_QUERY_KEYS, mask_url
 from memweave.errors import MemweaveError
 from memweave.providers import ChatHistoryProvider, from_url
 
 __all__ = [
     "CommandError",
     "backend_option",
+    "display_url",
     "err_console",
     "open_history",
     "out_console",
@@ -38,6 +40,10 @@ __all__ = [
     "secrets_in",
     "suite_module",
 ]
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+"""A URL inside an argument or a message."""
 
 
 class CommandError(MemweaveError):
@@ -100,19 +106,43 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _query_secrets(query: str) -> set[str]:
+    found: set[str] = set()
+    for piece in query.split("&"):
+        key, equals, value = piece.partition("=")
+        if equals and value and unquote_plus(key).lower() in SECRET_QUERY_KEYS:
+            found.update({value, unquote(value), unquote_plus(value)})
+    return found
+
+
 def secrets_in(args: Iterable[str]) -> set[str]:
-    """Passwords held by the URLs among `args`, as written and percent-decoded."""
+    """The secrets held by the URLs among `args`, as written and percent-decoded: passwords,
+    and the values of password-like query parameters (`?password=`, `token`, `api_key`, ...).
+
+    A URL counts wherever it sits in an argument, so `--url=redis://:pw@host` is found too.
+    """
     found: set[str] = set()
     for arg in args:
-        if "://" not in arg:
-            continue
-        try:
-            password = urlsplit(arg).password
-        except ValueError:
-            continue
-        if password:
-            found.update({password, unquote(password)})
-    return found
+        # Each URL to its first space or quote, and to the end of the argument: a password
+        # may hold a space or a quote.
+        matches = list(_URL.finditer(arg))
+        urls = [m.group() for m in matches] + [arg[m.start() :] for m in matches]
+        for url in urls:
+            try:
+                parts = urlsplit(url)
+                password = parts.password
+            except ValueError:
+                continue
+            if password:
+                found.update({password, unquote(password)})
+            found |= _query_secrets(parts.query)
+    # An empty or one-character "secret" would scrub half the output; none is that short.
+    return {secret for secret in found if len(secret) > 1}
+
+
+def display_url(url: str) -> str:
+    """`url` as the command shows it: password and secret query values replaced by `***`."""
+    return scrub(mask_url(url), secrets_in([url]))
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -178,15 +208,15 @@ def open_history(
     path = _sqlite_path(url)
     if path is not None:
         if must_exist and not path.is_file():
-            raise CommandError(f"no SQLite database at {str(path)!r} (from {mask_url(url)})")
+            raise CommandError(f"no SQLite database at {str(path)!r} (from {display_url(url)})")
         if not path.parent.is_dir():
             raise CommandError(
-                f"the folder {str(path.parent)!r} of the SQLite database {mask_url(url)} "
+                f"the folder {str(path.parent)!r} of the SQLite database {display_url(url)} "
                 "does not exist"
             )
     folder = _chroma_path(url)
     if folder is not None and must_exist and not folder.is_dir():
-        raise CommandError(f"no Chroma folder at {str(folder)!r} (from {mask_url(url)})")
+        raise CommandError(f"no Chroma folder at {str(folder)!r} (from {display_url(url)})")
     kwargs = dict(options)
     if not kwargs:
         return from_url(url)
@@ -194,4 +224,4 @@ def open_history(
         return from_url(url, **kwargs)
     except TypeError as exc:
         # The constructor's own message names the option it did not expect.
-        raise CommandError(f"bad option for {mask_url(url)}: {exc}") from None
+        raise CommandError(f"bad option for {display_url(url)}: {exc}") from None

@@ -69,11 +69,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download(target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _download(target: Path, say: Callable[[str], object]) -> None:
     partial = target.with_suffix(".part")
     try:
         with urllib.request.urlopen(LOCOMO_URL, timeout=_TIMEOUT_S) as response:
+            # Said once the server answered: offline, the error below is the only line.
+            say(f"downloading the public LoCoMo data set (CC BY-NC 4.0) once, into {target} ...")
+            target.parent.mkdir(parents=True, exist_ok=True)
             partial.write_bytes(response.read())
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         partial.unlink(missing_ok=True)
@@ -96,7 +98,8 @@ def resolve_locomo(given: Path | None, say: Callable[[str], object]) -> Dataset:
 
     Args:
         given: The `--locomo` path, or None to use (or fill) the cache.
-        say: Called with one line of text when a download or cached copy is used.
+        say: Called with one line of text when a cached copy is used, when a download has
+            connected, and when it is done (never before a download that cannot connect).
 
     Raises:
         CommandError: The given file does not exist, or the download failed or did not match
@@ -110,8 +113,7 @@ def resolve_locomo(given: Path | None, say: Callable[[str], object]) -> Dataset:
     if target.is_file() and _sha256(target) == LOCOMO_SHA256:
         say(f"using the LoCoMo data set cached at {target} (SHA-256 verified)")
         return Dataset(target, LOCOMO_SHA256, "cache")
-    say(f"downloading the public LoCoMo data set (CC BY-NC 4.0) once, into {target} ...")
-    _download(target)
+    _download(target, say)
     say(f"downloaded {target.stat().st_size:,} bytes; SHA-256 {LOCOMO_SHA256} verified")
     return Dataset(target, LOCOMO_SHA256, "download")
 
@@ -124,9 +126,11 @@ def describe_dataset(dataset: Dataset) -> dict[str, Any]:
     """
     try:
         samples = json.loads(dataset.path.read_bytes())
-        conversations = [str(sample["sample_id"]) for sample in samples]
+        conversations = [
+            str(sample.get("sample_id", f"conv-{index}")) for index, sample in enumerate(samples)
+        ]
         questions = sum(len(sample.get("qa", ())) for sample in samples)
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as exc:
         raise CommandError(
             f"{str(dataset.path)!r} is not a LoCoMo file (a JSON list of samples with "
             f"'sample_id', 'conversation' and 'qa'): {type(exc).__name__}: {exc}"

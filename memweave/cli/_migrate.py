@@ -5,6 +5,12 @@ idempotent by message id, so a run that died half way is finished by running it 
 target session whose ids are the start of the source session is continued after them, in
 order. A target session holding anything else is left untouched and reported. At the end
 every copied session is read back and its count and SHA-256 checksum compared with the source.
+
+Memory: the history API reads a session whole (`list_messages` has no paged read), so the
+command holds one session's messages at a time and the largest session sets the peak: its
+source copy, plus its target copy while a half-copied session is resumed. `--batch-size`
+bounds each append, not that read. Sessions are copied one after another, so their number
+does not add to the peak.
 """
 
 from __future__ import annotations
@@ -14,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from memweave._urls import mask_url
 from memweave.cli._common import (
     CommandError,
     backend_option,
+    display_url,
     err_console,
     open_history,
     positive_int,
@@ -35,12 +41,17 @@ def add_parser(actions: argparse._SubParsersAction[Any]) -> None:
         "migrate",
         help="copy sessions to another backend in batches; resumable, verified at the end",
         description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     migrate.add_argument("source", metavar="FROM_URL")
     migrate.add_argument("target", metavar="TO_URL")
     migrate.add_argument("--prefix", help="only session ids starting with this exact text")
     migrate.add_argument(
-        "--batch-size", type=positive_int, default=500, metavar="N", help="messages per append"
+        "--batch-size",
+        type=positive_int,
+        default=500,
+        metavar="N",
+        help="messages per append (default 500); each session is still read whole",
     )
     for side, url in (("from", "FROM_URL"), ("to", "TO_URL")):
         migrate.add_argument(
@@ -71,6 +82,7 @@ async def _copy(
     batch_size: int,
     advance: Callable[[int], None],
 ) -> _Copied:
+    # Whole: the history API has no paged read (see the module docstring on memory).
     messages = await source.list_messages(session)
     copied = _Copied(session, len(messages), checksum(messages))
     if await target.count_messages(session):
@@ -105,8 +117,8 @@ async def _verify(target: ChatHistoryProvider, copied: _Copied) -> str | None:
 async def migrate_sessions(args: argparse.Namespace) -> int:
     """Copy every matching session from `FROM_URL` to `TO_URL`, then verify each one."""
     if args.source == args.target and args.from_options == args.to_options:
-        raise CommandError(f"FROM_URL and TO_URL are the same ({mask_url(args.source)})")
-    source_name, target_name = mask_url(args.source), mask_url(args.target)
+        raise CommandError(f"FROM_URL and TO_URL are the same ({display_url(args.source)})")
+    source_name, target_name = display_url(args.source), display_url(args.target)
     console = err_console()
     async with (
         open_history(args.source, must_exist=True, options=args.from_options) as source,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from memweave._codec import encode
 from memweave.cli._common import CommandError
@@ -24,7 +24,15 @@ from memweave.errors import InvalidMessage, InvalidSessionId
 from memweave.messages import ChatMessage
 from memweave.session import validate_session_id
 
-__all__ = ["RECORD_VERSION", "RecordError", "checksum", "dump_record", "read_records", "to_record"]
+__all__ = [
+    "RECORD_VERSION",
+    "Record",
+    "RecordError",
+    "checksum",
+    "dump_record",
+    "read_records",
+    "to_record",
+]
 
 RECORD_VERSION = 1
 """Layout version of an export record."""
@@ -44,6 +52,20 @@ class RecordError(CommandError):
         self.line = line
         self.reason = reason
         super().__init__(f"line {line}: {reason}")
+
+
+class Record(NamedTuple):
+    """One record read back from an import file."""
+
+    line: int
+    """Its line number, from 1."""
+    session: str
+    """The session it belongs to."""
+    message: ChatMessage
+    """The message."""
+    has_id: bool
+    """Whether the record named the message's `id` (without one, a new id was made, so
+    importing the line again adds the message again)."""
 
 
 def to_record(session_id: str, message: ChatMessage) -> dict[str, Any]:
@@ -92,8 +114,8 @@ def _from_record(line: int, data: object) -> tuple[str, ChatMessage]:
     return session_id, message
 
 
-def read_records(stream: IO[bytes]) -> Iterator[tuple[int, str, ChatMessage]]:
-    """Yield `(line number, session id, message)` for each record in a JSON Lines stream.
+def read_records(stream: IO[bytes]) -> Iterator[Record]:
+    """Yield a `Record` for each record in a JSON Lines stream.
 
     Blank lines are skipped.
 
@@ -108,7 +130,7 @@ def read_records(stream: IO[bytes]) -> Iterator[tuple[int, str, ChatMessage]]:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RecordError(number, f"not valid JSON ({exc})") from None
         session_id, message = _from_record(number, data)
-        yield number, session_id, message
+        yield Record(number, session_id, message, data.get("id") is not None)
 
 
 def checksum(messages: Iterable[ChatMessage]) -> str:

@@ -8,12 +8,14 @@ import os
 import platform
 import sqlite3
 import subprocess
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from memweave._urls import mask_url
+from memweave.cli._common import scrub
 
 __all__ = [
     "backend_info",
@@ -179,10 +181,14 @@ async def backend_info(url: str) -> dict[str, Any]:
     }
 
 
-def write_results(out: Path, results: dict[str, Any]) -> Path:
-    """Write `results.json` into `out`."""
+def write_results(out: Path, results: dict[str, Any], secrets: Iterable[str] = ()) -> Path:
+    """Write `results.json` into `out`, with every one of `secrets` replaced by `***`."""
+    text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
+    # A secret may sit in the JSON with escapes (a quote, a backslash): scrub that form too.
+    escaped = {json.dumps(secret, ensure_ascii=False)[1:-1] for secret in secrets}
+    text = scrub(text, {*secrets, *escaped})
     path = out / "results.json"
-    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -1,35 +1,45 @@
-"""The retrieval suite of `memweave bench`: its options, the run, charts, report and summary.
+"""The retrieval suite of `memweave bench`: its options, their checks, the run, charts, report.
 
 Recall@k per category and mode, query latency and ingest rate come from
-`benchmarks.retrieval`, run once per mode so the progress bar moves. With `--llm-model`, an
-answer-quality run follows (see `memweave.cli._answers`), reported apart from recall.
+`benchmarks.retrieval`, which ingests the data set once and measures every mode on it. With
+`--llm-model`, an answer-quality run follows (see `memweave.cli._answers`), reported apart
+from recall. `prepare` checks every option and the data file before any suite starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from memweave._urls import mask_url
 from memweave.cli import _answers
-from memweave.cli._common import CommandError, positive_int, progress_bar, suite_module
-from memweave.cli._locomo import Dataset, describe_dataset
-from memweave.errors import ModelError
+from memweave.cli._common import (
+    CommandError,
+    display_url,
+    positive_int,
+    progress_bar,
+    suite_module,
+)
+from memweave.cli._locomo import Dataset, describe_dataset, resolve_locomo
+from memweave.errors import ConfigurationError, MissingDependency, ModelError
 from memweave.llm import ChatClient
 
+if TYPE_CHECKING:
+    from memweave.context import ChromaDefaultEmbeddings
+
 __all__ = [
+    "Prepared",
     "add_arguments",
     "charts",
-    "describe",
     "make_chat_client",
+    "prepare",
     "print_summary",
     "run",
     "section",
@@ -97,11 +107,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def describe(dataset: Dataset) -> dict[str, Any]:
-    """The manifest entry of the dataset."""
-    return describe_dataset(dataset)
-
-
 def make_chat_client(args: argparse.Namespace) -> ChatClient:
     """The chat client of the answer-quality run, from the `--llm-*` options."""
     from memweave.llm import OpenAIChatClient
@@ -120,77 +125,145 @@ def _model_hint(given: Path | None) -> str:
     )
 
 
-def _ks(args: argparse.Namespace, module: ModuleType) -> tuple[tuple[int, ...], dict[str, Any]]:
-    ks = tuple(sorted(set(args.k or DEFAULT_KS)))
-    if "ks" in inspect.signature(module.run).parameters:
-        return ks, {"ks": ks}
-    measured = tuple(getattr(module, "KS", DEFAULT_KS))
-    if not set(ks) <= set(measured):
+@dataclass
+class Prepared:
+    """A retrieval run whose options and data were checked: everything `run` needs."""
+
+    module: ModuleType
+    """`benchmarks.retrieval`."""
+    dataset: Dataset
+    """The LoCoMo file."""
+    dataset_entry: dict[str, Any]
+    """The manifest entry of the file."""
+    plan: Any
+    """The file read and checked: a `benchmarks.retrieval.Plan` (conversations, modes, ks)."""
+    embedder: ChromaDefaultEmbeddings
+    """The embedding function, its model loaded."""
+    client: ChatClient | None = None
+    """The chat model of the answer-quality run, when `--llm-model` asked for one."""
+
+    async def aclose(self) -> None:
+        """Close the chat client, if one was built. Idempotent."""
+        client, self.client = self.client, None
+        close: Callable[[], Any] | None = getattr(client, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _check_llm_options(args: argparse.Namespace, search_limit: int) -> None:
+    if not args.llm_model:
+        given = [
+            option
+            for option, value in (
+                ("--llm-base-url", args.llm_base_url),
+                ("--llm-questions", args.llm_questions),
+            )
+            if value
+        ]
+        if given:
+            raise CommandError(f"{given[0]} needs --llm-model (the model that answers)")
+        return
+    if args.llm_base_url and args.llm_base_url.split("://", 1)[0].lower() not in (
+        "http",
+        "https",
+    ):
         raise CommandError(
-            f"--k {' '.join(map(str, ks))}: this benchmarks.retrieval measures recall@k for "
-            f"k in {' '.join(map(str, measured))} only"
+            f"--llm-base-url must be an http:// or https:// URL, got "
+            f"{display_url(args.llm_base_url)!r}"
         )
-    return ks, {}
+    if args.llm_k > search_limit:
+        raise CommandError(
+            f"--llm-k {args.llm_k}: a search returns at most {search_limit} memories"
+        )
+
+
+async def prepare(args: argparse.Namespace, say: Callable[[str], object]) -> Prepared:
+    """Check the retrieval options, the data file and the models, before any suite runs.
+
+    The LoCoMo file is found (or downloaded), read and checked against the `locomo10.json`
+    layout; `--mode` and `--k` are checked against it; the embedding model is loaded; with
+    `--llm-model`, the chat client is built (nothing is sent yet).
+
+    Args:
+        args: The parsed `bench retrieval` or `bench all` options.
+        say: Called with one line of text about the data file (cached, downloaded).
+
+    Raises:
+        CommandError: An option, the file or a model is unusable; the message says which.
+    """
+    module = suite_module("retrieval")
+    _check_llm_options(args, module.SEARCH_LIMIT)
+    if args.embeddings_dir is not None and not args.embeddings_dir.is_dir():
+        raise CommandError(f"--embeddings-dir {str(args.embeddings_dir)!r} is not a folder")
+    dataset = resolve_locomo(args.locomo, say)
+    try:
+        plan = module.prepare(dataset.path, modes=args.mode or MODES, ks=args.k or DEFAULT_KS)
+    except module.LocomoFormatError as exc:
+        raise CommandError(str(exc)) from None
+    except ValueError as exc:
+        raise CommandError(f"--mode/--k: {exc}") from None
+    entry = describe_dataset(dataset)
+    from memweave.context import ChromaDefaultEmbeddings
+
+    embedder = ChromaDefaultEmbeddings(model_dir=args.embeddings_dir)
+    try:
+        await embedder.embed(["load the model"])
+    except MissingDependency:
+        raise
+    except (ModelError, ConfigurationError) as exc:
+        raise CommandError(f"{exc}; {_model_hint(args.embeddings_dir)}") from exc
+    prepared = Prepared(module, dataset, entry, plan, embedder)
+    if args.llm_model:
+        prepared.client = make_chat_client(args)
+    return prepared
 
 
 async def run(
-    args: argparse.Namespace, dataset: Dataset, console: Console, manifest: dict[str, Any]
+    args: argparse.Namespace, prepared: Prepared, console: Console, manifest: dict[str, Any]
 ) -> dict[str, Any]:
     """Run the retrieval benchmark (and the answer run when asked); return its results."""
-    module = suite_module("retrieval")
-    from memweave.context import ChromaDefaultEmbeddings
-
-    modes: list[str] = list(args.mode or MODES)
-    ks, extra = _ks(args, module)
-    embedder = ChromaDefaultEmbeddings(model_dir=args.embeddings_dir)
+    embedder, plan = prepared.embedder, prepared.plan
     settings: dict[str, Any] = {
         "embedding_model": embedder.name,
         "dimensions": embedder.dimensions,
         "embeddings_dir": str(args.embeddings_dir) if args.embeddings_dir else None,
-        "k": list(ks),
-        "modes": modes,
+        "k": list(plan.ks),
+        "modes": list(plan.modes),
     }
     manifest["retrieval"] = settings
-    merged: dict[str, Any] = {}
-    with progress_bar(console, "modes") as progress:
-        task = progress.add_task("retrieval", total=len(modes))
-        for mode in modes:
-            progress.update(task, description=f"retrieval: {mode} (ingest, then every question)")
-            try:
-                part: dict[str, Any] = await module.run(
-                    dataset.path, modes=(mode,), embedder=embedder, **extra
-                )
-            except ModelError as exc:
-                raise CommandError(f"{exc}; {_model_hint(args.embeddings_dir)}") from exc
-            if not merged:
-                merged = part
-            else:
-                for key in ("recall", "query_ms", "ingest_turns_per_s"):
-                    merged[key].update(part[key])
-            progress.advance(task)
-    for mode in merged["recall"]:
-        merged["recall"][mode] = {
-            k: groups for k, groups in merged["recall"][mode].items() if int(k) in ks
-        }
-    settings["ingest"] = merged.get("ingest")
-    settings["questions_with_evidence"] = merged.get("questions")
-    if args.llm_model:
-        merged["answers"] = await _answer(args, dataset, console, manifest, module, embedder)
-    return merged
+    with progress_bar(console, "steps") as progress:
+        task = progress.add_task("retrieval", total=None)
+
+        def moved(done: int, total: int, what: str) -> None:
+            progress.update(task, completed=done, total=total, description=f"retrieval: {what}")
+
+        try:
+            result: dict[str, Any] = await prepared.module.run(
+                prepared.dataset.path,
+                modes=plan.modes,
+                ks=plan.ks,
+                embedder=embedder,
+                progress=moved,
+            )
+        except ModelError as exc:
+            raise CommandError(f"{exc}; {_model_hint(args.embeddings_dir)}") from exc
+    settings["ingest"] = result.get("ingest")
+    settings["questions_with_evidence"] = result.get("questions")
+    if prepared.client is not None:
+        result["answers"] = await _answer(args, prepared, prepared.client, console, manifest)
+    return result
 
 
 async def _answer(
     args: argparse.Namespace,
-    dataset: Dataset,
+    prepared: Prepared,
+    client: ChatClient,
     console: Console,
     manifest: dict[str, Any],
-    module: ModuleType,
-    embedder: Any,
 ) -> dict[str, Any]:
-    client = make_chat_client(args)
     manifest["llm"] = {
         "model": args.llm_model,
-        "base_url": mask_url(args.llm_base_url) if args.llm_base_url else None,
+        "base_url": display_url(args.llm_base_url) if args.llm_base_url else None,
         "temperature": _answers.TEMPERATURE,
         "retrieval_mode": args.llm_mode,
         "k": args.llm_k,
@@ -199,27 +272,23 @@ async def _answer(
         "metric": "LoCoMo token F1",
         "stemmer": _answers.STEMMER,
     }
-    total = len(_answers._questions(dataset.path)[0])
+    path = prepared.dataset.path
+    total = len(_answers._questions(path)[0])
     if args.llm_questions:
         total = min(total, args.llm_questions)
-    try:
-        with progress_bar(console, "questions") as progress:
-            task = progress.add_task(f"answers: {args.llm_model}", total=total)
-            return await _answers.answer_run(
-                dataset.path,
-                client,
-                retrieval=module,
-                embedder=embedder,
-                mode=args.llm_mode,
-                k=args.llm_k,
-                limit=args.llm_questions,
-                concurrency=args.llm_concurrency,
-                advance=lambda n: progress.advance(task, n),
-            )
-    finally:
-        close: Callable[[], Any] | None = getattr(client, "aclose", None)
-        if close is not None:
-            await close()
+    with progress_bar(console, "questions") as progress:
+        task = progress.add_task(f"answers: {args.llm_model}", total=total)
+        return await _answers.answer_run(
+            path,
+            client,
+            retrieval=prepared.module,
+            embedder=prepared.embedder,
+            mode=args.llm_mode,
+            k=args.llm_k,
+            limit=args.llm_questions,
+            concurrency=args.llm_concurrency,
+            advance=lambda n: progress.advance(task, n),
+        )
 
 
 # -- presentation -------------------------------------------------------------------------------
@@ -303,7 +372,8 @@ def section(result: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
         f"{result.get('questions'):,} questions with evidence (adversarial category left out); "
         f"embeddings {manifest['retrieval']['embedding_model']} "
         f"({manifest['retrieval']['dimensions']} dimensions). Recall@k is the share of a "
-        "question's evidence turns among the top k memories.",
+        "question's evidence turns among the top k memories. Every mode searches the same "
+        "store, ingested once, so the ingest rate is one figure.",
         "",
         *markdown_table(["mode", "k", *names], rows, right=set(range(1, len(names) + 2))),
         "",

@@ -13,14 +13,21 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from memweave.cli import _report, _retrieval
-from memweave.cli._common import CommandError, err_console, positive_int, progress_bar, suite_module
-from memweave.cli._locomo import resolve_locomo
+from memweave.cli._common import (
+    err_console,
+    positive_int,
+    progress_bar,
+    scrub,
+    secrets_in,
+    suite_module,
+)
 from memweave.errors import MissingDependency
 
 __all__ = ["add_parser", "run_bench"]
@@ -225,50 +232,95 @@ def _print_history_peers(console: Console, history: dict[str, Any]) -> None:
             )
 
 
+def _make_folder(out: Path) -> list[Path]:
+    """Create `out` and its missing parents; return the folders made, deepest first."""
+    made: list[Path] = []
+    folder = out
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    out.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed run made, deepest first, as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # results were written into it (or it is gone): keep the rest
+            return
+
+
 async def run_bench(args: argparse.Namespace) -> int:
-    """Run the chosen suites and write `results.json`, `report.md` and the charts."""
+    """Run the chosen suites and write `results.json`, `report.md` and the charts.
+
+    Every option, the suites' modules, the LoCoMo file and the models are checked before any
+    suite runs, so a mistake costs nothing. A run that fails before writing any result
+    leaves no output folder behind.
+    """
     console = err_console()
     suites: list[str] = args.suites
-    say: Callable[[str], None] = console.print
-    if "retrieval" in suites and args.llm_base_url and not args.llm_model:
-        raise CommandError("--llm-base-url needs --llm-model (the model that answers)")
-    # The data file first, so a missing one costs nothing and leaves no output folder behind.
-    dataset = resolve_locomo(args.locomo, say) if "retrieval" in suites else None
-    dataset_entry = _retrieval.describe(dataset) if dataset is not None else None
+    for suite in suites:
+        suite_module(suite)
     # matplotlib takes a second to import; only bench pays for it.
     try:
         from memweave.cli import _charts
     except ImportError as exc:
         raise MissingDependency("matplotlib", "cli") from exc
+    say: Callable[[str], None] = console.print
+    prepared = await _retrieval.prepare(args, say) if "retrieval" in suites else None
+    try:
+        out: Path = args.out or _default_out()
+        made = _make_folder(out)
+        try:
+            charts = await _run_suites(args, console, prepared, out, _charts)
+        except BaseException:
+            _remove_empty(made)
+            raise
+    finally:
+        if prepared is not None:
+            await prepared.aclose()
+    console.print(
+        f"wrote {out / 'results.json'}, {out / 'report.md'} and {len(charts)} charts "
+        f"({', '.join(path.name for path in charts)})"
+    )
+    return 0
 
-    out: Path = args.out or _default_out()
-    out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one task runs; nothing waits
-    manifest = _report.base_manifest(getattr(args, "argv", []), suites)
-    if dataset_entry is not None:
-        manifest["dataset"] = dataset_entry
+
+async def _run_suites(
+    args: argparse.Namespace,
+    console: Console,
+    prepared: _retrieval.Prepared | None,
+    out: Path,
+    charting: ModuleType,
+) -> list[Path]:
+    suites: list[str] = args.suites
+    argv: list[str] = getattr(args, "argv", [])
+    secrets = secrets_in(argv)
+    manifest = _report.base_manifest(argv, suites)
+    if prepared is not None:
+        manifest["dataset"] = prepared.dataset_entry
     results: dict[str, Any] = {"manifest": manifest}
     charts: list[Path] = []
     sections: list[list[str]] = []
     with tempfile.TemporaryDirectory(prefix="memweave-bench-") as tmp:
         if "history" in suites:
             results["history"] = await _history(args, console, manifest, Path(tmp))
-            _report.write_results(out, results)
-            charts += _charts.history_charts(results["history"], out)
+            _report.write_results(out, results, secrets)
+            charts += charting.history_charts(results["history"], out)
         if "reducers" in suites:
             results["reducers"] = await _reducers(args, console)
             manifest["reducers"] = results["reducers"].get("parameters")
-            _report.write_results(out, results)
-            charts += _charts.reducer_charts(results["reducers"], out)
-        if dataset is not None:
-            results["retrieval"] = await _retrieval.run(args, dataset, console, manifest)
-            _report.write_results(out, results)
+            _report.write_results(out, results, secrets)
+            charts += charting.reducer_charts(results["reducers"], out)
+        if prepared is not None:
+            results["retrieval"] = await _retrieval.run(args, prepared, console, manifest)
+            _report.write_results(out, results, secrets)
             charts += _retrieval.charts(results["retrieval"], manifest, out)
             sections.append(_retrieval.section(results["retrieval"], manifest))
-    _report.write_results(out, results)
-    (out / "report.md").write_text(_report.markdown_report(results, sections), encoding="utf-8")
+    _report.write_results(out, results, secrets)
+    report = _report.markdown_report(results, sections)
+    (out / "report.md").write_text(scrub(report, secrets), encoding="utf-8")
     _print_summary(console, results)
-    console.print(
-        f"wrote {out / 'results.json'}, {out / 'report.md'} and {len(charts)} charts "
-        f"({', '.join(path.name for path in charts)})"
-    )
-    return 0
+    return charts

@@ -17,20 +17,21 @@ from typing import IO, Any
 from rich.table import Table
 from rich.text import Text
 
-from memweave._urls import mask_url
 from memweave.cli import _migrate
 from memweave.cli._common import (
     CommandError,
     backend_option,
+    display_url,
     err_console,
     open_history,
     out_console,
     positive_int,
 )
-from memweave.cli._records import dump_record, read_records, to_record
+from memweave.cli._records import RecordError, dump_record, read_records, to_record
 from memweave.messages import ChatMessage
 
 __all__ = [
+    "ImportStopped",
     "add_parser",
     "delete_sessions",
     "export_sessions",
@@ -83,7 +84,12 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     export.set_defaults(func=export_sessions)
 
     import_ = sub.add_parser(
-        "import", help="add messages from JSON Lines; keeps ids and times, skips ids present"
+        "import",
+        help="add messages from JSON Lines; keeps ids and times, skips ids present",
+        description="Add the messages of a JSON Lines file (as written by export) to URL, "
+        "keeping their ids and times; messages whose id the session already holds are "
+        "skipped. A bad line stops the import once the lines before it are stored, and the "
+        "error says how many that was: fix the line and run the same import again.",
     )
     import_.add_argument("url", metavar="URL")
     import_.add_argument(
@@ -135,7 +141,7 @@ async def list_sessions(args: argparse.Namespace) -> int:
     for session, count in zip(ids, counts, strict=True):
         table.add_row(Text(session), f"{count:,}")
     console = out_console()
-    console.print(Text(f"sessions at {mask_url(args.url)}", style="bold"))
+    console.print(Text(f"sessions at {display_url(args.url)}", style="bold"))
     console.print(table)
     err_console().print(f"{len(ids):,} sessions, {sum(counts):,} messages")
     return 0
@@ -149,7 +155,7 @@ async def show_session(args: argparse.Namespace) -> int:
     async with open_history(args.url, must_exist=True, options=args.options) as history:
         total = await history.count_messages(args.session)
         if total == 0:
-            raise CommandError(f"no session {args.session!r} at {mask_url(args.url)}")
+            raise CommandError(f"no session {args.session!r} at {display_url(args.url)}")
         messages = await history.list_messages(args.session, limit=args.last)
     if args.json:
         out = sys.stdout.buffer
@@ -159,7 +165,7 @@ async def show_session(args: argparse.Namespace) -> int:
         return 0
     console = out_console()
     shown = f" (the last {len(messages):,})" if len(messages) < total else ""
-    header = Text(f"session {args.session!r} at {mask_url(args.url)}: ", style="bold")
+    header = Text(f"session {args.session!r} at {display_url(args.url)}: ", style="bold")
     header.append(f"{total:,} messages{shown}", style="bold")
     console.print(header)
     for message in messages:
@@ -238,13 +244,55 @@ async def export_sessions(args: argparse.Namespace) -> int:
                     total += 1
         out.flush()
     err_console().print(
-        f"exported {total:,} messages of {len(sessions):,} sessions from {mask_url(args.url)}"
+        f"exported {total:,} messages of {len(sessions):,} sessions from {display_url(args.url)}"
     )
     return 0
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+class ImportStopped(CommandError):
+    """A bad line stopped `sessions import`; the messages of the lines before it are stored.
+
+    Attributes:
+        line: The bad line's number, from 1.
+        reason: What was wrong with it.
+        imported: Messages read from the lines before it, all stored now.
+        new: How many of those were not stored before this run.
+        without_id: How many of those had no `id`, so a re-run would add them again.
+    """
+
+    def __init__(self, line: int, reason: str, imported: int, new: int, without_id: int) -> None:
+        self.line = line
+        self.reason = reason
+        self.imported = imported
+        self.new = new
+        self.without_id = without_id
+        message = f"line {line}: {reason}; "
+        if imported == 0:
+            message += "nothing was imported"
+        else:
+            message += (
+                f"the {_count(imported, 'message')} before it were imported ({new:,} of them "
+                f"new); fix line {line} and run the import again: messages already imported "
+                "are skipped by id"
+            )
+            if without_id:
+                message += (
+                    f", except the {_count(without_id, 'record')} without an 'id', which "
+                    "would be added again (drop them from the file first)"
+                )
+        super().__init__(message)
+
+
 async def import_sessions(args: argparse.Namespace) -> int:
-    """Add the messages of a JSON Lines file, batch by batch, in file order per session."""
+    """Add the messages of a JSON Lines file, batch by batch, in file order per session.
+
+    A bad line stops the import once the lines before it are stored; the error says how many
+    that was, and running the import again skips them (imports are idempotent by id).
+    """
     with ExitStack() as files:
         source: IO[bytes] = sys.stdin.buffer
         if args.file != "-":
@@ -254,28 +302,39 @@ async def import_sessions(args: argparse.Namespace) -> int:
             before: dict[str, int] = {}
             pending: list[ChatMessage] = []
             current: str | None = None
-            read = 0
+            read = without_id = 0
 
             async def flush() -> None:
                 if current is not None and pending:
                     await history.add_messages(current, pending)
                     pending.clear()
 
-            for _line, session, message in read_records(source):
-                if session != current or len(pending) >= args.batch_size:
-                    await flush()
-                    current = session
-                    if session not in before:
-                        before[session] = await history.count_messages(session)
-                pending.append(message)
-                read += 1
+            async def added() -> int:
+                total = 0
+                for session, count in before.items():
+                    total += await history.count_messages(session) - count
+                return total
+
+            try:
+                for record in read_records(source):
+                    if record.session != current or len(pending) >= args.batch_size:
+                        await flush()
+                        current = record.session
+                        if record.session not in before:
+                            before[record.session] = await history.count_messages(current)
+                    pending.append(record.message)
+                    read += 1
+                    without_id += not record.has_id
+            except RecordError as exc:
+                # Store the good lines read since the last batch too, so the error can say
+                # simply "everything before line N".
+                await flush()
+                raise ImportStopped(exc.line, exc.reason, read, await added(), without_id) from None
             await flush()
-            added = 0
-            for session, count in before.items():
-                added += await history.count_messages(session) - count
+            new = await added()
     err_console().print(
-        f"imported {added:,} new messages into {len(before):,} sessions at "
-        f"{mask_url(args.url)} ({read - added:,} of {read:,} were already there)"
+        f"imported {new:,} new messages into {len(before):,} sessions at "
+        f"{display_url(args.url)} ({read - new:,} of {read:,} were already there)"
     )
     return 0
 
@@ -294,7 +353,7 @@ def _confirm(question: str) -> bool:
 
 async def delete_sessions(args: argparse.Namespace) -> int:
     """Delete every message of the named sessions, asking first unless `--yes`."""
-    where = mask_url(args.url)
+    where = display_url(args.url)
     async with open_history(args.url, must_exist=True, options=args.options) as history:
         counts = {session: await history.count_messages(session) for session in args.sessions}
         missing = [session for session, count in counts.items() if count == 0]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from memweave.cli import _answers, _locomo, _retrieval
+from memweave.cli import _answers, _locomo, _retrieval, bench
 from memweave.cli._common import CommandError
 from memweave.messages import ChatMessage
 from memweave.testing import ScriptedChatClient
@@ -243,6 +243,134 @@ def test_bench_all_writes_every_suite_into_one_report(
         assert heading in report
 
 
+def test_bench_retrieval_measures_any_k(cli: Cli, tmp_path: Path, locomo: Path) -> None:
+    """--k takes any positive cut-offs, not only 5, 10 and 25."""
+    out = tmp_path / "out"
+    result = cli(
+        "bench", "retrieval", "--locomo", str(locomo), "--mode", "lexical", "--k", "7", "3",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    results, report, _ = _outputs(out)
+    assert list(results["retrieval"]["recall"]["lexical"]) == ["3", "7"]
+    assert results["manifest"]["retrieval"]["k"] == [3, 7]
+    assert "| lexical | 3 |" in report
+
+
+def _layout_without(locomo: Path, tmp_path: Path, *path: str | int) -> str:
+    data = json.loads(locomo.read_text())
+    parent: Any = data
+    for key in path[:-1]:
+        parent = parent[key]
+    del parent[path[-1]]
+    broken = tmp_path / f"without-{len(path)}.json"
+    broken.write_text(json.dumps(data))
+    return str(broken)
+
+
+@pytest.fixture
+def suites_ran(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the history and reducers suites as they start (they then fail)."""
+    ran: list[str] = []
+
+    async def history(*args: object) -> dict[str, Any]:
+        ran.append("history")
+        raise AssertionError("the history suite ran")
+
+    async def reducers(*args: object) -> dict[str, Any]:
+        ran.append("reducers")
+        raise AssertionError("the reducers suite ran")
+
+    monkeypatch.setattr(bench, "_history", history)
+    monkeypatch.setattr(bench, "_reducers", reducers)
+    return ran
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("no-conversation", "sample 0 ('conv-tiny'): no 'conversation'"),
+        ("no-text", "sample 0 ('conv-tiny'), session_2, turn 1: no 'text'"),
+        ("missing-file", "no LoCoMo file at"),
+        ("base-url-alone", "--llm-base-url needs --llm-model"),
+        ("questions-alone", "--llm-questions needs --llm-model"),
+        ("llm-k", "--llm-k 5000: a search returns at most 1000 memories"),
+        ("llm-url", "--llm-base-url must be an http:// or https:// URL"),
+        ("embeddings-dir", "--embeddings-dir"),
+    ],
+)
+def test_bench_all_checks_options_and_data_before_any_suite(
+    cli: Cli, tmp_path: Path, locomo: Path, suites_ran: list[str], case: str, expected: str
+) -> None:
+    """A bad option or data file fails in one line before history or reducers run, and
+    leaves no output folder."""
+    extra = {
+        "no-conversation": ["--locomo", _layout_without(locomo, tmp_path, 0, "conversation")],
+        "no-text": [
+            "--locomo",
+            _layout_without(locomo, tmp_path, 0, "conversation", "session_2", 1, "text"),
+        ],
+        "missing-file": ["--locomo", str(tmp_path / "nope.json")],
+        "base-url-alone": ["--locomo", str(locomo), "--llm-base-url", "http://127.0.0.1:9/v1"],
+        "questions-alone": ["--locomo", str(locomo), "--llm-questions", "3"],
+        "llm-k": ["--locomo", str(locomo), "--llm-model", "m", "--llm-k", "5000"],
+        "llm-url": ["--locomo", str(locomo), "--llm-model", "m", "--llm-base-url", "ftp://h/"],
+        "embeddings-dir": ["--locomo", str(locomo), "--embeddings-dir", str(tmp_path / "none")],
+    }[case]
+    out = tmp_path / "results" / "run"
+    result = cli("bench", "all", "--quick", "--k", "3", "--out", str(out), *extra)
+    assert result.code == 1
+    assert suites_ran == []
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("memweave: error: ")
+    assert expected in lines[0]
+    assert "unexpected" not in lines[0]
+    assert not (tmp_path / "results").exists()
+
+
+def test_bench_failing_before_any_result_leaves_no_out_folder(cli: Cli, tmp_path: Path) -> None:
+    """A suite failing before anything was written removes the folders the run made."""
+    out = tmp_path / "results" / "run"
+    result = cli(
+        "bench", "history", "--url", "foo://h/db", "--sizes", "10", "--quick", "--out", str(out)
+    )
+    assert result.code == 1
+    assert "unsupported URL scheme 'foo'" in result.err
+    assert not (tmp_path / "results").exists()
+
+
+def test_bench_keeps_an_out_folder_it_did_not_make(cli: Cli, tmp_path: Path) -> None:
+    """An --out folder that existed before the run is left in place."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    result = cli(
+        "bench", "history", "--url", "foo://h/db", "--sizes", "10", "--quick", "--out", str(out)
+    )
+    assert result.code == 1
+    assert out.is_dir()
+
+
+def test_bench_results_never_hold_secret_query_values(
+    cli: Cli, tmp_path: Path, locomo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key passed as `?api_key=` reaches neither the output, results.json nor report.md."""
+    secret = "sk-query-s3cret"
+    client = ScriptedChatClient(lambda *args: "not mentioned", model="scripted")
+    monkeypatch.setattr(_retrieval, "make_chat_client", lambda args: client)
+    out = tmp_path / "out"
+    result = cli(
+        "bench", "retrieval", "--locomo", str(locomo), "--mode", "lexical", "--k", "5",
+        "--llm-model", "scripted", f"--llm-base-url=http://127.0.0.1:9/v1?api_key={secret}",
+        "--llm-questions", "1", "--out", str(out),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    for text in (result.out, result.err, *(path.read_text() for path in out.glob("*.*[dn]"))):
+        assert secret not in text
+    manifest = json.loads((out / "results.json").read_text())["manifest"]
+    assert manifest["llm"]["base_url"] == "http://127.0.0.1:9/v1?api_key=***"
+
+
 # -- token F1 -----------------------------------------------------------------------------------
 
 
@@ -333,14 +461,41 @@ def test_locomo_download_with_a_wrong_checksum_is_discarded(
 def test_bench_retrieval_offline_says_how_to_pass_the_file(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Offline and without --locomo, bench stops with one line telling how to pass the file."""
+    """Offline and without --locomo, bench stops with one line telling how to pass the file,
+    and nothing else."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(_locomo, "LOCOMO_URL", "http://127.0.0.1:9/locomo10.json")
     out = tmp_path / "out"
     result = cli("bench", "retrieval", "--out", str(out))
     assert result.code == 1
-    last = result.err.splitlines()[-1]
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err  # nothing said about downloading: it never connected
+    last = lines[0]
     assert last.startswith("memweave: error: cannot download the LoCoMo data set")
     assert "--locomo PATH" in last
     assert "LOCOMO=PATH" in last
     assert not out.exists()
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[16:24]
+    return int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
+
+
+def test_recall_chart_puts_many_cut_offs_in_rows_of_three(tmp_path: Path) -> None:
+    """Any number of k values stays legible: panels wrap three to a row instead of widening."""
+    from memweave.cli import _charts
+
+    groups = {"single_hop": 0.5, "overall": 0.6}
+    sizes: dict[int, tuple[int, int]] = {}
+    for count in (3, 7):
+        recall = {
+            mode: {str(k): groups for k in range(1, count + 1)} for mode in ("dense", "hybrid")
+        }
+        out = tmp_path / str(count)
+        out.mkdir()
+        sizes[count] = _png_size(
+            _charts.recall_chart(recall, ["single_hop", "overall"], out, title="recall")
+        )
+    assert sizes[7][0] == sizes[3][0]
+    assert sizes[7][1] > 2 * sizes[3][1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli._helpers import Result, run_subprocess
+from memweave.cli._common import secrets_in
+from tests.cli._helpers import Result, conversation, run_subprocess, seed
 
 Cli = Callable[..., Result]
 
@@ -132,3 +134,83 @@ def test_missing_rich_names_the_extra_to_install() -> None:
     assert completed.stderr == (
         "memweave: error: 'rich' is not installed; install it with: pip install 'memweave[cli]'\n"
     )
+
+
+def test_secrets_in_collects_passwords_and_password_like_query_values() -> None:
+    """Passwords and `?password=`, `token`, `api_key`-like values are all secrets, as written
+    and decoded, wherever the URL sits in an argument."""
+    found = secrets_in(
+        [
+            "redis://127.0.0.1/0?db=0&password=s3cret-1",
+            "--url=postgresql+asyncpg://me:s3cret-2@h/db",
+            "http://h/v1?API_KEY=s3cret%2B3&model=x",
+            "mysql+aiomysql://h/db?passwd=s3cret-4&pwd=s3cret-5&secret=s3cret-6&token=s3cret-7",
+            "memory://",
+            "chat.db",
+        ]
+    )
+    assert {"s3cret-1", "s3cret-2", "s3cret+3", "s3cret%2B3"} <= found
+    assert {f"s3cret-{n}" for n in range(4, 8)} <= found
+    assert not found & {"0", "x", "h", "db", "me"}
+
+
+def test_query_password_never_reaches_the_error(cli: Cli) -> None:
+    """A password given as a query parameter is masked like one in the user part."""
+    result = cli("sessions", "list", f"redis://127.0.0.1:1/0?password={SECRET}")
+    assert result.code == 1
+    assert len(result.err.splitlines()) == 1
+    assert SECRET not in result.err + result.out
+
+
+# -- the installed console script ---------------------------------------------------------------
+
+
+def _console_script() -> str:
+    beside = Path(sys.executable).parent / "memweave"
+    found = str(beside) if beside.is_file() else shutil.which("memweave")
+    if found is None:
+        pytest.fail("the memweave console script is not installed: pip install -e '.[all]'")
+    return found
+
+
+def _run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_console_script(), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_console_script_prints_its_version() -> None:
+    """`memweave --version` through the installed entry point."""
+    from memweave import __version__
+
+    completed = _run_script("--version")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == f"memweave {__version__}\n"
+
+
+def test_console_script_lists_sessions_of_a_sqlite_file(tmp_path: Path) -> None:
+    """`memweave sessions list` reads a SQLite file through the installed entry point."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}"
+    seed(url, {"alpha": conversation(), "beta": conversation()[:2]})
+    completed = _run_script("sessions", "list", url)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == "alpha\t7\nbeta\t2\n"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("foo://host/db", "unsupported URL scheme 'foo'"),
+        (f"redis://:{SECRET}@127.0.0.1:1/0", "backend unavailable at redis://:***@127.0.0.1:1/0"),
+        (f"redis://127.0.0.1:1/0?password={SECRET}", "backend unavailable"),
+    ],
+)
+def test_console_script_bad_url_is_one_line_without_traceback(url: str, expected: str) -> None:
+    """A bad or unreachable URL: one line, exit status 1, no traceback, no password."""
+    completed = _run_script("sessions", "list", url)
+    assert completed.returncode == 1
+    assert completed.stderr.startswith("memweave: error: ")
+    assert len(completed.stderr.splitlines()) == 1, completed.stderr
+    assert expected in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert SECRET not in completed.stderr + completed.stdout

@@ -191,3 +191,13 @@ def test_migrate_to_the_same_url_is_refused(cli: Cli, sqlite_url: str) -> None:
     result = cli("sessions", "migrate", sqlite_url, sqlite_url)
     assert result.code == 1
     assert "FROM_URL and TO_URL are the same" in result.err
+
+
+def test_migrate_help_states_its_memory_bound(cli: Cli) -> None:
+    """The help says a session is read whole, so the largest one sets the memory needed."""
+    result = cli("sessions", "migrate", "--help")
+    assert result.code == 0
+    text = " ".join(result.out.split())
+    assert "reads a session whole (`list_messages` has no paged read)" in text
+    assert "the largest session sets the peak" in text
+    assert "each session is still read whole" in text

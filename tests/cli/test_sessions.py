@@ -173,6 +173,61 @@ def test_import_bad_line_fails_naming_the_line(
     assert "Traceback" not in result.err
 
 
+def _record(session: str, index: int, *, with_id: bool = True) -> bytes:
+    record: dict[str, object] = {"session": session, "role": "user", "content": f"m{index}"}
+    if with_id:
+        record["id"] = f"m{index}"
+    return json.dumps(record).encode() + b"\n"
+
+
+@pytest.mark.parametrize("from_file", [True, False], ids=["file", "stdin"])
+def test_import_bad_line_says_what_was_imported_and_that_a_rerun_skips_it(
+    cli: Cli, sqlite_url: str, prefix: str, tmp_path: Path, from_file: bool
+) -> None:
+    """A bad line stops the import with every line before it stored, says how many, and the
+    fixed file imports the rest without duplicates."""
+    session = f"{prefix}s"
+    good = [_record(session, index) for index in range(5)]
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(good[:3]) + b"not json\n" + b"".join(good[3:]))
+    source = [str(path)] if from_file else []
+    stdin = b"" if from_file else path.read_bytes()
+    result = cli("sessions", "import", sqlite_url, *source, "--batch-size", "2", stdin=stdin)
+    assert result.code == 1
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("memweave: error: line 4: not valid JSON")
+    assert "the 3 messages before it were imported (3 of them new)" in lines[0]
+    assert "run the import again: messages already imported are skipped by id" in lines[0]
+    assert [m.id for m in stored(sqlite_url, prefix)[session]] == ["m0", "m1", "m2"]
+    path.write_bytes(b"".join(good))
+    again = cli("sessions", "import", sqlite_url, str(path))
+    assert again.code == 0, again.err
+    assert "imported 2 new messages" in again.err
+    assert "3 of 5 were already there" in again.err
+    assert [m.id for m in stored(sqlite_url, prefix)[session]] == [f"m{i}" for i in range(5)]
+
+
+def test_import_bad_line_warns_that_records_without_ids_would_be_added_again(
+    cli: Cli, sqlite_url: str, prefix: str
+) -> None:
+    """Records with no id get a new one on each import, and the error says so."""
+    data = _record(f"{prefix}s", 0) + _record(f"{prefix}s", 1, with_id=False) + b"[]\n"
+    result = cli("sessions", "import", sqlite_url, stdin=data)
+    assert result.code == 1
+    assert "line 3: expected a JSON object, got list" in result.err
+    assert "the 2 messages before it were imported" in result.err
+    assert "except the 1 record without an 'id', which would be added again" in result.err
+
+
+def test_import_bad_first_line_imports_nothing(cli: Cli, sqlite_url: str) -> None:
+    """A bad first line stops the import before anything is stored, and says so."""
+    result = cli("sessions", "import", sqlite_url, stdin=b"{\n")
+    assert result.code == 1
+    assert "line 1: not valid JSON" in result.err
+    assert result.err.rstrip().endswith("nothing was imported")
+
+
 def test_delete_asks_and_keeps_the_session_on_no(cli: Cli, redis_url: str, prefix: str) -> None:
     """Without --yes, delete asks; any answer but yes deletes nothing."""
     seed(redis_url, {f"{prefix}s": conversation()})
