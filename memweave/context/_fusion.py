@@ -5,7 +5,7 @@ Every score is a similarity in [0, 1], higher is better:
 - dense: the mean of the cosine similarity of the query to the memory's own vector and to the
   normalised sum of the vectors of the memory and its neighbouring turns (its "window"), each
   clipped at 0. The window costs no model call: it is computed from stored vectors.
-- lexical: BM25 relative to the query's own score (see `memweave.context._lexical`).
+- lexical: BM25 relative to the score of the query itself (see `memweave.context._fts`).
 - hybrid: a weighted mean of dense, lexical and a speaker signal (1 when the query names the
   memory's speaker). The weights were chosen on LoCoMo's development conversations and are
   round numbers on a broad plateau, not a tuned peak (see `benchmarks/retrieval.py`).
@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 __all__ = [
     "CONTEXT_WEIGHT",
+    "DATE_WEIGHT",
     "DENSE_WEIGHT",
     "LEXICAL_WEIGHT",
     "SPEAKER_WEIGHT",
@@ -40,6 +41,8 @@ SPEAKER_WEIGHT = 0.15
 """Weight of "the query names this memory's speaker" in the hybrid score."""
 CONTEXT_WEIGHT = 0.3
 """Weight of the neighbouring turns' text in BM25, the memory's own text weighing 1."""
+DATE_WEIGHT = 1.0
+"""Weight of the memory's date ("Monday 8 8th May 2023 05-08 day20230508 day0508") in BM25."""
 
 Vector = npt.NDArray[np.float32]
 

@@ -1,14 +1,29 @@
-"""The blocking core of vector memory: a Chroma collection (vectors) beside the SQLite catalogue.
+"""The blocking core of vector memory: a Chroma collection beside the SQLite catalogue.
 
-`HybridIndex` owns both stores and runs on one worker thread of `VectorMemory`. Writes go to
-Chroma first and are then committed to SQLite, the source of truth: a crash in between leaves at
-most a vector nobody lists, which a retry overwrites. Reads take candidates from both indexes
-and score them exactly (`memweave.context._fusion`).
+`HybridIndex` owns both stores and runs on one worker thread of `VectorMemory`. Chroma is the
+source of truth: each record carries, besides its vector and text, what the catalogue needs to
+rebuild its row (ids, scope, sessions, speaker, role, time, metadata, write order). The
+catalogue is an index of it, kept caught up: fully when opened, and before each read whenever
+Chroma's record count differs from what the catalogue accounts for (another process wrote or
+deleted through the same Chroma), and for any dense hit it does not know. So several processes
+may share one Chroma (a server, or one client) with a catalogue each, or share one catalogue
+file on one host.
+
+Writes go to Chroma first and are then committed to SQLite; deletes hold the catalogue's write
+lock, delete from Chroma, then from SQLite. So a catalogue row always has its Chroma record
+(unless it was deleted elsewhere, which the next catch-up notices), and a crash in between
+leaves at most a record the catalogue catches up on. Reads take candidates from both indexes and
+score them exactly (`memweave.context._fusion`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -27,10 +42,15 @@ __all__ = ["HybridIndex", "Mode", "open_collection"]
 
 Mode = Literal["dense", "lexical", "hybrid"]
 
+_LOG = logging.getLogger(__name__)
+
 _META_EMBEDDER = "memweave:embedder"
 _META_DIMENSIONS = "memweave:dimensions"
 _META_SCHEMA = "memweave:schema"
 _COLLECTION_SCHEMA = 1
+_FETCH = 500
+# SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY (primary codes).
+_TOLERATED = frozenset({5, 6, 8})
 
 
 def open_collection(client: Any, name: str, embedder: str, dimensions: int) -> Any:
@@ -71,11 +91,14 @@ def open_collection(client: Any, name: str, embedder: str, dimensions: int) -> A
     return collection
 
 
-def _where(scope: str, session_id: str | None) -> dict[str, Any]:
-    # Values sit under an explicit `$eq`, so a user id shaped like an operator is only data.
+def _where(scope: str, session_id: str | None, extra_ids: Sequence[str]) -> dict[str, Any]:
+    # Values sit under an explicit `$eq` or `$in`, so an id shaped like an operator is only data.
     if session_id is None:
         return {"scope": {"$eq": scope}}
-    return {"$and": [{"scope": {"$eq": scope}}, {"session_id": {"$eq": session_id}}]}
+    session: dict[str, Any] = {"session_id": {"$eq": session_id}}
+    if extra_ids:
+        session = {"$or": [session, {"memweave_id": {"$in": list(extra_ids)}}]}
+    return {"$and": [{"scope": {"$eq": scope}}, session]}
 
 
 class HybridIndex:
@@ -93,6 +116,7 @@ class HybridIndex:
         self.lexical = lexical
         self.dimensions = dimensions
         self._close_client = close_client
+        self._last_order = 0
 
     def close(self) -> None:
         """Close the SQLite connection, and the Chroma client if this index made it."""
@@ -101,6 +125,53 @@ class HybridIndex:
         finally:
             if self._close_client is not None:
                 self._close_client()
+
+    # -- catching up with Chroma ----------------------------------------------------------------
+
+    def catch_up(self, *, full: bool = False) -> None:
+        """Bring the catalogue in line with Chroma: add the records it lacks, drop the ones
+        Chroma no longer holds. Unless `full`, only when the record counts differ.
+
+        A read-only or busy catalogue file is left as it is (with a warning): reads go on with
+        what it holds.
+        """
+        if not full and self.collection.count() == self.lexical.catalogued():
+            return
+        # The write lock is taken before Chroma's ids are read: a writer sharing this file
+        # commits its row only after its Chroma write, so no row is missing from that list
+        # unless it was deleted.
+        with _tolerated(self.lexical.path, "catch up with Chroma"), self.lexical.transaction():
+            stored = set(self.collection.get(include=[])["ids"])
+            self.lexical.forget_keys(self.lexical.keys() - stored)
+            self._adopt(sorted(stored - self.lexical.keys()))
+
+    def _adopt(self, keys: Sequence[str]) -> None:
+        """Fetch these Chroma records and catalogue them, in the order they were written."""
+        found: list[tuple[int, NewMemory, bytes]] = []
+        unusable: list[str] = []
+        for start in range(0, len(keys), _FETCH):
+            got = self.collection.get(
+                ids=list(keys[start : start + _FETCH]),
+                include=["documents", "metadatas", "embeddings"],
+            )
+            for key, text, metadata, vector in zip(
+                got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
+            ):
+                record = _from_chroma(key, text, metadata or {})
+                if record is None or len(vector) != self.dimensions:
+                    unusable.append(key)
+                    continue
+                order = metadata.get("memweave_order") if metadata else None
+                rank = order if isinstance(order, int) else 0
+                found.append((rank, record, unit(vector).astype("<f4").tobytes()))
+        found.sort(key=lambda entry: (entry[0], entry[1].created_at, entry[1].key))
+        with self.lexical.transaction():
+            self.lexical.ignore(unusable)
+            self.lexical.adopt(
+                [record for _, record, _ in found], [vector for _, _, vector in found]
+            )
+        if unusable:
+            _LOG.warning("ignored %d Chroma records that are no memweave memory", len(unusable))
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -119,25 +190,44 @@ class HybridIndex:
                     f"holds {self.dimensions}"
                 )
         embeddings = np.stack([unit(vector) for vector in vectors]).astype("<f4")
+        # A write-order stamp, so a catalogue rebuilt from Chroma links turns as they were.
+        first = max(time.time_ns(), self._last_order + 1)
+        self._last_order = first + len(items) - 1
         self.collection.upsert(
             ids=[item.key for item in items],
             embeddings=embeddings,
             documents=[item.text for item in items],
-            metadatas=[_chroma_metadata(item) for item in items],
+            metadatas=[_to_chroma(item, first + n) for n, item in enumerate(items)],
         )
         return self.lexical.insert(items, [vector.tobytes() for vector in embeddings])
 
-    def delete(self, scope: str, session_id: str | None, memory_id: str | None) -> int:
-        """Delete one memory or a scope's memories from both stores; returns how many."""
-        keys = self.lexical.delete(scope, session_id, memory_id)
-        for start in range(0, len(keys), 1000):
-            self.collection.delete(ids=keys[start : start + 1000])
-        return len(keys)
+    def attach(self, items: Sequence[NewMemory]) -> None:
+        """Make the memory holding each item's text visible from the item's session too."""
+        with self.lexical.transaction():
+            changed = self.lexical.attach(items)
+            if changed:
+                self.collection.update(
+                    ids=list(changed),
+                    metadatas=[{"memweave_sessions": json.dumps(s)} for s in changed.values()],
+                )
+
+    def delete(self, scope: str, session_id: str | None, memory: tuple[str, str] | None) -> int:
+        """Delete one memory (`(id, key)`) or a scope's memories from both stores; returns
+        how many."""
+        self.catch_up()
+        with self.lexical.transaction():
+            doomed = self.lexical.doomed(scope, session_id, memory)
+            keys = [key for group in doomed.values() for key in group]
+            for start in range(0, len(keys), 1000):
+                self.collection.delete(ids=keys[start : start + 1000])
+            self.lexical.remove(doomed)
+        return len(doomed)
 
     # -- reads --------------------------------------------------------------------------------
 
     def count(self, scope: str, session_id: str | None) -> int:
         """Number of memories in the scope."""
+        self.catch_up()
         return self.lexical.count(scope, session_id)
 
     def search(
@@ -151,6 +241,7 @@ class HybridIndex:
         mode: Mode,
     ) -> list[tuple[Row, float]]:
         """The best `k` memories of the scope for `query`, with their scores, best first."""
+        self.catch_up()
         pool = max(4 * k, 40)
         exact = self.lexical.exact(scope, session_id, query)
         lexical: dict[int, float] = {}
@@ -191,14 +282,20 @@ class HybridIndex:
         extra: set[int],
     ) -> dict[int, float]:
         """Dense scores of the nearest `pool` memories, their neighbours, and `extra`."""
+        extra_ids = [] if session_id is None else self.lexical.extra_ids(scope, session_id)
         result = self.collection.query(
             query_embeddings=[query],
             n_results=pool,
-            where=_where(scope, session_id),
+            where=_where(scope, session_id, extra_ids),
             include=[],
         )
-        # A vector whose catalogue row is gone (a crash between the two writes) is ignored.
-        nearest = {row.seq: row for row in self.lexical.rows_by_key(result["ids"][0]).values()}
+        seqs, unknown = self.lexical.seqs_by_key(result["ids"][0])
+        if unknown:
+            # Written through Chroma since the last catch-up (by another process).
+            with _tolerated(self.lexical.path, "catalogue new Chroma records"):
+                self._adopt(unknown)
+            seqs, _ = self.lexical.seqs_by_key(result["ids"][0])
+        nearest = self.lexical.rows(seqs.values())
         rows = dict(nearest)
         rows.update(self.lexical.rows(extra - set(rows)))
         candidates = set(rows)
@@ -218,7 +315,63 @@ class HybridIndex:
         return dense_scores(query, vectors, links, candidates)
 
 
-def _chroma_metadata(item: NewMemory) -> dict[str, Any]:
-    # Only what filters need, plus the id for people inspecting the collection: the catalogue
-    # holds the rest, and every extra field makes each write slower.
-    return {"memweave_id": item.id, "scope": item.scope, "session_id": item.session_id}
+def _to_chroma(item: NewMemory, order: int) -> dict[str, Any]:
+    # Filters need the scope, session and id; the rest lets any catalogue rebuild the row.
+    # Chroma metadata holds no None, so absent fields are left out.
+    out: dict[str, Any] = {
+        "memweave_id": item.id,
+        "scope": item.scope,
+        "session_id": item.session_id,
+        "created_at": item.created_at,
+        "memweave_order": order,
+    }
+    if item.speaker is not None:
+        out["speaker"] = item.speaker
+    if item.role is not None:
+        out["role"] = item.role
+    if item.metadata:
+        out["memweave_metadata"] = json.dumps(item.metadata, ensure_ascii=False)
+    return out
+
+
+def _from_chroma(key: str, text: object, metadata: Mapping[str, Any]) -> NewMemory | None:
+    """The memory a Chroma record holds, or None if it is not one of ours."""
+    memory_id, scope = metadata.get("memweave_id"), metadata.get("scope")
+    if not (isinstance(text, str) and isinstance(memory_id, str) and isinstance(scope, str)):
+        return None
+    created_at = metadata.get("created_at")
+    try:
+        data = json.loads(metadata.get("memweave_metadata") or "{}")
+        sessions = json.loads(metadata.get("memweave_sessions") or "[]")
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(sessions, list):
+        return None
+    return NewMemory(
+        key=key,
+        id=memory_id,
+        scope=scope,
+        session_id=str(metadata.get("session_id") or ""),
+        text=text,
+        speaker=_optional_str(metadata.get("speaker")),
+        role=_optional_str(metadata.get("role")),
+        # Records written before times were kept in Chroma date from the epoch.
+        created_at=float(created_at) if isinstance(created_at, int | float) else 0.0,
+        metadata=data,
+        sessions=tuple(str(session) for session in sessions if isinstance(session, str)),
+    )
+
+
+def _optional_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+@contextlib.contextmanager
+def _tolerated(path: str, what: str) -> Iterator[None]:
+    """Log, rather than raise, a catalogue that is read-only or kept busy by another writer."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF not in _TOLERATED:
+            raise
+        _LOG.warning("the memory catalogue %r could not %s: %s", path, what, exc)

@@ -2,25 +2,35 @@
 
 SQLite holds one row per memory (scope, session, text, speaker, time, user metadata, links to the
 memories before and after it in the same session, and a copy of its vector, so scoring a memory
-with its neighbours needs no round trip to Chroma) and is the source of truth for what exists;
-Chroma holds the vector index. Lexical retrieval is SQLite FTS5's own `bm25()` over porter-
-stemmed tokens, in two columns: the memory's text, and the text of its neighbouring turns
-(weighted lower), since a turn often answers a question asked in the turn before it.
+with its neighbours needs no round trip to Chroma). Chroma is the source of truth for what
+exists; the catalogue is an index of it that `memweave.context._index` keeps caught up. Lexical
+retrieval is SQLite FTS5's own `bm25()` over porter-stemmed tokens, in three columns: the
+memory's text, the text of its neighbouring turns (weighted lower, since a turn often answers a
+question asked in the turn before it), and the day it was said (so "what did we discuss on
+8 May 2023?" finds that day's memories; see `memweave.context._fts.date_text`).
+
+Besides its home session, a memory can be visible from further sessions of its scope
+(`memory_sessions`): the same text said again in another session is stored once and shown in
+both. A Chroma record that repeats the text of a catalogued memory (written through another
+catalogue) is an alias of it (`aliases`).
 
 Every method here is blocking and is called from one worker thread of the owning store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from memweave.errors import ConfigurationError, SchemaMismatch
+from memweave.context._fts import QueryReference, date_terms, date_text
+from memweave.context._schema import COLUMNS, SCHEMA_VERSION, TABLES, is_current, upgrade
+from memweave.errors import ConfigurationError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -31,9 +41,6 @@ __all__ = [
     "query_terms",
     "text_key",
 ]
-
-SCHEMA_VERSION = 1
-"""Version of the SQLite layout written here."""
 
 _TOKEN = re.compile(r"\w+")
 _MAX_TERMS = 64
@@ -51,37 +58,6 @@ _STOP_WORDS = """a about above after again against all am an and any are as at b
     yourself yourselves"""
 STOP_WORDS = frozenset(_STOP_WORDS.split())
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS memories (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL UNIQUE,
-    id TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    text TEXT NOT NULL,
-    text_key TEXT NOT NULL,
-    exact_key TEXT NOT NULL,
-    speaker TEXT,
-    role TEXT,
-    created_at REAL NOT NULL,
-    metadata TEXT NOT NULL,
-    prev INTEGER,
-    next INTEGER,
-    vector BLOB NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS memories_scope_text ON memories (scope, text_key);
-CREATE INDEX IF NOT EXISTS memories_scope_session ON memories (scope, session_id, seq);
-CREATE INDEX IF NOT EXISTS memories_scope_exact ON memories (scope, exact_key);
-CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(
-    body, context, tokenize = 'porter unicode61 remove_diacritics 2'
-);
-"""
-
-_COLUMNS = (
-    "seq, key, id, scope, session_id, text, speaker, role, created_at, metadata, prev, next, vector"
-)
-
 
 def text_key(text: str) -> str:
     """Hash of the exact text: a scope stores one memory per text."""
@@ -95,13 +71,14 @@ def exact_key(text: str) -> str:
 
 
 def query_terms(query: str) -> list[str]:
-    """The words of `query` to match: lower-cased, de-duplicated, stop words dropped.
+    """The words of `query` to match: lower-cased, de-duplicated, stop words dropped; plus
+    the day terms of the dates it names (`memweave.context._fts.date_terms`).
 
     When every word is a stop word, they are all kept, so "who are you" still matches.
     """
     words = list(dict.fromkeys(word.lower() for word in _TOKEN.findall(query)))
     content = [word for word in words if word not in STOP_WORDS]
-    return (content or words)[:_MAX_TERMS]
+    return list(dict.fromkeys([*(content or words)[:_MAX_TERMS], *date_terms(query)]))
 
 
 def _match_expression(terms: Sequence[str]) -> str:
@@ -123,6 +100,8 @@ class NewMemory:
     role: str | None
     created_at: float
     metadata: dict[str, Any]
+    sessions: tuple[str, ...] = ()
+    """Further sessions it is visible from (known when caught up from Chroma)."""
 
     @property
     def text_key(self) -> str:
@@ -158,30 +137,56 @@ class LexicalStore:
         context_window: How many turns on each side of a memory, in its session, are indexed
             with it as context (0 indexes the text alone).
         context_weight: Weight of the context column in `bm25()`, the text column being 1.
+        date_weight: Weight of the date column in `bm25()`.
     """
 
-    def __init__(self, path: str, *, context_window: int, context_weight: float) -> None:
+    def __init__(
+        self, path: str, *, context_window: int, context_weight: float, date_weight: float
+    ) -> None:
         self.path = path
         self.context_window = context_window
-        self.context_weight = context_weight
+        self.weights = (1.0, context_weight, date_weight)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA busy_timeout = 10000")
         if path != ":memory:":
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._check_schema()
+        self._db.executescript(TABLES)
+        if not is_current(self._db, path):
+            with self.transaction():
+                if upgrade(self._db):
+                    self._reindex()
+        self._reference = QueryReference(self._db)
 
-    def _check_schema(self) -> None:
-        found = self.get_meta("schema")
-        if found is None:
-            self.set_meta({"schema": str(SCHEMA_VERSION)})
-        elif found != str(SCHEMA_VERSION):
-            raise SchemaMismatch(found, SCHEMA_VERSION, f"the memory catalogue {self.path!r}")
+    def _reindex(self) -> None:
+        """Fill a new FTS index from `memories`."""
+        rows = self._db.execute("SELECT seq, text, created_at FROM memories").fetchall()
+        self._db.executemany(
+            "INSERT INTO memories_fts (rowid, body, context, date) VALUES (?, ?, '', ?)",
+            [(seq, text, date_text(created_at)) for seq, text, created_at in rows],
+        )
+        self._refresh_context(seq for seq, _, _ in rows)
 
     def close(self) -> None:
         """Close the connection."""
         self._db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """`BEGIN IMMEDIATE` ... `COMMIT`, rolled back on error; nested uses join the outer one.
+
+        The writer lock is taken up front, so a check made inside stays true until the commit.
+        """
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     # -- meta ---------------------------------------------------------------------------------
 
@@ -192,39 +197,51 @@ class LexicalStore:
 
     def set_meta(self, values: dict[str, str]) -> None:
         """Insert or replace values of the `meta` table."""
-        with self._transaction():
+        with self.transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items()
             )
 
-    def check_embedder(self, name: str, dimensions: int) -> None:
-        """Record the embedder on first use; raise `ConfigurationError` if another was recorded."""
-        stored = self.get_meta("embedder"), self.get_meta("dimensions")
-        if stored == (None, None):
-            self.set_meta({"embedder": name, "dimensions": str(dimensions)})
-        elif stored != (name, str(dimensions)):
+    def check_owner(self, collection: str, name: str, dimensions: int) -> None:
+        """Record the collection and embedder on first use; raise `ConfigurationError` if this
+        catalogue belongs to another collection or was written with another embedder."""
+        wanted = {"collection": collection, "embedder": name, "dimensions": str(dimensions)}
+        stored = {key: self.get_meta(key) for key in wanted}
+        if stored["collection"] not in (None, collection):
             raise ConfigurationError(
-                f"the memory catalogue {self.path!r} was written with embedder {stored[0]!r} "
-                f"({stored[1]} dimensions), not {name!r} ({dimensions} dimensions); "
-                "open it with that embedder, or use another collection"
+                f"the memory catalogue {self.path!r} indexes the Chroma collection "
+                f"{stored['collection']!r}, not {collection!r}; give each collection its own "
+                "lexical_path"
             )
+        embedder = (stored["embedder"], stored["dimensions"])
+        if embedder not in ((None, None), (name, str(dimensions))):
+            raise ConfigurationError(
+                f"the memory catalogue {self.path!r} was written with embedder "
+                f"{stored['embedder']!r} ({stored['dimensions']} dimensions), not {name!r} "
+                f"({dimensions} dimensions); open it with that embedder, or use another collection"
+            )
+        if stored != wanted:
+            self.set_meta(wanted)
 
     # -- writes -------------------------------------------------------------------------------
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
 
     def lookup(self, items: Sequence[NewMemory]) -> list[str | None]:
         """For each item, the id of the memory already storing it (same id or same text in its
         scope), or None."""
         out: list[str | None] = []
         for item in items:
-            row = self._db.execute(
-                "SELECT id FROM memories WHERE key = ? OR (scope = ? AND text_key = ?) LIMIT 1",
-                (item.key, item.scope, item.text_key),
-            ).fetchone()
-            out.append(None if row is None else str(row[0]))
+            row = self._find(item)
+            out.append(None if row is None else row[1])
         return out
+
+    def _find(self, item: NewMemory) -> tuple[int, str, str, str] | None:
+        """`(seq, id, key, session_id)` of the memory holding the item's id or text, or None."""
+        row = self._db.execute(
+            "SELECT seq, id, key, session_id FROM memories "
+            "WHERE key = ? OR (scope = ? AND text_key = ?) LIMIT 1",
+            (item.key, item.scope, item.text_key),
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
 
     def insert(self, items: Sequence[NewMemory], vectors: Sequence[bytes]) -> list[str]:
         """Store the items (with their vectors) in one transaction, each after the newest
@@ -234,88 +251,188 @@ class LexicalStore:
         stored it since `lookup`). Returns, per item, the id of the memory holding it.
         """
         ids: list[str] = []
-        with self._transaction():
+        with self.transaction():
             for item, vector in zip(items, vectors, strict=True):
-                row = self._db.execute(
-                    "SELECT id FROM memories WHERE key = ? OR (scope = ? AND text_key = ?)",
-                    (item.key, item.scope, item.text_key),
-                ).fetchone()
-                if row is not None:
-                    ids.append(str(row[0]))
+                found = self._find(item)
+                if found is not None:
+                    ids.append(found[1])
                     continue
-                prev = None
-                if item.session_id:
-                    tail = self._db.execute(
-                        "SELECT seq FROM memories WHERE scope = ? AND session_id = ? "
-                        "ORDER BY seq DESC LIMIT 1",
-                        (item.scope, item.session_id),
-                    ).fetchone()
-                    prev = None if tail is None else int(tail[0])
-                cursor = self._db.execute(
-                    "INSERT INTO memories (key, id, scope, session_id, text, text_key, exact_key,"
-                    " speaker, role, created_at, metadata, prev, vector) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        item.key,
-                        item.id,
-                        item.scope,
-                        item.session_id,
-                        item.text,
-                        item.text_key,
-                        exact_key(item.text),
-                        item.speaker,
-                        item.role,
-                        item.created_at,
-                        json.dumps(item.metadata, ensure_ascii=False, separators=(",", ":")),
-                        prev,
-                        vector,
-                    ),
-                )
-                seq = int(cursor.lastrowid or 0)
-                if prev is not None:
-                    self._db.execute("UPDATE memories SET next = ? WHERE seq = ?", (seq, prev))
-                self._db.execute(
-                    "INSERT INTO memories_fts (rowid, body, context) VALUES (?, ?, '')",
-                    (seq, item.text),
-                )
-                self._refresh_context(self._around(seq))
+                self._insert_row(item, vector)
                 ids.append(item.id)
         return ids
 
-    def delete(self, scope: str, session_id: str | None, memory_id: str | None) -> list[str]:
-        """Delete one memory (by id) or every memory of a scope (or of one session in it).
+    def adopt(self, items: Sequence[NewMemory], vectors: Sequence[bytes]) -> None:
+        """Catalogue records found in Chroma, in order: each is a new memory, or (when its
+        scope already holds its text under another key) an alias of the memory holding it."""
+        with self.transaction():
+            for item, vector in zip(items, vectors, strict=True):
+                known = self._db.execute(
+                    "SELECT 1 FROM memories WHERE key = ? UNION ALL "
+                    "SELECT 1 FROM aliases WHERE key = ?",
+                    (item.key, item.key),
+                ).fetchone()
+                if known is not None:
+                    continue
+                found = self._find(item)
+                if found is None:
+                    seq = self._insert_row(item, vector)
+                    home = item.session_id
+                else:
+                    seq, home = found[0], found[3]
+                    self._db.execute(
+                        "INSERT INTO aliases (key, seq) VALUES (?, ?)", (item.key, seq)
+                    )
+                sessions = {item.session_id, *item.sessions} - {home, ""}
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO memory_sessions (scope, session_id, seq) "
+                    "VALUES (?, ?, ?)",
+                    [(item.scope, session, seq) for session in sorted(sessions)],
+                )
 
-        The neighbours of each deleted memory are linked to each other and re-indexed.
-        Returns the keys of the deleted memories, for the vector store.
+    def ignore(self, keys: Iterable[str]) -> None:
+        """Remember Chroma records that are no memory (so they count as catalogued)."""
+        with self.transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO aliases (key, seq) VALUES (?, NULL)",
+                [(key,) for key in keys],
+            )
+
+    def _insert_row(self, item: NewMemory, vector: bytes) -> int:
+        prev = None
+        if item.session_id:
+            tail = self._db.execute(
+                "SELECT seq FROM memories WHERE scope = ? AND session_id = ? "
+                "ORDER BY seq DESC LIMIT 1",
+                (item.scope, item.session_id),
+            ).fetchone()
+            prev = None if tail is None else int(tail[0])
+        cursor = self._db.execute(
+            "INSERT INTO memories (key, id, scope, session_id, text, text_key, exact_key,"
+            " speaker, role, created_at, metadata, prev, vector) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                item.key,
+                item.id,
+                item.scope,
+                item.session_id,
+                item.text,
+                item.text_key,
+                exact_key(item.text),
+                item.speaker,
+                item.role,
+                item.created_at,
+                json.dumps(item.metadata, ensure_ascii=False, separators=(",", ":")),
+                prev,
+                vector,
+            ),
+        )
+        seq = int(cursor.lastrowid or 0)
+        if prev is not None:
+            self._db.execute("UPDATE memories SET next = ? WHERE seq = ?", (seq, prev))
+        self._db.execute(
+            "INSERT INTO memories_fts (rowid, body, context, date) VALUES (?, ?, '', ?)",
+            (seq, item.text, date_text(item.created_at)),
+        )
+        self._refresh_context(self._around(seq))
+        return seq
+
+    def attach(self, items: Sequence[NewMemory]) -> dict[str, list[str]]:
+        """Make the memory holding each item's id or text visible from the item's session too.
+
+        Returns, by key of each memory that gained a session, all its further sessions.
         """
-        sql = "SELECT seq, key FROM memories WHERE scope = ?"
-        args: list[Any] = [scope]
-        if session_id is not None:
-            sql += " AND session_id = ?"
-            args.append(session_id)
-        if memory_id is not None:
-            sql += " AND id = ?"
-            args.append(memory_id)
-        with self._transaction():
-            doomed = self._db.execute(sql, args).fetchall()
+        changed: dict[str, int] = {}
+        with self.transaction():
+            for item in items:
+                found = self._find(item)
+                if found is None or not item.session_id or item.session_id == found[3]:
+                    continue
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO memory_sessions (scope, session_id, seq) "
+                    "VALUES (?, ?, ?)",
+                    (item.scope, item.session_id, found[0]),
+                )
+                if cursor.rowcount:
+                    changed[found[2]] = found[0]
+        return {key: self.sessions_of(seq) for key, seq in changed.items()}
+
+    def sessions_of(self, seq: int) -> list[str]:
+        """The further sessions memory `seq` is visible from."""
+        rows = self._db.execute(
+            "SELECT session_id FROM memory_sessions WHERE seq = ? ORDER BY session_id", (seq,)
+        ).fetchall()
+        return [str(session) for (session,) in rows]
+
+    def doomed(
+        self, scope: str, session_id: str | None, memory: tuple[str, str] | None
+    ) -> dict[int, list[str]]:
+        """The memories `delete` would remove, by seq, with their Chroma keys (aliases too).
+
+        `memory` is `(id, Chroma key)` of one memory, found by its id or by the key of an alias
+        (the id another catalogue gave the same text); None means all. With a session, that is
+        every memory visible from it, wherever its home session is.
+        """
+        where, args = self._scope_filter(scope, session_id)
+        sql = f"SELECT m.seq, m.key FROM memories m WHERE {where}"  # noqa: S608 - fixed SQL
+        if memory is not None:
+            sql += " AND (m.id = ? OR m.seq IN (SELECT seq FROM aliases WHERE key = ?))"
+            args.extend(memory)
+        out = {int(seq): [str(key)] for seq, key in self._db.execute(sql, args).fetchall()}
+        for chunk in _chunks(list(out)):
+            marks = ",".join("?" * len(chunk))
+            for seq, key in self._db.execute(
+                f"SELECT seq, key FROM aliases WHERE seq IN ({marks})",  # noqa: S608
+                chunk,
+            ):
+                out[int(seq)].append(str(key))
+        return out
+
+    def remove(self, seqs: Iterable[int]) -> None:
+        """Delete these memories with their aliases; their neighbours are linked to each other
+        and re-indexed."""
+        with self.transaction():
             touched: set[int] = set()
-            for seq, _ in doomed:
-                prev, nxt = self._db.execute(
+            gone: set[int] = set()
+            for seq in seqs:
+                row = self._db.execute(
                     "SELECT prev, next FROM memories WHERE seq = ?", (seq,)
                 ).fetchone()
+                if row is None:
+                    continue
+                prev, nxt = row
                 if prev is not None:
                     self._db.execute("UPDATE memories SET next = ? WHERE seq = ?", (nxt, prev))
                 if nxt is not None:
                     self._db.execute("UPDATE memories SET prev = ? WHERE seq = ?", (prev, nxt))
-                self._db.execute("DELETE FROM memories WHERE seq = ?", (seq,))
-                self._db.execute("DELETE FROM memories_fts WHERE rowid = ?", (seq,))
-                touched.discard(seq)
+                for statement in (
+                    "DELETE FROM memories WHERE seq = ?",
+                    "DELETE FROM memories_fts WHERE rowid = ?",
+                    "DELETE FROM memory_sessions WHERE seq = ?",
+                    "DELETE FROM aliases WHERE seq = ?",
+                ):
+                    self._db.execute(statement, (seq,))
+                gone.add(seq)
                 for side in (prev, nxt):
                     if side is not None:
                         touched.update(self._around(side))
-            gone = {int(seq) for seq, _ in doomed}
             self._refresh_context(sorted(touched - gone))
-        return [str(key) for _, key in doomed]
+
+    def forget_keys(self, keys: Iterable[str]) -> None:
+        """Drop what the catalogue holds under these Chroma keys (gone from Chroma)."""
+        wanted = list(keys)
+        with self.transaction():
+            seqs: list[int] = []
+            for chunk in _chunks(wanted):
+                marks = ",".join("?" * len(chunk))
+                seqs.extend(
+                    int(seq)
+                    for (seq,) in self._db.execute(
+                        f"SELECT seq FROM memories WHERE key IN ({marks})",  # noqa: S608
+                        chunk,
+                    )
+                )
+                self._db.execute(f"DELETE FROM aliases WHERE key IN ({marks})", chunk)  # noqa: S608
+            self.remove(seqs)
 
     def _around(self, seq: int) -> list[int]:
         """`seq` and the memories within `context_window` turns of it."""
@@ -354,16 +471,60 @@ class LexicalStore:
     def _scope_filter(self, scope: str, session_id: str | None) -> tuple[str, list[Any]]:
         if session_id is None:
             return "m.scope = ?", [scope]
-        return "m.scope = ? AND m.session_id = ?", [scope, session_id]
+        return (
+            "m.scope = ? AND (m.session_id = ? OR m.seq IN "
+            "(SELECT seq FROM memory_sessions WHERE scope = ? AND session_id = ?))",
+            [scope, session_id, scope, session_id],
+        )
 
     def count(self, scope: str, session_id: str | None) -> int:
-        """Number of memories in the scope (or in one session of it)."""
-        where, args = self._scope_filter(scope, session_id)
+        """Number of memories in the scope (or visible from one session of it)."""
+        if session_id is None:
+            sql, args = "SELECT count(*) FROM memories WHERE scope = ?", [scope]
+        else:
+            # A memory's further sessions never include its home one: the two counts add up.
+            sql = (
+                "SELECT (SELECT count(*) FROM memories WHERE scope = ? AND session_id = ?) + "
+                "(SELECT count(*) FROM memory_sessions WHERE scope = ? AND session_id = ?)"
+            )
+            args = [scope, session_id, scope, session_id]
+        return int(self._db.execute(sql, args).fetchone()[0])
+
+    def catalogued(self) -> int:
+        """How many Chroma records the catalogue accounts for (memories and aliases)."""
         row = self._db.execute(
-            f"SELECT count(*) FROM memories m WHERE {where}",  # noqa: S608 - fixed SQL
-            args,
+            "SELECT (SELECT count(*) FROM memories) + (SELECT count(*) FROM aliases)"
         ).fetchone()
         return int(row[0])
+
+    def keys(self) -> set[str]:
+        """Every Chroma key the catalogue accounts for."""
+        rows = self._db.execute("SELECT key FROM memories UNION ALL SELECT key FROM aliases")
+        return {str(key) for (key,) in rows}
+
+    def seqs_by_key(self, keys: Iterable[str]) -> tuple[dict[str, int], list[str]]:
+        """The memory each Chroma key stands for, by key; and the keys the catalogue lacks."""
+        wanted = list(keys)
+        found: dict[str, int | None] = {}
+        for chunk in _chunks(wanted):
+            marks = ",".join("?" * len(chunk))
+            for key, seq in self._db.execute(
+                f"SELECT key, seq FROM memories WHERE key IN ({marks}) UNION ALL "  # noqa: S608
+                f"SELECT key, seq FROM aliases WHERE key IN ({marks})",
+                [*chunk, *chunk],
+            ):
+                found[str(key)] = None if seq is None else int(seq)
+        seqs = {key: seq for key, seq in found.items() if seq is not None}
+        return seqs, [key for key in wanted if key not in found]
+
+    def extra_ids(self, scope: str, session_id: str) -> list[str]:
+        """Ids of the memories visible from the session without it being their home."""
+        rows = self._db.execute(
+            "SELECT m.id FROM memory_sessions s JOIN memories m ON m.seq = s.seq "
+            "WHERE s.scope = ? AND s.session_id = ?",
+            (scope, session_id),
+        ).fetchall()
+        return [str(memory_id) for (memory_id,) in rows]
 
     def search(
         self, scope: str, session_id: str | None, terms: Sequence[str], limit: int
@@ -371,42 +532,23 @@ class LexicalStore:
         """BM25 similarity in [0, 1] of the best `limit` memories matching any of `terms`.
 
         A memory's raw `bm25()` score is divided by the score the query itself would get if it
-        were stored (found by indexing it inside a savepoint that is rolled back), and capped
+        were stored (`memweave.context._fts.QueryReference`, which writes nothing), and capped
         at 1: so 1 means "matches as well as the query's own text would".
         """
         if not terms:
             return {}
         match = _match_expression(terms)
         where, args = self._scope_filter(scope, session_id)
-        weight = self.context_weight
         sql = (
-            "SELECT memories_fts.rowid, -bm25(memories_fts, 1.0, ?) AS score FROM memories_fts "  # noqa: S608 - `where` is fixed SQL
-            "JOIN memories m ON m.seq = memories_fts.rowid WHERE memories_fts MATCH ? AND "
-            + where
-            + " ORDER BY score DESC LIMIT ?"
+            "SELECT memories_fts.rowid, -bm25(memories_fts, ?, ?, ?) AS score "
+            "FROM memories_fts JOIN memories m ON m.seq = memories_fts.rowid "
+            "WHERE memories_fts MATCH ? AND " + where + " ORDER BY score DESC LIMIT ?"
         )
-        rows = self._db.execute(sql, [weight, match, *args, limit]).fetchall()
+        rows = self._db.execute(sql, [*self.weights, match, *args, limit]).fetchall()
         if not rows:
             return {}
-        reference = self._self_score(" ".join(terms), match)
+        reference = self._reference.score(terms)
         return {int(seq): min(1.0, max(0.0, score / reference)) for seq, score in rows}
-
-    def _self_score(self, text: str, match: str) -> float:
-        self._db.execute("SAVEPOINT probe")
-        try:
-            self._db.execute(
-                "INSERT INTO memories_fts (rowid, body, context) VALUES (-1, ?, '')", (text,)
-            )
-            row = self._db.execute(
-                "SELECT -bm25(memories_fts, 1.0, ?) FROM memories_fts "
-                "WHERE memories_fts MATCH ? AND rowid = -1",
-                (self.context_weight, match),
-            ).fetchone()
-        finally:
-            self._db.execute("ROLLBACK TO probe")
-            self._db.execute("RELEASE probe")
-        score = float(row[0]) if row is not None else 0.0
-        return score if score > 0 else 1e-9
 
     def exact(self, scope: str, session_id: str | None, query: str) -> list[int]:
         """Seqs of the memories whose text equals `query`, ignoring case and whitespace."""
@@ -430,38 +572,19 @@ class LexicalStore:
 
     def rows(self, seqs: Iterable[int]) -> dict[int, Row]:
         """The memories with these seqs, by seq (missing ones left out)."""
-        return self._rows_where("seq", list(seqs), lambda row: row.seq)
-
-    def rows_by_key(self, keys: Iterable[str]) -> dict[str, Row]:
-        """The memories with these keys, by key (missing ones left out)."""
-        return self._rows_where("key", list(keys), lambda row: row.key)
-
-    def _rows_where(self, column: str, values: list[Any], index: Any) -> dict[Any, Row]:
-        out: dict[Any, Row] = {}
-        for start in range(0, len(values), 500):
-            chunk = values[start : start + 500]
+        out: dict[int, Row] = {}
+        for chunk in _chunks(list(seqs)):
             marks = ",".join("?" * len(chunk))
             for record in self._db.execute(
-                f"SELECT {_COLUMNS} FROM memories WHERE {column} IN ({marks})",  # noqa: S608
+                f"SELECT {COLUMNS} FROM memories WHERE seq IN ({marks})",  # noqa: S608
                 chunk,
             ):
                 row = Row(*record)
-                out[index(row)] = row
+                out[row.seq] = row
         return out
 
 
-class _Transaction:
-    """`BEGIN IMMEDIATE` ... `COMMIT`, rolled back on error (the writer lock is taken up front,
-    so a check made inside stays true until the commit)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self._db.execute("COMMIT")
-        else:
-            self._db.execute("ROLLBACK")
+def _chunks(values: list[Any], size: int = 400) -> Iterator[list[Any]]:
+    # SQLite caps the number of bound parameters per statement.
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from datetime import UTC, datetime
+from typing import Literal, overload
 
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
@@ -28,6 +29,14 @@ def memory_key(scope: str, memory_id: str) -> str:
     digest.update(b"\x00")
     digest.update(memory_id.encode("utf-8", "surrogatepass"))
     return "m" + digest.hexdigest()
+
+
+@overload
+def check_id(name: str, value: object, *, optional: Literal[False]) -> str: ...
+
+
+@overload
+def check_id(name: str, value: object, *, optional: bool = True) -> str | None: ...
 
 
 def check_id(name: str, value: object, *, optional: bool = True) -> str | None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from memweave.context._records import check_id, new_memory, read_scope
+from memweave.context._records import check_id, memory_key, new_memory, read_scope
 from memweave.context._render import CountsTextTokens, default_token_counter, render_memories
 from memweave.context.base import Context, ContextProvider
 from memweave.context.embeddings import ChromaDefaultEmbeddings, EmbeddingFunction
@@ -97,9 +97,24 @@ class _Pending:
 class VectorMemory(ContextProvider):
     """Long-term memory in a Chroma collection, with hybrid dense + BM25 retrieval.
 
-    Vectors live in Chroma; beside them, a SQLite file holds the catalogue of memories and an
+    Vectors live in Chroma, which is the source of truth: each record holds the memory's text,
+    ids, time and metadata. Beside it, a SQLite file holds a catalogue of the memories and an
     FTS5 (BM25, porter-stemmed) index. Each memory is indexed with its neighbouring turns in
-    its session as context, so an answer is found by the question asked just before it.
+    its session as context, so an answer is found by the question asked just before it, and
+    with its date (UTC), so "what did we discuss on 8 May 2023?" (or "May 8th", "2023-05-08")
+    finds that day's memories.
+
+    Sharing: the catalogue is an index of the Chroma collection and catches up with it: fully
+    when opened, before each read (`search`, `count`, `delete`, `clear`) whenever Chroma holds
+    another number of records than it accounts for, and for any dense hit it does not know.
+    So processes sharing a Chroma server (or one client) see each other's writes and deletes,
+    each with its own catalogue file, or with one catalogue file shared on one host; and a
+    `":memory:"` catalogue is rebuilt from Chroma whenever it is opened. Limits: if, between
+    two reads, one memory is deleted and another added through other catalogues, the counts
+    still match, so until they differ again or this memory is reopened the deleted one can
+    still come up in lexical results and the added one only in dense ones; a session attached
+    elsewhere to a memory this catalogue already holds (see `add`) is seen after reopening;
+    and the same text added through two catalogues is two Chroma records, read as one memory.
 
     Scoping: a write is stamped with its `user_id`, else with its `session_id`. Every read and
     delete names a scope: `user_id` (optionally narrowed to one `session_id`), or only
@@ -114,15 +129,17 @@ class VectorMemory(ContextProvider):
     Args:
         path: Folder of an embedded Chroma (`PersistentClient`); the SQLite catalogue is
             written into it as `memweave-<collection>.sqlite3`. While open, the folder belongs
-            to this process (see `memweave.providers.chroma.EmbeddedChroma`); share a memory
-            between processes through a Chroma server (`client=`). With neither `path` nor
-            `client`, both live in a temporary folder deleted by `aclose()`.
+            to this process (see `memweave.providers.chroma.EmbeddedChroma`); to share a
+            memory between processes, run a Chroma server and pass `client=` (see Sharing).
+            With neither `path` nor `client`, both live in a temporary folder deleted by
+            `aclose()`.
         client: A Chroma client to use instead (e.g. `chromadb.HttpClient(...)`); then
             `lexical_path` is required.
         collection: The Chroma collection name (3-512 characters of `[a-zA-Z0-9._-]`).
         embedder: The embedding function; `ChromaDefaultEmbeddings()` when None. Its name and
             dimensions are recorded with the collection.
-        lexical_path: The SQLite catalogue file (or `":memory:"`), overriding the default.
+        lexical_path: The SQLite catalogue file (or `":memory:"`, rebuilt from Chroma when
+            opened), overriding the default. One file indexes one collection.
         mode: Default retrieval mode of `search` and `invoking`.
         k: How many memories `invoking` retrieves at most.
         min_score: `invoking` leaves out hits scoring below this.
@@ -134,7 +151,7 @@ class VectorMemory(ContextProvider):
     Raises:
         MissingDependency: chromadb is not installed (`pip install 'memweave[chroma]'`).
         ConfigurationError: Bad options. On first use: the collection holds vectors of
-            another embedder.
+            another embedder, or the catalogue file indexes another collection.
 
     Example:
         ```python
@@ -266,7 +283,7 @@ class VectorMemory(ContextProvider):
         return self._index
 
     def _open_blocking(self) -> HybridIndex:
-        from memweave.context._fusion import CONTEXT_WEIGHT
+        from memweave.context._fusion import CONTEXT_WEIGHT, DATE_WEIGHT
         from memweave.context._index import HybridIndex, open_collection
         from memweave.context._lexical import LexicalStore
 
@@ -279,15 +296,20 @@ class VectorMemory(ContextProvider):
                 self.lexical_path,
                 context_window=self.context_window,
                 context_weight=CONTEXT_WEIGHT,
+                date_weight=DATE_WEIGHT,
             )
-            lexical.check_embedder(name, dimensions)
+            lexical.check_owner(self.collection_name, name, dimensions)
+            index = HybridIndex(
+                collection, lexical, dimensions=dimensions, close_client=close_client
+            )
+            index.catch_up(full=True)
         except BaseException:
             if lexical is not None:
                 lexical.close()
             if close_client is not None:
                 close_client()
             raise
-        return HybridIndex(collection, lexical, dimensions=dimensions, close_client=close_client)
+        return index
 
     @property
     def token_counter(self) -> CountsTextTokens:
@@ -313,9 +335,12 @@ class VectorMemory(ContextProvider):
         """Remember `text`; returns the id of the memory holding it.
 
         Idempotent: adding a text its scope already holds, or an id its scope already holds,
-        stores nothing and returns the stored memory's id. Memories of one session are linked
-        in the order they are added, and each is indexed with its neighbours. Concurrent calls
-        are written together, in call order, in one batch.
+        stores nothing and returns the stored memory's id. If the stored memory is of another
+        session of the user, it becomes visible from this session too (`search`, `count` and
+        `clear` with this `session_id` find it); its `session_id` stays the first one. Memories
+        of one session are linked in the order they are added, and each is indexed with its
+        neighbours and its date. Concurrent calls are written together, in call order, in one
+        batch.
 
         Args:
             text: What to remember.
@@ -397,6 +422,7 @@ class VectorMemory(ContextProvider):
         else:
             stored_ids = {}
         out: list[str] = []
+        repeated: list[NewMemory] = []
         for item, stored in zip(items, known, strict=True):
             if stored is not None:
                 out.append(stored)
@@ -405,6 +431,11 @@ class VectorMemory(ContextProvider):
             else:
                 twin = seen.get((item.scope, item.text_key))
                 out.append(stored_ids[twin.key] if twin is not None else item.id)
+            if item.session_id and (stored is not None or out[-1] != item.id):
+                repeated.append(item)
+        if repeated:
+            # Stored once, under its first session; visible from the new one too.
+            await self._run(index.attach, repeated)
         return out
 
     async def _flush(self) -> None:
@@ -469,10 +500,15 @@ class VectorMemory(ContextProvider):
         scope, session = read_scope(user_id, session_id, operation="delete")
         await self._flush()
         index = await self._open()
-        return await self._run(index.delete, scope, session, memory_id) > 0
+        memory = (memory_id, memory_key(scope, memory_id))
+        return await self._run(index.delete, scope, session, memory) > 0
 
     async def clear(self, *, user_id: str | None = None, session_id: str | None = None) -> int:
-        """Forget every memory of the scope; returns how many were deleted."""
+        """Forget every memory of the scope; returns how many were deleted.
+
+        With `user_id` and `session_id`, that is every memory visible from the session,
+        including one first said in another session (see `add`), which is then gone from both.
+        """
         scope, session = read_scope(user_id, session_id, operation="clear")
         await self._flush()
         index = await self._open()

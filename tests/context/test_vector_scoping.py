@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
+import chromadb
 import pytest
 from pydantic import JsonValue
 
@@ -97,6 +100,52 @@ async def test_user_scope_spans_the_users_sessions(memory: VectorMemory) -> None
     assert await memory.count(user_id="ada", session_id="s2") == 1
     hits = await memory.search("fact", user_id="ada", session_id="s2", k=10)
     assert [(hit.text, hit.session_id) for hit in hits] == [("second session fact", "s2")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_text_repeated_in_another_session_is_visible_from_it(
+    memory: VectorMemory, mode: RetrievalMode
+) -> None:
+    """A text a user repeats in a new session is stored once and found from both sessions."""
+    first = await memory.add("Ada prefers window seats", user_id="ada", session_id="s1", id="a")
+    again = await memory.add("Ada prefers window seats", user_id="ada", session_id="s2", id="b")
+    assert again == first == "a"
+    await memory.add("an unrelated s2 fact", user_id="ada", session_id="s2")
+    assert await memory.count(user_id="ada") == 2
+    assert await memory.count(user_id="ada", session_id="s1") == 1
+    assert await memory.count(user_id="ada", session_id="s2") == 2
+    for session in ("s1", "s2"):
+        hits = await memory.search("window seats", user_id="ada", session_id=session, mode=mode)
+        assert (hits[0].id, hits[0].session_id) == ("a", "s1")
+    assert await memory.search("window seats", user_id="ada", session_id="s3", mode=mode) == []
+
+
+async def test_repeated_text_is_visible_from_its_sessions_after_a_restart(
+    make_memory: Callable[..., VectorMemory], tmp_path: Path
+) -> None:
+    """The further sessions of a memory are kept in Chroma: a rebuilt catalogue has them."""
+    options = {"client": chromadb.PersistentClient(str(tmp_path / "c")), "lexical_path": ":memory:"}
+    memory = make_memory(**options)
+    await asyncio.gather(
+        memory.add("same words", user_id="ada", session_id="s1"),
+        memory.add("same words", user_id="ada", session_id="s2"),
+    )
+    await memory.add("same words", user_id="ada", session_id="s3")
+    await memory.aclose()
+    again = make_memory(**options)
+    for session in ("s1", "s2", "s3"):
+        assert await again.count(user_id="ada", session_id=session) == 1
+    assert await again.count(user_id="ada") == 1
+
+
+async def test_clearing_a_session_deletes_what_is_visible_from_it(memory: VectorMemory) -> None:
+    """clear(user_id, session_id) deletes every memory visible from the session, including one
+    first said in another session."""
+    await memory.add("said twice", user_id="ada", session_id="s1")
+    await memory.add("said once", user_id="ada", session_id="s1")
+    await memory.add("said twice", user_id="ada", session_id="s2")
+    assert await memory.clear(user_id="ada", session_id="s2") == 1
+    assert [hit.text for hit in await memory.search("said", user_id="ada", k=10)] == ["said once"]
 
 
 async def test_ids_are_per_scope(memory: VectorMemory) -> None:
