@@ -9,6 +9,7 @@ from typing import Any
 
 from memweave.errors import BackendUnavailable, ConfigurationError, MissingDependency
 from memweave.orchestration.checkpoints import Checkpoint, CheckpointStore
+from memweave.providers.redis import client_from_url
 
 try:
     from redis.asyncio import Redis, RedisCluster
@@ -21,7 +22,6 @@ __all__ = ["RedisCheckpointStore"]
 DEFAULT_URL = "redis://localhost:6379/0"
 
 _BAD_PREFIX = re.compile(r"[{}\x00-\x20\x7f]")
-_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 # KEYS: order list, data hash. ARGV: checkpoint id, JSON, max checkpoints (0: no limit).
 # One script, so the id check, the append and the trim are one atomic step.
@@ -51,19 +51,6 @@ for i = #ids, 1, -1 do
 end
 return out
 """
-
-
-def _redis_url(url: str) -> Redis | RedisCluster:
-    if not isinstance(url, str):
-        raise ConfigurationError(f"url must be a str, got {url!r}")
-    scheme, _, rest = url.partition("://")
-    try:
-        if scheme.lower() in _CLUSTER_SCHEMES:
-            return RedisCluster.from_url(f"{_CLUSTER_SCHEMES[scheme.lower()]}://{rest}")
-        client: Redis = Redis.from_url(url)
-    except (ValueError, TypeError, RedisError, RedisClusterException) as error:
-        raise ConfigurationError(f"invalid Redis URL: {error}") from error
-    return client
 
 
 class RedisCheckpointStore(CheckpointStore):
@@ -102,7 +89,7 @@ class RedisCheckpointStore(CheckpointStore):
             raise ConfigurationError("pass either url or client, not both")
         if client is None:
             self._url = url if url is not None else DEFAULT_URL
-            self._client: Redis | RedisCluster = _redis_url(self._url)
+            self._client: Redis | RedisCluster = client_from_url(self._url)
             self._owns_client = True
         elif isinstance(client, Redis | RedisCluster):
             self._url = "redis://(client)"

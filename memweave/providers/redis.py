@@ -126,7 +126,7 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
             raise ConfigurationError("pass either url or client, not both")
         if client is None:
             self._url = url if url is not None else DEFAULT_URL
-            self._client: Redis | RedisCluster = _connect(self._url)
+            self._client: Redis | RedisCluster = client_from_url(self._url)
             self._owns_client = True
         elif isinstance(client, Redis | RedisCluster):
             self._url = _describe(client)
@@ -329,7 +329,13 @@ async def _gather(*calls: Awaitable[Any]) -> None:
             raise result
 
 
-def _connect(url: str) -> Redis | RedisCluster:
+def client_from_url(url: str) -> Redis | RedisCluster:
+    """A redis-py async client for `url`: `redis://`, `rediss://`, `unix://`, or a cluster
+    through any node with `redis+cluster://` / `rediss+cluster://`.
+
+    Raises:
+        ConfigurationError: `url` is not a Redis URL redis-py accepts (password masked).
+    """
     if not isinstance(url, str):
         raise ConfigurationError(f"url must be a str, got {url!r}")
     scheme, _, rest = url.partition("://")
