@@ -69,6 +69,7 @@ def test_retrieval_benchmark_emits_its_fields(
             assert all(0.0 <= value <= 1.0 for value in groups.values())
         assert set(report["query_ms"][mode]) == {"p50", "p95"}
         assert report["ingest_turns_per_s"][mode] > 0
+    assert report["store_open_s"] > 0  # timed apart from the ingest
     assert report["versions"]["chromadb"]
     assert report["machine"]["cpus"]
 
