@@ -347,6 +347,8 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         tables = self._tables
         if self._create_tables:
             await conn.run_sync(tables.metadata.create_all)
+            if conn.dialect.name == "sqlite":  # tables made before the index existed
+                await conn.run_sync(tables.sqlite_system_index.create, checkfirst=True)
         elif not await conn.run_sync(_has_table, tables.schema.name):
             raise ConfigurationError(
                 f"table {tables.schema.name!r} not found at {self._url}; create the tables "
@@ -412,7 +414,11 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             raise
         except exc.DBAPIError as error:
             reason = _reason(error.orig if error.orig is not None else error)
-            if isinstance(error, exc.ProgrammingError) or "no such table" in reason:
+            if (
+                isinstance(error, exc.ProgrammingError)
+                or "no such table" in reason
+                or ("no such index" in reason)
+            ):
                 raise ConfigurationError(
                     f"the tables under prefix {self.table_prefix!r} are missing or differ from "
                     f"schema version {SCHEMA_VERSION}: {reason}"

@@ -426,3 +426,56 @@ async def test_large_batch_is_stored_whole_in_order_and_once(
         assert await provider.count_messages(session_id) == len(batch)
     finally:
         await provider.clear(session_id)
+
+
+# -- SQLite's system-message index --------------------------------------------------------------
+
+
+async def _system_read_plan(provider: SQLChatHistoryProvider) -> str:
+    statements = await provider._ready()
+    sql = str(statements.read_system.compile(dialect=provider.engine.dialect))
+    async with provider.engine.connect() as conn:
+        rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("s", "s"))
+        return " ".join(str(row[-1]) for row in rows)
+
+
+@pytest.mark.parametrize("system_index_first", [True, False])
+async def test_sqlite_system_read_uses_its_index_whatever_the_creation_order(
+    tmp_path: Path, system_index_first: bool
+) -> None:
+    """A budgeted read's system-message query searches the system index, not the session:
+    SQLite's planner must not depend on which index happened to be created last."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'plan.db'}"
+    provider = SQLChatHistoryProvider(url)
+    try:
+        await provider.count_messages("s")
+        tables = tables_for("memweave_")
+        session_index = next(
+            i for i in tables.messages.indexes if i.name == "memweave_messages_session_key"
+        )
+        order = [tables.sqlite_system_index, session_index]
+        if not system_index_first:
+            order.reverse()
+        async with provider.engine.begin() as conn:
+            for index in order:
+                await conn.run_sync(index.drop)
+            for index in order:
+                await conn.run_sync(index.create)
+        assert "memweave_messages_system_role" in await _system_read_plan(provider)
+    finally:
+        await provider.aclose()
+
+
+async def test_sqlite_system_index_is_added_to_tables_made_without_it(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    provider = SQLChatHistoryProvider(url)
+    await provider.add_messages("s", [ChatMessage.system("be brief"), ChatMessage.user("hi")])
+    async with provider.engine.begin() as conn:
+        await conn.run_sync(tables_for("memweave_").sqlite_system_index.drop)
+    await provider.aclose()
+    reopened = SQLChatHistoryProvider(url)
+    try:
+        assert [m.text for m in await reopened.list_messages("s")] == ["be brief", "hi"]
+        assert "memweave_messages_system_role" in await _system_read_plan(reopened)
+    finally:
+        await reopened.aclose()
