@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 from memweave.errors import ConfigurationError
 from memweave.messages import ChatMessage
-from memweave.reducers._groups import SystemIndex, Window, as_message_list, select_window
-from memweave.reducers.base import ChatReducer
+from memweave.reducers._window import WindowReducer
 
 __all__ = ["MessageCountReducer"]
 
 logger = logging.getLogger(__name__)
 
 
-def _one(message: ChatMessage) -> int:
-    return 1
-
-
-class MessageCountReducer(ChatReducer):
+class MessageCountReducer(WindowReducer):
     """Keeps at most `max_messages` messages: the system messages and the newest whole groups.
 
     A group is an assistant message with tool calls plus all its tool results, or any other
@@ -49,64 +43,22 @@ class MessageCountReducer(ChatReducer):
     ) -> None:
         if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
             raise ConfigurationError(f"max_messages must be a positive int, got {max_messages!r}")
+        super().__init__(keep_system=keep_system, start_on_user=start_on_user)
         self.max_messages = max_messages
-        self.keep_system = bool(keep_system)
-        self.start_on_user = bool(start_on_user)
-        self._system_index = SystemIndex()
 
-    async def reduce(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-        """Return the system messages and the newest whole groups, at most `max_messages` in all.
+    def _budget(self) -> int:
+        return self.max_messages
 
-        An empty history gives an empty list. The input is not modified, and kept messages
-        are the same objects.
+    def _cost(self, message: ChatMessage) -> int:
+        return 1
 
-        Raises:
-            InvalidMessage: An item looked at is not a `ChatMessage`.
-        """
-        return self._reduced(as_message_list(messages), (), self._system_index).messages
-
-    async def reduce_tail(
-        self, system: Sequence[ChatMessage], tail: Sequence[ChatMessage]
-    ) -> list[ChatMessage] | None:
-        """Reduce from the older system messages and the newest messages, when they suffice.
-
-        Returns what `reduce` returns on the whole history, or `None` when the window reaches
-        the start of `tail` (older messages could belong in it).
-
-        Raises:
-            InvalidMessage: An item looked at is not a `ChatMessage`.
-        """
-        window = self._reduced(
-            as_message_list(tail), as_message_list(system), SystemIndex(), tail=True
+    def _log_over_budget(self, cost: int) -> None:
+        logger.warning(
+            "the newest message group alone holds more than max_messages=%d messages "
+            "(%d with system messages); keeping it anyway",
+            self.max_messages,
+            cost,
         )
-        return window.messages if window.final else None
-
-    def _reduced(
-        self,
-        messages: list[ChatMessage],
-        older_systems: Sequence[ChatMessage],
-        index: SystemIndex,
-        *,
-        tail: bool = False,
-    ) -> Window:
-        window = select_window(
-            messages,
-            budget=self.max_messages,
-            cost=_one,
-            keep_system=self.keep_system,
-            start_on_user=self.start_on_user,
-            system_index=index,
-            older_systems=older_systems if self.keep_system else (),
-        )
-        # A tail too short to decide is reduced again from more messages; warn on the answer.
-        if window.over_budget and (window.final or not tail):
-            logger.warning(
-                "the newest message group alone holds more than max_messages=%d messages "
-                "(%d with system messages); keeping it anyway",
-                self.max_messages,
-                window.cost,
-            )
-        return window
 
     def __repr__(self) -> str:
         return (

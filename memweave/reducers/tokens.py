@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from memweave.errors import ConfigurationError, InvalidArgument, InvalidMessage, MissingDependency
 from memweave.messages import ChatMessage
-from memweave.reducers._groups import SystemIndex, Window, as_message_list, select_window
-from memweave.reducers.base import ChatReducer
+from memweave.reducers._groups import as_message_list
+from memweave.reducers._window import WindowReducer
 
 if TYPE_CHECKING:
     import tiktoken
@@ -255,7 +255,7 @@ class TokenCounter:
         return f"TokenCounter(model={self.model!r}, encoding={self.encoding_name!r})"
 
 
-class TokenBudgetReducer(ChatReducer):
+class TokenBudgetReducer(WindowReducer):
     """Keeps the newest messages that fit a token budget, never splitting a tool call from its
     results.
 
@@ -317,72 +317,32 @@ class TokenBudgetReducer(ChatReducer):
             raise ConfigurationError("pass counter= or model=/encoding=, not both")
         self.max_tokens = max_tokens
         self.reserve_tokens = reserve_tokens
-        self.keep_system = bool(keep_system)
-        self.start_on_user = bool(start_on_user)
+        super().__init__(keep_system=keep_system, start_on_user=start_on_user)
         self.counter: TokenCounterProtocol = (
             counter if counter is not None else TokenCounter(model, encoding=encoding)
         )
-        self._system_index = SystemIndex()
 
     @property
     def budget(self) -> int:
         """Tokens the kept messages may cost, reply priming included."""
         return self.max_tokens - self.reserve_tokens
 
-    async def reduce(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-        """Return the system messages and the newest whole groups that fit the budget.
+    def _budget(self) -> int:
+        return self.budget
 
-        An empty history gives an empty list. The input is not modified, and kept messages
-        are the same objects.
+    def _cost(self, message: ChatMessage) -> int:
+        return self.counter.count_message(message)
 
-        Raises:
-            InvalidMessage: An item looked at is not a `ChatMessage`.
-        """
-        return self._reduced(as_message_list(messages), (), self._system_index).messages
+    def _fixed_cost(self) -> int:
+        return self.counter.count([])  # reply priming
 
-    async def reduce_tail(
-        self, system: Sequence[ChatMessage], tail: Sequence[ChatMessage]
-    ) -> list[ChatMessage] | None:
-        """Reduce from the older system messages and the newest messages, when they suffice.
-
-        Returns what `reduce` returns on the whole history, or `None` when the budget is not
-        filled before the start of `tail` (older messages could belong in the window).
-
-        Raises:
-            InvalidMessage: An item looked at is not a `ChatMessage`.
-        """
-        window = self._reduced(
-            as_message_list(tail), as_message_list(system), SystemIndex(), tail=True
+    def _log_over_budget(self, cost: int) -> None:
+        logger.warning(
+            "the newest message group alone costs more than the budget of %d tokens "
+            "(%d with system messages); keeping it anyway",
+            self.budget,
+            cost,
         )
-        return window.messages if window.final else None
-
-    def _reduced(
-        self,
-        messages: list[ChatMessage],
-        older_systems: Sequence[ChatMessage],
-        index: SystemIndex,
-        *,
-        tail: bool = False,
-    ) -> Window:
-        priming = self.counter.count([])
-        window = select_window(
-            messages,
-            budget=self.budget - priming,
-            cost=self.counter.count_message,
-            keep_system=self.keep_system,
-            start_on_user=self.start_on_user,
-            system_index=index,
-            older_systems=older_systems if self.keep_system else (),
-        )
-        # A tail too short to decide is reduced again from more messages; warn on the answer.
-        if window.over_budget and (window.final or not tail):
-            logger.warning(
-                "the newest message group alone costs more than the budget of %d tokens "
-                "(%d with system messages); keeping it anyway",
-                self.budget,
-                window.cost + priming,
-            )
-        return window
 
     def __repr__(self) -> str:
         return (
