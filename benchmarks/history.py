@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._history_peers import PEERS, Peer, load_peers, storage_kind
+from benchmarks._stats import percentile
 from benchmarks._workload import make_conversation
 from memweave import ChatMessage
 from memweave._codec import encode
@@ -103,7 +104,7 @@ async def _samples(
 
 
 def _p50_p95(samples: list[float]) -> tuple[float, float]:
-    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+    return statistics.median(samples), percentile(samples, 0.95)
 
 
 async def _time(action: Callable[[], Awaitable[object]], repeat: int) -> tuple[float, float]:

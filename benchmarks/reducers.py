@@ -26,21 +26,18 @@ import gc
 import json
 import os
 import platform
-import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from benchmarks._budgeted_read import TARGET_BUDGETED_READ_MS, run_budgeted_reads
+from benchmarks._stats import Timings
 from benchmarks._workload import make_conversation
 from memweave._urls import mask_url
-from memweave.errors import BackendUnavailable, ConfigurationError
 from memweave.messages import ChatMessage
-from memweave.providers import ChatHistoryProvider, from_url
 from memweave.reducers import MessageCountReducer, TokenBudgetReducer, TokenCounter
 from memweave.reducers._groups import select_window
 
@@ -48,11 +45,9 @@ __all__ = ["main", "run"]
 
 TARGET_PER_TURN_MS = 0.5
 TARGET_SPEEDUP_VS_LANGCHAIN = 1_000
-TARGET_BUDGETED_READ_MS = 20.0
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 READ_SESSION_FACTOR = 10
 """Without `--read-messages`, the read workload's session is this many times `--messages`."""
-_FILL_BATCH = 5_000  # messages per add_messages while filling the read session
 
 
 @dataclass
@@ -82,24 +77,6 @@ class Options:
         if self.read_messages is None:
             return READ_SESSION_FACTOR * self.messages
         return self.read_messages
-
-
-@dataclass
-class Timings:
-    """Wall-clock samples of one measured operation, in milliseconds."""
-
-    samples: list[float] = field(default_factory=list)
-
-    def summary(self) -> dict[str, float | int]:
-        """p50, p95, mean and the sample count."""
-        ordered = sorted(self.samples)
-        p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-        return {
-            "p50_ms": statistics.median(ordered),
-            "p95_ms": p95,
-            "mean_ms": statistics.fmean(ordered),
-            "samples": len(ordered),
-        }
 
 
 def _version(package: str) -> str | None:
@@ -274,7 +251,7 @@ async def run(options: Options) -> dict[str, Any]:
     )
 
     results["langchain"] = await _run_langchain(options, counter, reducer, base, incoming, per_turn)
-    results["budgeted_read"] = await _run_budgeted_reads(options, counter)
+    results["budgeted_read"] = await run_budgeted_reads(options, counter)
     speedup = results["langchain"].get("speedup")
     read_p50s = [
         backend["read"]["p50_ms"]
@@ -363,110 +340,6 @@ async def _run_langchain(
         "windows_compared": compared,
         "windows_identical": identical,
     }
-
-
-async def _run_budgeted_reads(options: Options, counter: TokenCounter) -> dict[str, Any]:
-    """Time budgeted reads of one long session on SQLite and Redis, beside full reads."""
-    size = options.read_session_messages
-    section: dict[str, Any] = {
-        "messages": size,
-        "max_tokens": options.max_tokens,
-        "target_p50_ms_below": TARGET_BUDGETED_READ_MS,
-        "backends": {},
-    }
-    backends: dict[str, Any] = section["backends"]
-    if size == 0:
-        backends["sqlite"] = backends["redis"] = {
-            "status": "skipped",
-            "reason": "--read-messages 0",
-        }
-        return section
-    session = make_conversation(size, seed=options.seed)
-    with tempfile.TemporaryDirectory(prefix="memweave-bench-") as folder:
-        url = f"sqlite+aiosqlite:///{folder}/reads.db"
-        backends["sqlite"] = await _bench_budgeted_read(options, counter, session, url, {})
-    if options.redis_url is None:
-        backends["redis"] = {"status": "skipped", "reason": "--no-redis"}
-    else:
-        prefix = f"memweave-bench-{uuid.uuid4().hex}"
-        backends["redis"] = await _bench_budgeted_read(
-            options, counter, session, options.redis_url, {"prefix": prefix}
-        )
-    return section
-
-
-async def _bench_budgeted_read(
-    options: Options,
-    counter: TokenCounter,
-    session: list[ChatMessage],
-    url: str,
-    provider_options: dict[str, Any],
-) -> dict[str, Any]:
-    """Fill one session at `url`, then time budgeted reads of it and full reads plus reduce."""
-    session_id = f"memweave-bench-{uuid.uuid4().hex}"
-    reducer = TokenBudgetReducer(options.max_tokens, counter=counter)
-    entry: dict[str, Any] = {"url": mask_url(url), **provider_options}
-    try:
-        plain = from_url(url, **provider_options)
-    except ConfigurationError as exc:  # also MissingDependency: the driver is not installed
-        return {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}", **entry}
-    try:
-        await plain.count_messages(session_id)
-    except BackendUnavailable as exc:
-        await plain.aclose()
-        return {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}", **entry}
-    budgeted = from_url(url, reducer=reducer, reduce_on="read", **provider_options)
-    try:
-        started = time.perf_counter()
-        for first in range(0, len(session), _FILL_BATCH):
-            await plain.add_messages(session_id, session[first : first + _FILL_BATCH])
-        entry["fill_s"] = time.perf_counter() - started
-        gc.collect()
-        first_ms, window = await _timed_read(budgeted, session_id)
-        reads = Timings()
-        for _ in range(options.read_repeats):
-            elapsed, again = await _timed_read(budgeted, session_id)
-            reads.samples.append(elapsed)
-            if again != window:
-                raise RuntimeError(f"budgeted reads of {entry['url']} returned different windows")
-        full = Timings()
-        for _ in range(options.full_reads):
-            elapsed, expected = await _timed_read(plain, session_id, reducer)
-            full.samples.append(elapsed)
-            if expected != window:
-                raise RuntimeError(
-                    f"the budgeted read of {entry['url']} kept another window than a full read"
-                )
-    finally:
-        try:
-            await plain.clear(session_id)
-        finally:
-            await plain.aclose()
-            await budgeted.aclose()
-    summary = reads.summary()
-    baseline = full.summary() if full.samples else None
-    return {
-        "status": "measured",
-        **entry,
-        "first_read_ms": first_ms,
-        "read": summary,
-        "full_read_reduce": baseline,
-        "speedup_vs_full_read": baseline["p50_ms"] / summary["p50_ms"] if baseline else None,
-        "window_messages": len(window),
-        "window_tokens": counter.count(window),
-        "target_met": summary["p50_ms"] < TARGET_BUDGETED_READ_MS,
-    }
-
-
-async def _timed_read(
-    history: ChatHistoryProvider, session_id: str, reducer: TokenBudgetReducer | None = None
-) -> tuple[float, list[ChatMessage]]:
-    """Read the session through `history`, then reduce it with `reducer` when given."""
-    started = time.perf_counter_ns()
-    messages = await history.list_messages(session_id)
-    if reducer is not None:
-        messages = await reducer.reduce(messages)
-    return (time.perf_counter_ns() - started) / 1e6, messages
 
 
 def _format_table(report: dict[str, Any]) -> str:

@@ -44,6 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
+from benchmarks._stats import percentile
 from memweave.context import ChromaDefaultEmbeddings, EmbeddingFunction, VectorMemory
 from memweave.context.vector import RetrievalMode
 
@@ -306,11 +307,6 @@ def prepare(
     return Plan(conversations, checked_modes, _check_ks(ks, conversations))
 
 
-def _percentile(samples: Sequence[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
 async def _ingest(memory: VectorMemory, conversation: Conversation, *, sequential: bool) -> float:
     """Store every turn of `conversation`; return the seconds it took."""
     start = time.perf_counter()
@@ -431,7 +427,7 @@ async def run(
             for mode, by_k in found.items()
         },
         "query_ms": {
-            mode: {"p50": statistics.median(samples), "p95": _percentile(samples, 0.95)}
+            mode: {"p50": statistics.median(samples), "p95": percentile(samples, 0.95)}
             for mode, samples in latencies.items()
         },
         # One ingest serves every mode; the per-mode keys stay for readers of older results.
