@@ -11,7 +11,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
@@ -60,9 +60,37 @@ def _gc_paused(rows: int) -> Iterator[None]:
         gc.enable()
 
 
+# Fields left out of the stored form when they hold their default. Listed rather than found
+# by `exclude_defaults`, which calls the `id` and `created_at` factories (a uuid4 and a
+# clock read) on every message only to compare against their results.
+_DEFAULTS: tuple[tuple[str, object], ...] = (
+    ("content", ""),
+    ("name", None),
+    ("tool_calls", ()),
+    ("tool_call_id", None),
+    ("refusal", None),
+    ("metadata", {}),
+)
+_TOOL_CALL_DEFAULT_ARGUMENTS = "{}"
+
+
+def _defaults_of(message: ChatMessage) -> set[str] | dict[str, Any]:
+    """What `exclude_defaults=True` would leave out of `message`, as an `exclude` argument."""
+    fields = {name for name, default in _DEFAULTS if getattr(message, name) == default}
+    calls = {
+        index: {"arguments"}
+        for index, call in enumerate(message.tool_calls)
+        if call.arguments == _TOOL_CALL_DEFAULT_ARGUMENTS
+    }
+    if not calls:
+        return fields
+    return {**dict.fromkeys(fields, True), "tool_calls": calls}
+
+
 def encode(message: ChatMessage) -> bytes:
-    """Encode one message as stored JSON bytes (UTF-8)."""
-    return _PREFIX + message.__pydantic_serializer__.to_json(message, exclude_defaults=True) + b"}"
+    """Encode one message as stored JSON bytes (UTF-8), its default-valued fields left out."""
+    body = message.__pydantic_serializer__.to_json(message, exclude=_defaults_of(message))
+    return _PREFIX + body + b"}"
 
 
 def _reason(exc: Exception) -> str:

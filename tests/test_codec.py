@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memweave import ChatMessage, CorruptRecord
+from memweave import ChatMessage, CorruptRecord, ToolCall
 from memweave._codec import decode_many, decode_one, encode
 from tests.test_messages import openai_messages
 
@@ -99,3 +99,23 @@ def test_large_page_decode_leaves_the_collector_as_it_was(corrupt_at: int | None
     finally:
         gc.callbacks.pop()
         gc.enable()
+
+
+@given(messages())
+def test_encoded_form_leaves_out_exactly_the_default_fields(message: ChatMessage) -> None:
+    """The stored bytes are what pydantic's `exclude_defaults` writes (without paying for the
+    id and timestamp factories it calls), so every stored entry keeps one form."""
+    expected = message.__pydantic_serializer__.to_json(message, exclude_defaults=True)
+    assert encode(message) == b'{"v":1,"m":' + expected + b"}"
+
+
+def test_encoded_form_leaves_out_default_tool_call_arguments() -> None:
+    message = ChatMessage.assistant(
+        tool_calls=[ToolCall(id="a", name="now"), ToolCall(id="b", name="f", arguments='{"x":1}')]
+    )
+    stored = json.loads(encode(message))["m"]
+    assert stored["tool_calls"] == [
+        {"id": "a", "name": "now"},
+        {"id": "b", "name": "f", "arguments": '{"x":1}'},
+    ]
+    assert decode_one(encode(message), session_id="s", position=0) == message
