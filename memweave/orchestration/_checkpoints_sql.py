@@ -28,8 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memweave.errors import BackendUnavailable, ConfigurationError, MemweaveError
 from memweave.orchestration.checkpoints import Checkpoint, CheckpointStore
-from memweave.providers.sql import DEFAULT_URL
-from memweave.providers.sql import _create_engine as create_engine
+from memweave.providers.sql import resolve_engine
 
 __all__ = ["SQLCheckpointStore", "checkpoint_table"]
 
@@ -107,16 +106,7 @@ class SQLCheckpointStore(CheckpointStore):
     ) -> None:
         super().__init__(max_checkpoints=max_checkpoints)
         self._table = checkpoint_table(table_prefix)
-        if engine is not None and url is not None:
-            raise ConfigurationError("pass either url or engine, not both")
-        if engine is None:
-            self._engine = create_engine(url if url is not None else DEFAULT_URL)
-            self._owns_engine = True
-        elif isinstance(engine, AsyncEngine):
-            self._engine = engine
-            self._owns_engine = False
-        else:
-            raise ConfigurationError(f"engine must be a SQLAlchemy AsyncEngine, got {engine!r}")
+        self._engine, self._owns_engine = resolve_engine(url, engine)
         self._url = self._engine.url.render_as_string(hide_password=True)
         self._ready = False
         self._setup_lock = asyncio.Lock()

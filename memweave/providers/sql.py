@@ -134,16 +134,7 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         self.table_prefix = table_prefix
         self.metadata = self._tables.metadata
         """The `MetaData` of this provider's tables (see `build_metadata`)."""
-        if engine is not None and url is not None:
-            raise ConfigurationError("pass either url or engine, not both")
-        if engine is None:
-            self._engine = _create_engine(url if url is not None else DEFAULT_URL)
-            self._owns_engine = True
-        elif isinstance(engine, AsyncEngine):
-            self._engine = engine
-            self._owns_engine = False
-        else:
-            raise ConfigurationError(f"engine must be a SQLAlchemy AsyncEngine, got {engine!r}")
+        self._engine, self._owns_engine = resolve_engine(url, engine)
         self._create_tables = bool(create_tables)
         self._url = self._engine.url.render_as_string(hide_password=True)
         sqlite = self._engine.dialect.name == "sqlite"
@@ -533,6 +524,24 @@ def _aiomysql_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) 
         return
     if dbapi_connection.driver_connection.get_transaction_status():
         dbapi_connection.rollback()
+
+
+def resolve_engine(url: str | None, engine: AsyncEngine | None) -> tuple[AsyncEngine, bool]:
+    """The engine for a store given `url` or `engine` (neither: `DEFAULT_URL`), and whether
+    it was built here, so the store disposes of it when closed.
+
+    Raises:
+        ConfigurationError: Both were given, `engine` is not an `AsyncEngine`, or `url`
+            cannot be used (bad URL, sync-only driver).
+        MissingDependency: The URL's async driver is not installed.
+    """
+    if engine is not None and url is not None:
+        raise ConfigurationError("pass either url or engine, not both")
+    if engine is None:
+        return _create_engine(url if url is not None else DEFAULT_URL), True
+    if not isinstance(engine, AsyncEngine):
+        raise ConfigurationError(f"engine must be a SQLAlchemy AsyncEngine, got {engine!r}")
+    return engine, False
 
 
 def _create_engine(url: str) -> AsyncEngine:
