@@ -11,13 +11,13 @@ import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from memweave._group_commit import GroupCommit
 from memweave.context._records import check_id, memory_key, new_memory, read_scope
 from memweave.context._render import CountsTextTokens, default_token_counter, render_memories
 from memweave.context.base import Context, ContextProvider
@@ -86,12 +86,6 @@ class MemoryHit(BaseModel):
     """The role of the message it came from, for memories stored by `invoked`."""
     session_id: str | None = None
     """The session it was written in, when known."""
-
-
-@dataclass(slots=True)
-class _Pending:
-    item: NewMemory
-    future: asyncio.Future[str]
 
 
 class VectorMemory(ContextProvider):
@@ -227,8 +221,7 @@ class VectorMemory(ContextProvider):
         # One thread does every Chroma and SQLite call, in submission order: a search queued
         # after a write sees it, and the SQLite connection is never shared between threads.
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="memweave")
-        self._pending: list[_Pending] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._adds: GroupCommit[NewMemory, str] = GroupCommit(self._write, max_batch=_MAX_BATCH)
         self._closed = False
 
     @staticmethod
@@ -370,28 +363,7 @@ class VectorMemory(ContextProvider):
             role=role,
             created_at=created_at,
         )
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(item, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain())
-        return await asyncio.shield(future)
-
-    async def _drain(self) -> None:
-        """Write queued adds in batches until the queue is empty (group commit)."""
-        while self._pending:
-            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
-            try:
-                ids = await self._write([pending.item for pending in batch])
-            except BaseException as exc:
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for pending, memory_id in zip(batch, ids, strict=True):
-                if not pending.future.done():
-                    pending.future.set_result(memory_id)
+        return await self._adds.submit(item)  # concurrent adds are written in batches
 
     async def _write(self, items: list[NewMemory]) -> list[str]:
         index = await self._open()
@@ -440,8 +412,7 @@ class VectorMemory(ContextProvider):
 
     async def _flush(self) -> None:
         """Wait until every add queued so far is written."""
-        while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+        await self._adds.flush()
 
     async def search(
         self,

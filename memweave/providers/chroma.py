@@ -20,6 +20,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from memweave._codec import OnCorrupt, decode_one
+from memweave._group_commit import GroupCommit
 from memweave._urls import mask_url
 from memweave.embeddings import ChromaDefaultEmbeddings, EmbeddingFunction
 from memweave.errors import (
@@ -60,13 +61,12 @@ _SESSION = "session"
 _PAGE = 5_000
 
 
-@dataclass(slots=True)
-class _PendingAppend:
+@dataclass(frozen=True, slots=True)
+class _Append:
     session_id: str
     records: list[StoredRecord]
     max_messages: int | None
     ttl: timedelta | None
-    future: asyncio.Future[None]
 
 
 class MessageHit(BaseModel):
@@ -241,8 +241,9 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="memweave")
         self._writer = uuid.uuid4().hex[:12]
         self._heads: dict[str, int] = {}
-        self._pending: list[_PendingAppend] = []
-        self._drainer: asyncio.Task[None] | None = None
+        # Concurrent appends to one session become one read and one write (group commit),
+        # each call's records staying together in order.
+        self._appends: GroupCommit[_Append, None] = GroupCommit(self._write_appends)
 
     @property
     def embedder(self) -> EmbeddingFunction:
@@ -545,41 +546,20 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         max_messages: int | None,
         ttl: timedelta | None,
     ) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_PendingAppend(session_id, list(records), max_messages, ttl, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
-        await asyncio.shield(future)
+        await self._appends.submit(_Append(session_id, list(records), max_messages, ttl))
 
-    async def _drain(self) -> None:
-        """Write queued appends until none is left: concurrent appends to one session become
-        one read and one write (group commit), each call's records staying together in order."""
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self._write_appends(batch)
-            except BaseException as exc:
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_result(None)
-
-    async def _write_appends(self, batch: list[_PendingAppend]) -> None:
+    async def _write_appends(self, batch: list[_Append]) -> list[None]:
         groups: dict[tuple[str, int | None, timedelta | None], list[StoredRecord]] = {}
-        for pending in batch:
-            key = (pending.session_id, pending.max_messages, pending.ttl)
-            groups.setdefault(key, []).extend(pending.records)
+        for append in batch:
+            key = (append.session_id, append.max_messages, append.ttl)
+            groups.setdefault(key, []).extend(append.records)
         merged = {key: dedupe_batch(records) for key, records in groups.items()}
         flat = [record for records in merged.values() for record in records]
         vectors = iter(await self._embed(flat))
         for (session_id, max_messages, ttl), records in merged.items():
             own = [next(vectors) for _ in records]
             await self._run(self._append_blocking, session_id, records, own, max_messages, ttl)
+        return [None] * len(batch)
 
     async def _read(self, session_id: str, limit: int | None) -> list[bytes]:
         return await self._run(self._read_blocking, session_id, limit, None)
@@ -612,8 +592,7 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         )
 
     async def _aclose(self) -> None:
-        while self._drainer is not None and not self._drainer.done():
-            await asyncio.shield(self._drainer)
+        await self._appends.flush()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._worker, self._release_client)
         await loop.run_in_executor(None, self._worker.shutdown)
