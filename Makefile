@@ -22,7 +22,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check memweave tests benchmarks examples
 	$(VENV)/bin/ruff format --check memweave tests benchmarks examples
-	$(VENV)/bin/mypy --strict memweave
+	$(VENV)/bin/mypy --strict memweave benchmarks
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix memweave tests benchmarks examples

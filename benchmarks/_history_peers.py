@@ -96,7 +96,7 @@ class AgentFrameworkRedis(Peer):
         await self.provider.save_messages(self.session, messages)
 
     async def read_all(self) -> list[Any]:
-        return await self.provider.get_messages(self.session)
+        return list(await self.provider.get_messages(self.session))
 
     async def teardown(self) -> None:
         try:

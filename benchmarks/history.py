@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from benchmarks._history_peers import PEERS, Peer, load_peers, storage_kind
 from benchmarks._stats import percentile
@@ -164,8 +164,8 @@ class _RedisFloor(_Floor):
         await self.client.rpush(self.key, *rows)
 
     async def read_last(self, n: int) -> list[bytes]:
-        result: list[bytes] = await self.client.lrange(self.key, -n, -1)
-        return result
+        # The client is built without decode_responses, so rows are bytes.
+        return cast("list[bytes]", await self.client.lrange(self.key, -n, -1))
 
     async def read_all_decoded(self) -> list[Any]:
         return [json.loads(row) for row in await self.client.lrange(self.key, 0, -1)]
