@@ -11,11 +11,18 @@ from memweave.errors import (
     MissingDependency,
     ModelError,
     ModelHTTPError,
+    ProviderClosed,
     SchemaMismatch,
+    SessionChanged,
 )
 from memweave.llm import ChatClient, ChatResponse, OpenAIChatClient, Usage
 from memweave.messages import ChatMessage, ContentPart, Role, ToolCall
-from memweave.providers import ChatHistoryProvider, InMemoryChatHistoryProvider, from_url
+from memweave.providers import (
+    ChatHistoryProvider,
+    InMemoryChatHistoryProvider,
+    SessionInfo,
+    from_url,
+)
 from memweave.reducers import (
     ChatReducer,
     MessageCountReducer,
@@ -47,9 +54,12 @@ __all__ = [
     "ModelError",
     "ModelHTTPError",
     "OpenAIChatClient",
+    "ProviderClosed",
     "Role",
     "SchemaMismatch",
     "Session",
+    "SessionChanged",
+    "SessionInfo",
     "SummarizingReducer",
     "TokenBudgetReducer",
     "TokenCounter",

@@ -9,12 +9,15 @@ Every error memweave raises on purpose derives from `MemweaveError`; no driver e
   x InvalidSessionId        (also ValueError)     a session id cannot be stored safely
   x InvalidArgument         (also ValueError)     a call got an argument outside its range
   x CorruptRecord                                 a stored entry could not be decoded
+  x SessionChanged                                a session changed under a paged read
+  x ProviderClosed                                a method was called after aclose()
   x BackendUnavailable      (also ConnectionError) a server could not be reached or failed
   x ConfigurationError                            memweave was set up wrongly
     + MissingDependency     (also ImportError)    an optional extra is not installed
     + SchemaMismatch                              stored data was written by another schema
   x ModelError                                    a chat or embedding model call failed
     + ModelHTTPError                              the model server answered with an error status
+  x SyncCallInEventLoop     (also RuntimeError)   a blocking call was made inside a running loop
 ```
 """
 
@@ -33,7 +36,10 @@ __all__ = [
     "MissingDependency",
     "ModelError",
     "ModelHTTPError",
+    "ProviderClosed",
     "SchemaMismatch",
+    "SessionChanged",
+    "SyncCallInEventLoop",
 ]
 
 
@@ -100,16 +106,64 @@ class CorruptRecord(MemweaveError):
         position: Index of the entry in the session, oldest first (0 is the oldest stored
             entry), also when only the newest entries were read. For such a partial read it
             is worked out from a count taken after the read, so a writer appending in
-            between shifts it.
+            between shifts it. None for a page read with `before=`, which does not know
+            where it starts; `message_id` names the entry then.
         reason: What was wrong with it.
+        message_id: The stored message id of the entry, when the read knew it.
     """
 
-    def __init__(self, session_id: str, position: int, reason: str):
+    def __init__(
+        self,
+        session_id: str,
+        position: int | None,
+        reason: str,
+        *,
+        message_id: str | None = None,
+    ):
         self.session_id = session_id
         self.position = position
         self.reason = reason
+        self.message_id = message_id
+        where = []
+        if position is not None:
+            where.append(f"at position {position}")
+        if message_id is not None:
+            where.append(f"with message id {message_id!r}")
         super().__init__(
-            f"corrupt stored message in session {session_id!r} at position {position}: {reason}"
+            f"corrupt stored message in session {session_id!r} {' '.join(where)}: {reason}"
+        )
+
+
+class SessionChanged(MemweaveError):
+    """A paged read could not go on: every message it had reached was deleted meanwhile.
+
+    Attributes:
+        session_id: The session being read.
+    """
+
+    def __init__(self, session_id: str):
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id!r} changed under a paged read: the messages of the last page "
+            "were all deleted (by max_messages, delete_messages, truncate_after or clear); "
+            "start the read again"
+        )
+
+
+class ProviderClosed(MemweaveError):
+    """A method was called on an object after its `aclose()` (or `close()`).
+
+    Attributes:
+        owner: The class name of the closed object.
+        method: The method that was called.
+    """
+
+    def __init__(self, owner: str, method: str):
+        self.owner = owner
+        self.method = method
+        super().__init__(
+            f"{owner}.{method}() called after aclose(); build a new {owner} (or call it "
+            "before closing)"
         )
 
 
@@ -184,3 +238,23 @@ class ModelHTTPError(ModelError):
         self.body = body
         about = f" for model {model!r}" if model else ""
         super().__init__(f"model server answered HTTP {status_code}{about}: {body!r}")
+
+
+class SyncCallInEventLoop(MemweaveError, RuntimeError):
+    """A blocking call (`memweave.sync`) was made in a thread whose event loop is running.
+
+    Blocking there would stall every task of that loop, so memweave refuses at once instead
+    of waiting; in async code, await the async method named in the message.
+
+    Attributes:
+        method: The blocking method that was called.
+        instead: The async method to await instead.
+    """
+
+    def __init__(self, method: str, instead: str):
+        self.method = method
+        self.instead = instead
+        super().__init__(
+            f"{method} was called inside a running event loop, where it would block the loop; "
+            f"await {instead} instead"
+        )

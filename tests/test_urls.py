@@ -41,3 +41,22 @@ def test_from_url_rejects_an_unparsable_url_without_showing_secrets(url: str) ->
     with pytest.raises(ConfigurationError, match="cannot parse URL") as caught:
         from_url(url)
     assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "option", "known"),
+    [
+        ("memory://", "max_mesages", "max_messages"),
+        ("sqlite+aiosqlite:///unused.db", "tabel_prefix", "table_prefix"),
+        ("redis://127.0.0.1:6379/0", "prefx", "prefix"),
+    ],
+)
+def test_from_url_rejects_an_unknown_option_listing_the_known_ones(
+    url: str, option: str, known: str
+) -> None:
+    """A mistyped option is a `ConfigurationError` that names it and lists the options the
+    backend takes, never a bare `TypeError`."""
+    with pytest.raises(ConfigurationError) as raised:
+        from_url(url, **{option: 1})
+    assert repr(option) in str(raised.value)
+    assert known in str(raised.value)

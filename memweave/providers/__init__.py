@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from memweave.providers.base import ChatHistoryProvider, ReduceOn, StoredRecord
+from memweave.providers.base import ChatHistoryProvider, ReduceOn, SessionInfo, StoredRecord
 from memweave.providers.memory import InMemoryChatHistoryProvider
 from memweave.providers.url import SUPPORTED_SCHEMES, from_url
 
@@ -26,6 +26,7 @@ __all__ = [
     "RedisChatHistoryProvider",
     "ReduceOn",
     "SQLChatHistoryProvider",
+    "SessionInfo",
     "StoredRecord",
     "from_url",
 ]

@@ -10,24 +10,77 @@ from __future__ import annotations
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import ClassVar, Literal
 
+from pydantic import BaseModel, ConfigDict
+
 from memweave._closing import AsyncCloseable
-from memweave._codec import OnCorrupt, decode_many, encode
-from memweave.errors import ConfigurationError, CorruptRecord, InvalidArgument, MemweaveError
+from memweave._codec import OnCorrupt, decode_many, decode_one, encode
+from memweave.errors import (
+    ConfigurationError,
+    CorruptRecord,
+    InvalidArgument,
+    MemweaveError,
+    ProviderClosed,
+    SessionChanged,
+)
 from memweave.messages import ChatMessage, validate_messages
 from memweave.reducers.base import ChatReducer
 from memweave.session import validate_session_id
 
-__all__ = ["ChatHistoryProvider", "ReduceOn", "StoredRecord"]
+__all__ = [
+    "BATCH_SIZE",
+    "ChatHistoryProvider",
+    "DeleteOutcome",
+    "PageRow",
+    "ReduceOn",
+    "SessionInfo",
+    "StoredRecord",
+]
 
 ReduceOn = Literal["read", "write"]
 
+BATCH_SIZE = 500
+"""Sessions a backend touches per step of `prune` and `purge_expired` (bounded work per
+statement or script, so a sweep never holds a server busy)."""
+
 _FIRST_PAGE = 64
 _REDUCE_ATTEMPTS = 8
+_MAX_PAGE = 10_000
+
+PageRow = tuple[str, bytes]
+"""One stored entry of a page: its message id and its versioned JSON."""
+
+
+class SessionInfo(BaseModel):
+    """What a backend knows about one live session, without reading its messages."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    """The session id."""
+    message_count: int
+    """How many messages are stored."""
+    created_at: datetime | None
+    """When the session's first stored message was added (UTC); None for a session stored
+    by a memweave that did not record it."""
+    updated_at: datetime | None
+    """When messages were last added to or deleted from the session (UTC); None as for
+    `created_at`."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOutcome:
+    """What `_delete` did: how many entries went, or which named tool result it refused."""
+
+    deleted: int
+    """Entries deleted (the named ones plus the tool results taken along)."""
+    orphan: str | None = None
+    """A named tool result whose calling message was not named; nothing was deleted then."""
+
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +206,7 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
             InvalidMessage: An item is not a `ChatMessage`; nothing was stored.
             BackendUnavailable: The store could not be reached.
         """
+        self._check_open("add_messages")
         session_id = validate_session_id(session_id)
         batch = validate_messages(messages)
         records = dedupe_batch(StoredRecord.of(message) for message in batch)
@@ -162,59 +216,340 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
             await self._reduce_after_append(session_id, self.reducer)
 
     async def list_messages(
-        self, session_id: str, *, limit: int | None = None
+        self,
+        session_id: str,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
+        reducer: ChatReducer | None = None,
     ) -> list[ChatMessage]:
         """Return the session's messages, oldest first; with `limit=N`, only the newest N.
 
-        An unknown or expired session reads as empty. With `reduce_on="read"` the reducer's view
-        is returned (and `limit` applies to that view); storage is left as it is.
+        Three ways to read less than the whole session:
+
+        - `limit=N`: the newest N messages.
+        - `limit=N, before=message_id`: the N messages just older than that message (a chat
+          UI's "load older"); `before` alone returns every older message. Pages read storage
+          as it is: the provider's read reducer does not apply.
+        - `reducer=r`: `r`'s window (e.g. a `TokenBudgetReducer`'s), read from the end of
+          the session page by page only as far back as `r` needs, plus the system messages;
+          so a turn costs the window, not the history. A reducer that needs the whole
+          history (one without `reduce_tail`, such as a summarizer's first pass) still gets
+          it. `r` replaces the provider's own read reducer for this call.
+
+        An unknown or expired session reads as empty. With `reduce_on="read"` (and no
+        `reducer=`, no `before=`) the provider's reducer view is returned, and `limit`
+        applies to that view; storage is left as it is.
 
         Raises:
+            InvalidArgument: `limit` is negative, `before` is not a message id stored in the
+                session, or `before` was combined with `reducer`.
             CorruptRecord: A stored entry could not be decoded (with `on_corrupt="raise"`).
+            ProviderClosed: The provider was closed.
         """
+        self._check_open("list_messages")
         session_id = validate_session_id(session_id)
         limit = _check_limit(limit)
+        if reducer is not None and not isinstance(reducer, ChatReducer):
+            raise InvalidArgument("reducer", reducer, "must be a ChatReducer or None")
+        if before is not None:
+            if not isinstance(before, str):
+                raise InvalidArgument("before", before, "must be a message id (str) or None")
+            if reducer is not None:
+                raise InvalidArgument(
+                    "before", before, "cannot be combined with reducer (a window is newest-first)"
+                )
+            return await self._older(session_id, before, limit)
         if limit == 0:
             return []
-        if self.reducer is not None and self.reduce_on == "read":
-            messages = await self._reduced_view(session_id, self.reducer)
+        if reducer is None and self.reduce_on == "read":
+            reducer = self.reducer
+        if reducer is not None:
+            messages = await self._reduced_view(session_id, reducer)
             return messages if limit is None else messages[-limit:]
         return await self._decoded(session_id, limit)
 
+    def iter_messages(self, session_id: str, *, page_size: int = 500) -> AsyncIterator[ChatMessage]:
+        """Yield the session's messages, oldest first, holding one page of them at a time.
+
+        Each page is read after the last message of the previous one, so messages appended
+        while iterating are yielded too, and none is skipped or yielded twice. Deleted
+        messages not yet reached are not yielded. The provider's read reducer does not apply.
+
+        Example:
+            ```python
+            async for message in history.iter_messages("s1", page_size=1000):
+                export(message)
+            ```
+
+        Arguments are checked at the call, before the first page is read.
+
+        Raises:
+            InvalidArgument: `page_size` is not an int from 1 to 10,000.
+            SessionChanged: Every message of the last page was deleted before the next page
+                was read, so there is no place to go on from.
+            CorruptRecord: A stored entry could not be decoded (with `on_corrupt="raise"`).
+            ProviderClosed: The provider was closed.
+        """
+        self._check_open("iter_messages")
+        session_id = validate_session_id(session_id)
+        if (
+            isinstance(page_size, bool)
+            or not isinstance(page_size, int)
+            or not 1 <= page_size <= _MAX_PAGE
+        ):
+            raise InvalidArgument("page_size", page_size, f"must be an int from 1 to {_MAX_PAGE}")
+        return self._iterate(session_id, page_size)
+
     async def count_messages(self, session_id: str) -> int:
         """Return how many messages are stored for the session (0 when unknown or expired)."""
+        self._check_open("count_messages")
         session_id = validate_session_id(session_id)
         with self._map_errors():
             return await self._count(session_id)
 
+    async def delete_messages(self, session_id: str, message_ids: Iterable[str]) -> int:
+        """Delete these messages from the session, atomically; return how many went.
+
+        Deleting a message that called tools also deletes the tool results that follow it,
+        so no result outlives its call. Ids not stored in the session are ignored. Naming a
+        tool result without the message that called it deletes nothing and raises, since it
+        would leave a call without its result.
+
+        Raises:
+            InvalidArgument: `message_ids` is not an iterable of str (a lone str is refused),
+                or names a tool result without its calling message.
+            ProviderClosed: The provider was closed.
+        """
+        self._check_open("delete_messages")
+        session_id = validate_session_id(session_id)
+        if isinstance(message_ids, str | bytes) or not isinstance(message_ids, Iterable):
+            raise InvalidArgument(
+                "message_ids", message_ids, "must be an iterable of message ids (not one str)"
+            )
+        ids = list(dict.fromkeys(message_ids))
+        bad = next((i for i in ids if not isinstance(i, str)), None)
+        if bad is not None:
+            raise InvalidArgument("message_ids", bad, "every message id must be a str")
+        if not ids:
+            return 0
+        with self._map_errors():
+            outcome = await self._delete(session_id, ids)
+        if outcome.orphan is not None:
+            raise InvalidArgument(
+                "message_ids",
+                outcome.orphan,
+                "is a tool result whose calling message was not named; delete the message "
+                "that called the tool (its results go with it)",
+            )
+        return outcome.deleted
+
+    async def truncate_after(self, session_id: str, message_id: str) -> int:
+        """Delete every message newer than `message_id`, atomically; return how many went.
+
+        For regenerating or editing a turn. The tool results that directly follow
+        `message_id` answer its tool calls (or are its siblings) and stay with it.
+
+        Raises:
+            InvalidArgument: `message_id` is not a message id stored in the session.
+            ProviderClosed: The provider was closed.
+        """
+        self._check_open("truncate_after")
+        session_id = validate_session_id(session_id)
+        if not isinstance(message_id, str):
+            raise InvalidArgument("message_id", message_id, "must be a message id (str)")
+        with self._map_errors():
+            deleted = await self._truncate_after(session_id, message_id)
+        if deleted is None:
+            raise InvalidArgument("message_id", message_id, _NOT_IN_SESSION)
+        return deleted
+
     async def clear(self, session_id: str) -> None:
         """Delete every message of the session. Clearing an unknown session is a no-op."""
+        self._check_open("clear")
         session_id = validate_session_id(session_id)
         with self._map_errors():
             await self._clear(session_id)
 
-    async def list_sessions(self, *, prefix: str | None = None) -> list[str]:
-        """Return the ids of sessions holding messages, sorted by code point.
+    async def list_sessions(
+        self,
+        prefix: str | None = None,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> list[str]:
+        """Return the ids of live sessions, sorted by code point; page with `limit`/`after`.
 
         Args:
             prefix: Only ids starting with this exact string (taken literally: `%`, `_`, `*`
                 and `[` match themselves).
+            limit: At most this many ids (None: all of them).
+            after: Only ids sorting strictly after this one (the last id of the previous
+                page); it need not be a stored id.
+
+        Example:
+            ```python
+            page = await history.list_sessions(limit=100)
+            while page:
+                handle(page)
+                page = await history.list_sessions(limit=100, after=page[-1])
+            ```
+
+        Raises:
+            InvalidArgument: `prefix` or `after` is not a str, or `limit` is not a positive int.
+            ProviderClosed: The provider was closed.
         """
+        self._check_open("list_sessions")
         if prefix is not None and not isinstance(prefix, str):
             raise InvalidArgument("prefix", prefix, "must be a str or None")
+        if after is not None and not isinstance(after, str):
+            raise InvalidArgument("after", after, "must be a str or None")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise InvalidArgument("limit", limit, "must be a positive int or None")
         with self._map_errors():
-            return sorted(await self._list_sessions(prefix or None))
+            found = await self._list_sessions(prefix or None, after=after, limit=limit)
+        found = sorted(found)
+        return found if limit is None else found[:limit]
+
+    async def session_info(self, session_id: str) -> SessionInfo | None:
+        """Return the session's message count and times, or None when unknown or expired.
+
+        Raises:
+            ProviderClosed: The provider was closed.
+        """
+        self._check_open("session_info")
+        session_id = validate_session_id(session_id)
+        with self._map_errors():
+            return await self._session_info(session_id)
+
+    async def prune(self, older_than: timedelta, *, dry_run: bool = False) -> int:
+        """Delete the sessions not updated within `older_than`; return how many.
+
+        The retention sweep for sessions without a `ttl` (run it from a cron job). It works
+        in batches of `BATCH_SIZE` sessions, so it never holds the server busy for long; a
+        session written to during the sweep is kept. With `dry_run=True` nothing is deleted
+        and the count says how many would be.
+
+        Raises:
+            InvalidArgument: `older_than` is not a positive timedelta.
+            ProviderClosed: The provider was closed.
+        """
+        self._check_open("prune")
+        if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
+            raise InvalidArgument("older_than", older_than, "must be a positive timedelta")
+        with self._map_errors():
+            return await self._prune(older_than, dry_run=bool(dry_run))
+
+    async def purge_expired(self) -> int:
+        """Reclaim the storage of sessions whose `ttl` ran out; return how many went.
+
+        Expired sessions already read as empty and are never listed; this deletes what is
+        left of them, in batches of `BATCH_SIZE`. Backends whose storage expires by itself
+        have less (or nothing) to do.
+
+        Raises:
+            ProviderClosed: The provider was closed.
+        """
+        self._check_open("purge_expired")
+        with self._map_errors():
+            return await self._purge_expired()
 
     async def aclose(self) -> None:
         """Release connections this provider opened. Idempotent; a client or engine passed in
-        by the caller is left open."""
+        by the caller is left open. Any other method called afterwards raises
+        `ProviderClosed`."""
         if self._closed:
             return
         self._closed = True
         with self._map_errors():
             await self._aclose()
 
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose()` was called."""
+        return self._closed
+
     # -- shared helpers -----------------------------------------------------------------------
+
+    def _check_open(self, method: str) -> None:
+        if self._closed:
+            raise ProviderClosed(type(self).__name__, method)
+
+    async def _older(self, session_id: str, before: str, limit: int | None) -> list[ChatMessage]:
+        """The `limit` messages just older than `before` (every older one for None)."""
+        if limit == 0:
+            with self._map_errors():
+                if await self._read_page(session_id, after=None, before=before, limit=1) is None:
+                    raise InvalidArgument("before", before, _NOT_IN_SESSION)
+            return []
+        pages: list[list[ChatMessage]] = []
+        cursor, wanted = before, limit
+        while True:
+            size = _MAX_PAGE if wanted is None else min(wanted, _MAX_PAGE)
+            with self._map_errors():
+                rows = await self._read_page(session_id, after=None, before=cursor, limit=size)
+            if rows is None:
+                if cursor == before:
+                    raise InvalidArgument("before", before, _NOT_IN_SESSION)
+                raise SessionChanged(session_id)
+            pages.append(self._decode_page(session_id, rows, None))
+            if wanted is not None:
+                wanted -= len(rows)
+            if len(rows) < size or wanted == 0 or not rows:
+                break
+            cursor = rows[0][0]
+        return [message for page in reversed(pages) for message in page]
+
+    async def _iterate(self, session_id: str, page_size: int) -> AsyncIterator[ChatMessage]:
+        seen = 0
+        cursors: list[str] = []
+        while True:
+            self._check_open("iter_messages")
+            rows: list[PageRow] | None = None
+            with self._map_errors():
+                if not cursors:
+                    rows = await self._read_page(
+                        session_id, after=None, before=None, limit=page_size
+                    )
+                else:
+                    # The last message read may have been deleted meanwhile; go on from the
+                    # newest one of the page still stored.
+                    for cursor in reversed(cursors):
+                        rows = await self._read_page(
+                            session_id, after=cursor, before=None, limit=page_size
+                        )
+                        if rows is not None:
+                            break
+            if rows is None:
+                raise SessionChanged(session_id)
+            for message in self._decode_page(session_id, rows, seen):
+                yield message
+            seen += len(rows)
+            if len(rows) < page_size:
+                return
+            cursors = [row[0] for row in rows]
+
+    def _decode_page(
+        self, session_id: str, rows: Sequence[PageRow], first_position: int | None
+    ) -> list[ChatMessage]:
+        """Decode a page; a corrupt entry is named by its message id (and position if known)."""
+        try:
+            return decode_many([data for _, data in rows], session_id=session_id)
+        except CorruptRecord:
+            pass
+        out: list[ChatMessage] = []
+        for offset, (message_id, data) in enumerate(rows):
+            position = None if first_position is None else first_position + offset
+            try:
+                out.append(decode_one(data, session_id=session_id, position=offset))
+            except CorruptRecord as exc:
+                error = CorruptRecord(session_id, position, exc.reason, message_id=message_id)
+                if self.on_corrupt == "raise":
+                    raise error from None
+                logger.warning("skipping %s", error)
+        return out
 
     async def _decoded(self, session_id: str, limit: int | None) -> list[ChatMessage]:
         return (await self._read_decoded(session_id, limit))[1]
@@ -240,7 +575,8 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         with self._map_errors():
             first = max(0, await self._count(session_id) - len(rows))
         if self.on_corrupt == "raise":
-            raise CorruptRecord(session_id, first + corrupt.position, corrupt.reason) from None
+            position = first + (corrupt.position or 0)
+            raise CorruptRecord(session_id, position, corrupt.reason) from None
         return len(rows), decode_many(
             rows, session_id=session_id, on_corrupt="skip", first_position=first
         )
@@ -358,8 +694,59 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         """Delete the session's entries (and ttl bookkeeping)."""
 
     @abstractmethod
-    async def _list_sessions(self, prefix: str | None) -> list[str]:
-        """Return ids of live sessions starting literally with `prefix`, in any order."""
+    async def _list_sessions(
+        self, prefix: str | None, *, after: str | None, limit: int | None
+    ) -> list[str]:
+        """Return ids of live sessions starting literally with `prefix` and sorting strictly
+        after `after` (code point order), at most `limit` of them (None: all).
+
+        Return the smallest such ids (any order; the base sorts). The cost must follow
+        `limit`, not the number of sessions, wherever the store can order ids.
+        """
+
+    @abstractmethod
+    async def _session_info(self, session_id: str) -> SessionInfo | None:
+        """Return the live session's count and times, or None when it is unknown or expired."""
+
+    @abstractmethod
+    async def _read_page(
+        self, session_id: str, *, after: str | None, before: str | None, limit: int
+    ) -> list[PageRow] | None:
+        """Return up to `limit` (>= 1) stored entries as `(message id, data)`, oldest first.
+
+        At most one of `after` and `before` is given. Neither: the oldest `limit` entries.
+        `after=id`: the `limit` entries just newer than that message. `before=id`: the
+        `limit` entries just older than it. Returns None when the cursor id is not stored in
+        the live session. The cost must follow `limit`, not the session length.
+        """
+
+    @abstractmethod
+    async def _delete(self, session_id: str, message_ids: Sequence[str]) -> DeleteOutcome:
+        """Atomically delete the entries with these ids plus, for each deleted entry that is
+        not a tool result, the run of tool results directly after it.
+
+        Unknown ids are ignored. When a named tool result would stay orphaned (the nearest
+        older non-tool entry is not deleted), delete nothing and return it as `orphan`.
+        Renews `updated_at` when something was deleted; a session left empty is gone.
+        """
+
+    @abstractmethod
+    async def _truncate_after(self, session_id: str, message_id: str) -> int | None:
+        """Atomically delete every entry newer than `message_id`, except the run of tool
+        results directly after it; return how many went, or None when `message_id` is not
+        stored in the live session. Renews `updated_at` when something was deleted."""
+
+    @abstractmethod
+    async def _prune(self, older_than: timedelta, *, dry_run: bool) -> int:
+        """Delete (or with `dry_run` only count) the live sessions whose `updated_at` is older
+        than `older_than` before now on the store's clock, `BATCH_SIZE` per step; return how
+        many. A session whose time was not recorded counts as updated when first seen here."""
+
+    async def _purge_expired(self) -> int:
+        """Delete what is left of expired sessions, `BATCH_SIZE` per step; return how many.
+
+        This default does nothing, for stores that expire data by themselves."""
+        return 0
 
     @abstractmethod
     async def _remove(self, session_id: str, message_ids: Sequence[str]) -> None:
@@ -391,6 +778,9 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
 
     async def _aclose(self) -> None:
         """Release resources; called once by `aclose`."""
+
+
+_NOT_IN_SESSION = "is not the id of a message stored in this session"
 
 
 def _check_limit(limit: int | None) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,7 +11,7 @@ from memweave._urls import mask_url
 from memweave.errors import ConfigurationError
 from memweave.providers.base import ChatHistoryProvider
 
-__all__ = ["SUPPORTED_SCHEMES", "from_url"]
+__all__ = ["SUPPORTED_SCHEMES", "backend_options", "from_url"]
 
 # scheme -> (module, class name); modules are imported only when their scheme is used, so a
 # missing optional driver only matters to users of that backend.
@@ -56,8 +57,9 @@ def from_url(url: str, **options: Any) -> ChatHistoryProvider:
         ```
 
     Raises:
-        ConfigurationError: The URL cannot be parsed, or its scheme is unknown (the message
-            lists the supported ones).
+        ConfigurationError: The URL cannot be parsed, its scheme is unknown (the message
+            lists the supported ones), or an option is not one the backend takes (the message
+            lists those it takes).
         MissingDependency: The backend's optional driver is not installed.
     """
     if not isinstance(url, str) or "://" not in url:
@@ -78,6 +80,24 @@ def from_url(url: str, **options: Any) -> ChatHistoryProvider:
         )
     module_name, class_name = target
     backend: type[ChatHistoryProvider] = getattr(importlib.import_module(module_name), class_name)
+    accepted = backend_options(backend)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigurationError(
+            f"{class_name} does not take option(s) {', '.join(map(repr, unknown))} "
+            f"(from_url({mask_url(url)!r}, ...)); it takes: {', '.join(accepted)}"
+        )
     if scheme == "memory":
         return backend(**options)
     return backend(url, **options)  # type: ignore[call-arg,arg-type]
+
+
+def backend_options(backend: type[ChatHistoryProvider]) -> list[str]:
+    """The keyword options `backend`'s constructor takes besides the URL, in order."""
+    parameters = inspect.signature(backend.__init__).parameters.values()
+    return [
+        p.name
+        for p in parameters
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        or (p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.name not in ("self", "url"))
+    ]

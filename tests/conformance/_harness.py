@@ -24,6 +24,16 @@ class BackendHarness(Protocol):
         """Build a provider with these constructor options (`max_messages`, `ttl`, ...)."""
         ...
 
+    def isolated_options(self) -> dict[str, Any]:
+        """Constructor options placing a provider in a namespace no other test shares (a
+        fresh table prefix, key prefix or collection), for rules about the whole store."""
+        ...
+
+    async def drop_isolated(self, history: ChatHistoryProvider) -> None:
+        """Delete everything stored in the namespace of `history` (made with
+        `isolated_options`)."""
+        ...
+
     async def write_raw(self, history: ChatHistoryProvider, session_id: str, data: bytes) -> None:
         """Append `data` verbatim as the session's newest stored entry (a garbage entry)."""
         ...

@@ -21,14 +21,18 @@ class MemoryHarness:
     def make(self, **options: Any) -> ChatHistoryProvider:
         return InMemoryChatHistoryProvider(**options)
 
+    def isolated_options(self) -> dict[str, Any]:
+        return {}
+
+    async def drop_isolated(self, history: ChatHistoryProvider) -> None:
+        """A new in-memory provider shares nothing; nothing to drop."""
+
     async def write_raw(self, history: ChatHistoryProvider, session_id: str, data: bytes) -> None:
         assert isinstance(history, InMemoryChatHistoryProvider)
         from memweave.providers.memory import _Session
 
         session = history._sessions.setdefault(session_id, _Session())
-        raw_id = f"raw-{len(session.records)}"
-        session.records.append(StoredRecord(raw_id, "user", data))
-        session.ids.add(raw_id)
+        session.add(StoredRecord(f"raw-{len(session.records)}", "user", data))
 
     async def expire_now(self, history: ChatHistoryProvider, session_id: str) -> None:
         assert isinstance(history, InMemoryChatHistoryProvider)

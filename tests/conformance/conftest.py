@@ -116,3 +116,28 @@ async def make_history(
 def history(make_history: Callable[..., ChatHistoryProvider]) -> ChatHistoryProvider:
     """A provider of the backend under test with default options."""
     return make_history()
+
+
+@pytest.fixture
+async def make_isolated_history(
+    harness: BackendHarness,
+) -> AsyncIterator[Callable[..., ChatHistoryProvider]]:
+    """Factory building providers that share one namespace no other test uses, for rules
+    about every session of a store (`prune`, listing all sessions); dropped after the test."""
+    namespace = harness.isolated_options()
+    made: list[ChatHistoryProvider] = []
+
+    def make(**options: Any) -> ChatHistoryProvider:
+        history = harness.make(**namespace, **options)
+        made.append(history)
+        return history
+
+    yield make
+    if made:
+        cleaner = harness.make(**namespace)
+        try:
+            await harness.drop_isolated(cleaner)
+        finally:
+            await cleaner.aclose()
+    for history in made:
+        await history.aclose()
