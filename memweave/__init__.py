@@ -14,6 +14,7 @@ from memweave.errors import (
     ProviderClosed,
     SchemaMismatch,
     SessionChanged,
+    SyncCallInEventLoop,
 )
 from memweave.llm import ChatClient, ChatResponse, OpenAIChatClient, Usage
 from memweave.messages import ChatMessage, ContentPart, Role, ToolCall
@@ -61,6 +62,7 @@ __all__ = [
     "SessionChanged",
     "SessionInfo",
     "SummarizingReducer",
+    "SyncCallInEventLoop",
     "TokenBudgetReducer",
     "TokenCounter",
     "ToolCall",

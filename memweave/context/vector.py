@@ -27,6 +27,7 @@ from memweave.errors import (
     ConfigurationError,
     InvalidArgument,
     MissingDependency,
+    ProviderClosed,
 )
 from memweave.messages import ChatMessage
 from memweave.session import Session
@@ -265,9 +266,13 @@ class VectorMemory(ContextProvider):
                 f"the memory catalogue {self.lexical_path!r} failed: {exc}"
             ) from exc
 
-    async def _open(self) -> HybridIndex:
+    def _check_open(self, method: str) -> None:
         if self._closed:
-            raise ConfigurationError("this VectorMemory is closed")
+            raise ProviderClosed(type(self).__name__, method)
+
+    async def _open(self, method: str) -> HybridIndex:
+        # Checked again here: the memory may have been closed while the call waited.
+        self._check_open(method)
         if self._index is not None:
             return self._index
         async with self._open_lock:
@@ -350,9 +355,9 @@ class VectorMemory(ContextProvider):
             InvalidArgument: A bad argument, or neither `user_id` nor `session_id`.
             BackendUnavailable: Chroma or SQLite failed.
             ModelError: The embedder failed.
+            ProviderClosed: The memory was closed.
         """
-        if self._closed:
-            raise ConfigurationError("this VectorMemory is closed")
+        self._check_open("add")
         item = new_memory(
             text,
             user_id=user_id,
@@ -366,7 +371,7 @@ class VectorMemory(ContextProvider):
         return await self._adds.submit(item)  # concurrent adds are written in batches
 
     async def _write(self, items: list[NewMemory]) -> list[str]:
-        index = await self._open()
+        index = await self._open("add")
         known = await self._run(index.lookup, items)
         fresh: list[NewMemory] = []
         seen: dict[tuple[str, str], NewMemory] = {}
@@ -439,7 +444,9 @@ class VectorMemory(ContextProvider):
 
         Raises:
             InvalidArgument: A bad argument, or neither `user_id` nor `session_id`.
+            ProviderClosed: The memory was closed.
         """
+        self._check_open("search")
         scope, session = read_scope(user_id, session_id, operation="search")
         if not isinstance(query, str):
             raise InvalidArgument("query", query, "must be a str")
@@ -453,7 +460,7 @@ class VectorMemory(ContextProvider):
         if not query.strip():
             return []
         await self._flush()
-        index = await self._open()
+        index = await self._open("search")
         vector = None
         if mode != "lexical":
             [vector] = await self.embedder.embed([query])
@@ -466,11 +473,15 @@ class VectorMemory(ContextProvider):
         """Forget the memory `id` of the scope; returns whether it existed.
 
         Memory ids are unique per scope, so the scope is named here as in `search`.
+
+        Raises:
+            ProviderClosed: The memory was closed.
         """
+        self._check_open("delete")
         memory_id = check_id("id", id, optional=False)
         scope, session = read_scope(user_id, session_id, operation="delete")
         await self._flush()
-        index = await self._open()
+        index = await self._open("delete")
         memory = (memory_id, memory_key(scope, memory_id))
         return await self._run(index.delete, scope, session, memory) > 0
 
@@ -479,17 +490,26 @@ class VectorMemory(ContextProvider):
 
         With `user_id` and `session_id`, that is every memory visible from the session,
         including one first said in another session (see `add`), which is then gone from both.
+
+        Raises:
+            ProviderClosed: The memory was closed.
         """
+        self._check_open("clear")
         scope, session = read_scope(user_id, session_id, operation="clear")
         await self._flush()
-        index = await self._open()
+        index = await self._open("clear")
         return await self._run(index.delete, scope, session, None)
 
     async def count(self, *, user_id: str | None = None, session_id: str | None = None) -> int:
-        """Return how many memories the scope holds."""
+        """Return how many memories the scope holds.
+
+        Raises:
+            ProviderClosed: The memory was closed.
+        """
+        self._check_open("count")
         scope, session = read_scope(user_id, session_id, operation="count")
         await self._flush()
-        index = await self._open()
+        index = await self._open("count")
         return await self._run(index.count, scope, session)
 
     # -- ContextProvider ----------------------------------------------------------------------
@@ -500,7 +520,11 @@ class VectorMemory(ContextProvider):
         The scope is the session's user, else the session. Memories that are among `messages`
         already are left out. Returns `Context()` when nothing scores `min_score` or fits
         `max_memory_tokens`.
+
+        Raises:
+            ProviderClosed: The memory was closed.
         """
+        self._check_open("invoking")
         query = next((m.text for m in reversed(messages) if m.role == "user" and m.text), None)
         if query is None:
             return Context()
@@ -530,7 +554,11 @@ class VectorMemory(ContextProvider):
         """Store the turn's user and assistant texts, idempotently by message id.
 
         Nothing is stored for a failed call (`error` set); a retry stores the turn.
+
+        Raises:
+            ProviderClosed: The memory was closed.
         """
+        self._check_open("invoked")
         if error is not None:
             return
         adds = [
@@ -550,7 +578,8 @@ class VectorMemory(ContextProvider):
 
     async def aclose(self) -> None:
         """Finish queued writes and close the catalogue. Idempotent; a `client=` passed in is
-        left open. An ephemeral memory (no `path`, no `client`) is deleted."""
+        left open. An ephemeral memory (no `path`, no `client`) is deleted. Any other method
+        called afterwards raises `ProviderClosed`."""
         if self._closed:
             return
         try:
@@ -563,6 +592,11 @@ class VectorMemory(ContextProvider):
             self._worker.shutdown(wait=True)
             if self._tempdir is not None:
                 self._tempdir.cleanup()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose()` was called."""
+        return self._closed
 
     def __repr__(self) -> str:
         return (

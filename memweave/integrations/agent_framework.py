@@ -31,6 +31,7 @@ from memweave.integrations._af_messages import (
     messages_to_memweave,
 )
 from memweave.llm import SupportsOpenAITool, tool_to_openai
+from memweave.orchestration._transcript import read_window
 from memweave.providers.base import ChatHistoryProvider
 from memweave.reducers.base import ChatReducer
 from memweave.session import Session
@@ -75,8 +76,8 @@ class MemweaveHistoryProvider(HistoryProvider):
         history: The memweave backend.
         source_id: This provider's id in the agent's pipeline.
         reducer: A memweave reducer applied to the stored history on load (e.g.
-            `TokenBudgetReducer`); storage is left whole. For long sessions, a reducer set on
-            the backend itself (`reduce_on="read"`) reads only the kept window.
+            `TokenBudgetReducer`); only the window it keeps is read, and storage is left
+            whole.
         load_messages: Load the history before each run.
         store_inputs: Store the run's input messages.
         store_context_messages: Also store messages other context providers added.
@@ -145,9 +146,7 @@ class MemweaveHistoryProvider(HistoryProvider):
             CorruptRecord: A stored entry could not be decoded.
             BackendUnavailable: The backend could not be reached.
         """
-        stored = await self.history.list_messages(_session_id(session_id))
-        if self.reducer is not None:
-            stored = await self.reducer.reduce(stored)
+        stored = await read_window(self.history, _session_id(session_id), self.reducer)
         return messages_from_memweave(stored)
 
     async def save_messages(

@@ -24,6 +24,7 @@ from pydantic import JsonValue
 from memweave.context.vector import VectorMemory
 from memweave.errors import ConfigurationError, InvalidArgument, InvalidMessage, MissingDependency
 from memweave.messages import ChatMessage, ContentPart, ToolCall
+from memweave.orchestration._transcript import read_window
 from memweave.providers.base import ChatHistoryProvider
 from memweave.reducers.base import ChatReducer
 from memweave.session import Session, validate_session_id
@@ -268,7 +269,8 @@ class MemweaveChatCompletionContext(ChatCompletionContext):
     Args:
         history: The memweave backend; it is not closed by this context.
         session_id: The session the conversation is stored under.
-        reducer: A memweave reducer applied on read; storage is left whole.
+        reducer: A memweave reducer applied on read; only the window it keeps is read, and
+            storage is left whole.
         initial_messages: Messages stored first when the session is empty.
 
     Raises:
@@ -334,9 +336,7 @@ class MemweaveChatCompletionContext(ChatCompletionContext):
     async def memweave_messages(self) -> list[ChatMessage]:
         """Return what `get_messages` returns, as memweave messages."""
         await self._store_initial()
-        stored = await self.history.list_messages(self.session_id)
-        if self.reducer is not None:
-            stored = await self.reducer.reduce(stored)
+        stored = await read_window(self.history, self.session_id, self.reducer)
         if not self._turn:
             return stored
         ids = [message.id for message in stored]

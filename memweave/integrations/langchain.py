@@ -21,19 +21,24 @@ Install with `pip install 'memweave[langchain]'`.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
-import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeGuard, TypeVar
 
 from pydantic import JsonValue, ValidationError
 
-from memweave.errors import ConfigurationError, InvalidMessage, MemweaveError, MissingDependency
+from memweave._portal import in_event_loop, portal
+from memweave.errors import (
+    ConfigurationError,
+    InvalidMessage,
+    MissingDependency,
+    SyncCallInEventLoop,
+)
 from memweave.messages import ID_PATTERN, MAX_ID_LENGTH, ChatMessage, ContentPart, ToolCall
 from memweave.messages import new_message_id as _new_id
+from memweave.orchestration._transcript import read_window
 from memweave.providers.base import ChatHistoryProvider
 from memweave.reducers.base import ChatReducer
 from memweave.session import validate_session_id
@@ -76,47 +81,7 @@ _ID = re.compile(ID_PATTERN)
 _MISSING = object()
 
 
-class SyncCallInEventLoop(MemweaveError, RuntimeError):
-    """A synchronous method was called from a thread whose event loop is running.
-
-    Blocking there would freeze that loop, so memweave refuses; call the async variant
-    (`aget_messages`, `aadd_messages`, `aclear`, `ainvoke`) instead.
-
-    Attributes:
-        method: The synchronous method that was called.
-    """
-
-    def __init__(self, method: str, instead: str) -> None:
-        self.method = method
-        super().__init__(
-            f"{method} was called inside a running event loop, where it would block the loop; "
-            f"await {instead} instead"
-        )
-
-
 # -- the synchronous bridge ---------------------------------------------------------------------
-
-
-class _Portal:
-    """One daemon thread running an event loop for every synchronous call in the process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="memweave-langchain", daemon=True
-                )
-                thread.start()
-                self._loop = loop
-            return self._loop
-
-
-_PORTAL = _Portal()
 
 
 def run_sync(coroutine: Coroutine[Any, Any, _T]) -> _T:
@@ -132,12 +97,14 @@ def run_sync(coroutine: Coroutine[Any, Any, _T]) -> _T:
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, _T], method: str, instead: str) -> _T:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run_coroutine_threadsafe(coroutine, _PORTAL.loop()).result()
-    coroutine.close()
-    raise SyncCallInEventLoop(method, instead)
+    if in_event_loop():
+        coroutine.close()
+        raise SyncCallInEventLoop(method, instead)
+    return portal().run(_await, coroutine)
+
+
+async def _await(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    return await coroutine
 
 
 # -- conversion ---------------------------------------------------------------------------------
@@ -317,7 +284,8 @@ class MemweaveChatMessageHistory(BaseChatMessageHistory):
     Args:
         history: The memweave backend.
         session_id: The session the messages are stored under.
-        reducer: A memweave reducer applied when messages are read; storage stays whole.
+        reducer: A memweave reducer applied when messages are read; only the window it keeps
+            is read, and storage stays whole.
 
     Raises:
         ConfigurationError: `history` or `reducer` has the wrong type.
@@ -368,9 +336,7 @@ class MemweaveChatMessageHistory(BaseChatMessageHistory):
 
     async def aget_messages(self) -> list[BaseMessage]:
         """Return the session's messages, oldest first (reduced when a reducer is set)."""
-        stored = await self.history.list_messages(self.session_id)
-        if self.reducer is not None:
-            stored = await self.reducer.reduce(stored)
+        stored = await read_window(self.history, self.session_id, self.reducer)
         return messages_from_memweave(stored)
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:

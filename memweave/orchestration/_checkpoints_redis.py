@@ -104,7 +104,15 @@ class RedisCheckpointStore(CheckpointStore):
         self._read = self._client.register_script(_LIST)
 
     def keys(self, thread: str) -> tuple[str, str]:
-        """The keys of a thread (from `thread_key`): its id list and its data hash."""
+        """The keys of a thread (from `thread_key`): its id list and its data hash.
+
+        Raises:
+            ProviderClosed: The store was closed.
+        """
+        self._check_open("keys")
+        return self._keys(thread)
+
+    def _keys(self, thread: str) -> tuple[str, str]:
         base = f"{self.prefix}:checkpoints:{{{thread}}}:"
         return base + "order", base + "data"
 
@@ -112,11 +120,11 @@ class RedisCheckpointStore(CheckpointStore):
         self, thread: str, checkpoint: Checkpoint, data: bytes, max_checkpoints: int | None
     ) -> None:
         await self._save(
-            keys=list(self.keys(thread)), args=[checkpoint.id, data, max_checkpoints or 0]
+            keys=list(self._keys(thread)), args=[checkpoint.id, data, max_checkpoints or 0]
         )
 
     async def _get(self, thread: str, checkpoint_id: str | None) -> bytes | None:
-        order, data = self.keys(thread)
+        order, data = self._keys(thread)
         if checkpoint_id is None:
             rows = await self._read(keys=[order, data], args=[1])
             return bytes(rows[0]) if rows else None
@@ -124,11 +132,11 @@ class RedisCheckpointStore(CheckpointStore):
         return bytes(value) if value is not None else None
 
     async def _list(self, thread: str, limit: int | None) -> list[bytes]:
-        rows = await self._read(keys=list(self.keys(thread)), args=[limit or 0])
+        rows = await self._read(keys=list(self._keys(thread)), args=[limit or 0])
         return [bytes(row) for row in rows]
 
     async def _delete(self, thread: str) -> None:
-        await self._client.delete(*self.keys(thread))
+        await self._client.delete(*self._keys(thread))
 
     async def _aclose(self) -> None:
         if self._owns_client:

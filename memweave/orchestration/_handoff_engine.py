@@ -15,6 +15,11 @@ events yielded. Hence:
 
 Invariant kept at every checkpoint: the stored conversation has a result for every tool
 call except those the checkpoint lists as pending approval.
+
+The conversation is held as a `Transcript`: a step reads its agent's window, and older
+messages are read only where a rule looks further back (to the checkpoint's newest message,
+the last user message, the last handoff to an agent) or needs all of it (a termination
+condition, a `WorkflowOutput`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from memweave.errors import InvalidArgument, ModelError
 from memweave.messages import ChatMessage, ToolCall
-from memweave.orchestration._handoff_plan import AUTONOMOUS_KEY, NOT_RUN, Plan, Planner
+from memweave.orchestration._handoff_plan import (
+    AUTONOMOUS_KEY,
+    NOT_RUN,
+    Plan,
+    Planner,
+    handed_over_or_wrote,
+)
 from memweave.orchestration._runtime import (
     AgentInput,
     as_input_messages,
@@ -35,7 +46,8 @@ from memweave.orchestration._runtime import (
     notify_failure,
     notify_invoked,
 )
-from memweave.orchestration._views import HANDOFF_KEY, agent_of, agent_view, tag_messages
+from memweave.orchestration._transcript import AgentView, Transcript
+from memweave.orchestration._views import HANDOFF_KEY, agent_of, tag_messages
 from memweave.orchestration.checkpoints import ApprovalDecision, Checkpoint, PendingRequest
 from memweave.orchestration.handoff import (
     Response,
@@ -73,11 +85,14 @@ def _twin_key(message: ChatMessage) -> tuple[str, str]:
     return ("id", message.id)
 
 
+def _is_real_user(message: ChatMessage) -> bool:
+    return message.role == "user" and not message.metadata.get(AUTONOMOUS_KEY)
+
+
 def _since_user(conversation: Sequence[ChatMessage]) -> tuple[ChatMessage, ...]:
     """The messages after the last real (not autonomous) user message."""
     for index in range(len(conversation) - 1, -1, -1):
-        message = conversation[index]
-        if message.role == "user" and not message.metadata.get(AUTONOMOUS_KEY):
+        if _is_real_user(conversation[index]):
             return tuple(conversation[index + 1 :])
     return tuple(conversation)
 
@@ -111,7 +126,7 @@ class Run:
             current_agent=workflow.start_agent,
         )
         self.saved = False
-        self.conversation: list[ChatMessage] = []
+        self.conversation = Transcript(workflow.history, self.session_id)
         self._ahead: list[ChatMessage] = []
         self._answered: set[str] = set()
         self._replayed: list[ChatMessage] = []
@@ -147,22 +162,35 @@ class Run:
             self.session = Session.from_dict(dict(found.session))
         return found is latest
 
-    def _stored_after_checkpoint(self) -> list[ChatMessage] | None:
-        """The messages stored after the checkpoint, or None when its place is unknown."""
+    async def _stored_after_checkpoint(self) -> list[ChatMessage] | None:
+        """The messages stored after the checkpoint, or None when its place is unknown.
+
+        Without a checkpoint, every stored message is after it; they matter only when they
+        are all user messages (an input stored before its first checkpoint), so otherwise
+        none are returned and the conversation is read only to the newest other message.
+        """
+        conversation = self.conversation
         if not self.saved:
-            return list(self.conversation)
+            await conversation.ensure(lambda held: not all(m.role == "user" for m in held))
+            held = conversation.messages
+            return held if all(m.role == "user" for m in held) else []
         last = self.cp.last_message_id
         if last is None:
+            await conversation.ensure(lambda held: True)
             return None
-        for index in range(len(self.conversation) - 1, -1, -1):
-            if self.conversation[index].id == last:
-                return self.conversation[index + 1 :]
+        await conversation.ensure(lambda held: any(m.id == last for m in held))
+        held = conversation.messages
+        for index in range(len(held) - 1, -1, -1):
+            if held[index].id == last:
+                return held[index + 1 :]
         return None
 
     async def _load(self, checkpoint_id: str | None) -> None:
         latest = await self._load_checkpoint(checkpoint_id)
-        self.conversation = await self.wf.history.list_messages(self.session_id)
-        ahead = self._stored_after_checkpoint()
+        if self.wf._termination is not None:
+            # The condition is called with the whole conversation after every step.
+            await self.conversation.whole()
+        ahead = await self._stored_after_checkpoint()
         if not latest and ahead != []:
             # Going on from here would answer an earlier point of a conversation that has
             # moved on, and a stored history is never rewound.
@@ -193,7 +221,7 @@ class Run:
             "parent_id": self.cp.id if self.saved else None,
             "created_at": _now(),
             "session": self.session.to_dict(),
-            "last_message_id": self.conversation[-1].id if self.conversation else None,
+            "last_message_id": newest.id if (newest := self.conversation.newest) else None,
         }
         checkpoint = self.cp.model_copy(update=update)
         await self.wf.checkpoints.save_checkpoint(checkpoint)
@@ -219,7 +247,7 @@ class Run:
             self.conversation.extend(new)
             self.cp = self.cp.model_copy(update=plan.changes)
 
-    def _events(self, plan: Plan) -> list[WorkflowEvent]:
+    async def _events(self, plan: Plan) -> list[WorkflowEvent]:
         events = list(plan.events)
         if plan.stop is not None:
             reason, detail = plan.stop
@@ -227,7 +255,7 @@ class Run:
                 WorkflowOutput(
                     reason=reason,
                     detail=detail,
-                    conversation=tuple(self.conversation),
+                    conversation=tuple(await self.conversation.whole()),
                     session_id=self.session_id,
                 )
             )
@@ -240,19 +268,20 @@ class Run:
         completing, in memory only, a transition stored but not checkpointed)."""
         await self._load(None)
         await self._recover(persist=False)
-        return self._requests()
+        return await self._requests()
 
-    def _requests(self) -> list[UserInputRequest | ToolApprovalRequest]:
+    async def _requests(self) -> list[UserInputRequest | ToolApprovalRequest]:
         if self.cp.status != "waiting":
             return []
         out: list[UserInputRequest | ToolApprovalRequest] = []
         for pending in self.cp.pending:
             if pending.kind == "user_input":
+                await self.conversation.ensure(lambda held: any(map(_is_real_user, held)))
                 out.append(
                     UserInputRequest(
                         request_id=pending.request_id,
                         agent=pending.agent,
-                        messages=_since_user(self.conversation),
+                        messages=_since_user(self.conversation.messages),
                     )
                 )
             elif pending.decision is None and pending.tool_call is not None:
@@ -308,7 +337,7 @@ class Run:
         while self.cp.status == "running":
             async for event in self._step():
                 yield event
-        for request in self._requests():
+        for request in await self._requests():
             yield request
 
     async def _recover(self, *, persist: bool) -> list[WorkflowEvent]:
@@ -317,7 +346,8 @@ class Run:
         ahead = self._ahead
         if not ahead:
             return []
-        before = self.conversation[: len(self.conversation) - len(ahead)]
+        held = self.conversation.messages
+        before = held[: len(held) - len(ahead)]
         cp = self.cp
         first = ahead[0]
         if (
@@ -335,13 +365,20 @@ class Run:
                 and m.tool_call_id in own
                 and m.metadata.get(TOOL_ERROR_KEY) != NOT_RUN
             }
+            sent: list[ChatMessage] = []
+            if persist:
+                # What the model was sent: the agent's window of the conversation before it.
+                sent = await self.conversation.window(
+                    agent.reducer, AgentView(agent.name, "assistant"), drop=len(ahead)
+                )
+            await self._looks_back(agent.name, drop=len(ahead))
+            before = self.conversation.messages[: -len(ahead)]
             plan = await Planner(self.wf, cp).step(agent.name, before, first, ran)
             await self._apply(plan, ahead, persist=persist)
             if persist:
-                view = agent_view(before, agent.name, others_as="assistant")
                 answer = [m for m in plan.batch if m.role in ("assistant", "tool")]
-                await notify_invoked(agent.context_providers, self.session, view, answer, None)
-            return self._events(plan)
+                await notify_invoked(agent.context_providers, self.session, sent, answer, None)
+            return await self._events(plan)
         approvals = [p for p in cp.pending if p.kind == "tool_approval" and p.tool_call]
         results = {m.tool_call_id: m for m in ahead if m.role == "tool" and m.tool_call_id}
         if (
@@ -352,14 +389,14 @@ class Run:
             plan = await Planner(self.wf, cp).approved(before, approvals, results)
             await self._apply(plan, ahead, persist=persist)
             self._answered = {p.request_id for p in approvals}
-            return self._events(plan)
+            return await self._events(plan)
         asking = {p.request_id for p in cp.pending if p.kind == "user_input"}
         if all(m.role == "user" for m in ahead) and (cp.status != "waiting" or asking):
             plan = await Planner(self.wf, cp).input(before, ahead)
             await self._apply(plan, ahead, persist=persist)
             self._answered = asking
             self._replayed = list(ahead)
-            return self._events(plan)
+            return await self._events(plan)
         if self.saved:
             logger.warning(
                 "workflow %r, session %r: %d stored messages after checkpoint %s come from no "
@@ -374,9 +411,9 @@ class Run:
     # -- inputs ---------------------------------------------------------------------------------
 
     async def _user_input(self, inputs: list[ChatMessage]) -> AsyncIterator[WorkflowEvent]:
-        plan = await Planner(self.wf, self.cp).input(self.conversation, inputs)
+        plan = await Planner(self.wf, self.cp).input(self.conversation.messages, inputs)
         await self._apply(plan)
-        for event in self._events(plan):
+        for event in await self._events(plan):
             yield event
 
     def _check_responses(self, responses: Mapping[str, Response]) -> dict[str, Response]:
@@ -423,7 +460,7 @@ class Run:
                 plan = Plan()
                 plan.finish("user_terminated", "the user ended the run")
                 await self._apply(plan)
-                for event in self._events(plan):
+                for event in await self._events(plan):
                     yield event
                 return
             inputs = as_input_messages(answer)  # type: ignore[arg-type]
@@ -452,8 +489,8 @@ class Run:
         own = {t.name: t for t in agent.tools}
         if all(call.name in own for call in calls):
             return own
-        view = agent_view(self.conversation, agent.name, others_as="assistant")
-        return (await agent._prepare(self.session, view)).tools
+        window = await self.conversation.window(agent.reducer, AgentView(agent.name, "assistant"))
+        return (await agent._prepare(self.session, window, reduced=True)).tools
 
     async def _run_approved(self, decided: list[PendingRequest]) -> AsyncIterator[WorkflowEvent]:
         results: dict[str, ChatMessage] = {}
@@ -472,9 +509,11 @@ class Run:
             ran = await run_tool_calls(calls, tools)
             for call, result in zip(calls, ran, strict=True):
                 results[call.id] = tag_messages([result], agent_name)[0]
-        plan = await Planner(self.wf, self.cp).approved(self.conversation, decided, results)
+        plan = await Planner(self.wf, self.cp).approved(
+            self.conversation.messages, decided, results
+        )
         await self._apply(plan)
-        for event in self._events(plan):
+        for event in await self._events(plan):
             yield event
 
     # -- one step -------------------------------------------------------------------------------
@@ -482,9 +521,12 @@ class Run:
     async def _step(self) -> AsyncIterator[WorkflowEvent]:
         agent = self.wf.agents[self.cp.current_agent]
         routes = self.wf._route_tools(agent.name)
-        before = list(self.conversation)
-        view = agent_view(before, agent.name, others_as="assistant")
-        prepared = await agent._prepare(self.session, view, extra_tools=list(routes.values()))
+        window = await self.conversation.window(agent.reducer, AgentView(agent.name, "assistant"))
+        await self._looks_back(agent.name)
+        before = self.conversation.messages
+        prepared = await agent._prepare(
+            self.session, window, extra_tools=list(routes.values()), reduced=True
+        )
         allow = self.cp.tool_rounds < agent.max_tool_rounds
         try:
             response = await agent._call_model(prepared, allow_tools=allow)
@@ -510,5 +552,13 @@ class Run:
         await notify_invoked(
             agent.context_providers, self.session, prepared.conversation, answer, None
         )
-        for event in self._events(plan):
+        for event in await self._events(plan):
             yield event
+
+    async def _looks_back(self, agent: str, *, drop: int = 0) -> None:
+        """Hold the conversation (without its newest `drop` messages) back to where `agent`
+        last got it or wrote, which the ping-pong guard of its next step may look for."""
+        if self.wf._ping_pong and len(self.cp.trail) >= 2:
+            await self.conversation.ensure(
+                lambda held: handed_over_or_wrote(held[: len(held) - drop], agent)
+            )

@@ -29,7 +29,7 @@ from memweave.orchestration.tools import TOOL_ERROR_KEY, ToolArgumentsInvalid
 if TYPE_CHECKING:
     from memweave.orchestration.handoff import HandoffWorkflow
 
-__all__ = ["AUTONOMOUS_KEY", "NOT_RUN", "Plan", "Planner"]
+__all__ = ["AUTONOMOUS_KEY", "NOT_RUN", "Plan", "Planner", "handed_over_or_wrote"]
 
 AUTONOMOUS_KEY = "memweave.autonomous"
 """Metadata key marking a continue prompt sent to an autonomous agent."""
@@ -57,15 +57,27 @@ def _request_id(*parts: str) -> str:
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
 
 
-def _wrote_since_handoff(conversation: Sequence[ChatMessage], agent: str) -> bool:
-    """Whether `agent` wrote any text since the conversation was last handed over to it."""
+def _since_handoff(conversation: Sequence[ChatMessage], agent: str) -> bool | None:
+    """Whether `agent` wrote any text since the conversation was last handed over to it, or
+    None when `conversation` holds neither."""
     for message in reversed(conversation):
         note = message.metadata.get(HANDOFF_KEY)
         if message.role == "system" and isinstance(note, dict) and note.get("target") == agent:
             return False
         if message.role == "assistant" and agent_of(message) == agent and message.text.strip():
             return True
-    return False
+    return None
+
+
+def _wrote_since_handoff(conversation: Sequence[ChatMessage], agent: str) -> bool:
+    """Whether `agent` wrote any text since the conversation was last handed over to it."""
+    return bool(_since_handoff(conversation, agent))
+
+
+def handed_over_or_wrote(conversation: Sequence[ChatMessage], agent: str) -> bool:
+    """Whether `conversation` holds a handoff to `agent` or text by it: the newest part of a
+    conversation that does tells `_wrote_since_handoff` what the whole one would."""
+    return _since_handoff(conversation, agent) is not None
 
 
 @dataclass

@@ -7,12 +7,12 @@ agent all user and agent text, but only its own tool calls and tool results.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Literal
 
 from memweave.messages import ChatMessage
 
-__all__ = ["AGENT_KEY", "HANDOFF_KEY", "agent_of", "agent_view", "tag_messages"]
+__all__ = ["AGENT_KEY", "HANDOFF_KEY", "agent_of", "agent_view", "own_calls", "tag_messages"]
 
 AGENT_KEY = "memweave.agent"
 """Metadata key holding the name of the agent that wrote a message."""
@@ -38,11 +38,22 @@ def tag_messages(messages: Iterable[ChatMessage], agent: str) -> list[ChatMessag
     return out
 
 
+def own_calls(conversation: Iterable[ChatMessage], agent: str) -> set[str]:
+    """Return the ids of the tool calls `agent` made in `conversation`."""
+    return {
+        call.id
+        for message in conversation
+        if message.role == "assistant" and agent_of(message) == agent
+        for call in message.tool_calls
+    }
+
+
 def agent_view(
     conversation: Sequence[ChatMessage],
     agent: str,
     *,
     others_as: Literal["assistant", "user"] = "assistant",
+    own: Collection[str] | None = None,
 ) -> list[ChatMessage]:
     """Return what `agent` sees of a shared conversation.
 
@@ -51,16 +62,17 @@ def agent_view(
     (as an assistant or a user message, per `others_as`, with the author as `name`), or
     nothing when it has no text; other agents' tool results are left out. A handoff note is
     shown only to the agent it hands over to.
+
+    `own` gives the agent's tool call ids when `conversation` is only part of a longer one
+    (see `own_calls`); by default they are read from `conversation`.
     """
-    own_calls: set[str] = set()
-    for message in conversation:
-        if message.role == "assistant" and agent_of(message) == agent:
-            own_calls.update(call.id for call in message.tool_calls)
+    if own is None:
+        own = own_calls(conversation, agent)
     view: list[ChatMessage] = []
     for message in conversation:
         author = agent_of(message)
         if message.role == "tool":
-            if message.tool_call_id in own_calls:
+            if message.tool_call_id in own:
                 view.append(message)
         elif message.role == "system":
             note = message.metadata.get(HANDOFF_KEY)

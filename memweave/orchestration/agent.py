@@ -36,6 +36,7 @@ from memweave.orchestration._runtime import (
     notify_invoked,
     store_after_failure,
 )
+from memweave.orchestration._transcript import read_window
 from memweave.orchestration._views import tag_messages
 from memweave.orchestration.tools import Tool, run_tool_calls, tool
 from memweave.providers.base import ChatHistoryProvider
@@ -72,7 +73,9 @@ class AgentResponse(BaseModel):
 class Agent:
     """A model with instructions, tools and memory; `run` answers one turn of a conversation.
 
-    A run loads the session's history (reduced by `reducer`, if any), asks every context
+    A run loads the session's history (with a `reducer`, only the window it keeps: the
+    newest messages it needs and the system messages, so a turn costs the window, not the
+    whole session), asks every context
     provider for context, calls the model, runs the tool calls it asks for (in parallel) and
     calls the model again, until it answers without tool calls or `max_tool_rounds` rounds
     have run. The input and every new message are then stored in one `add_messages` batch and
@@ -93,7 +96,8 @@ class Agent:
         history: Where conversations are stored; by default an in-memory provider of this
             agent's own. Orchestrators ignore it and store their conversation once, themselves.
         context_providers: Long-term memory and other context, each with a unique `source_id`.
-        reducer: Shrinks the loaded history before it is sent (storage is not changed).
+        reducer: Shrinks the loaded history before it is sent (storage is not changed); a
+            run reads only the part of the session it keeps.
         max_tool_rounds: How many rounds of tool calls one turn may run; the model is then
             asked to answer without tools.
         options: Model options sent with every call (`temperature`, ...).
@@ -241,10 +245,10 @@ class Agent:
         request: list[ChatMessage] = []
         produced: list[ChatMessage] = []
         try:
-            loaded = await self._history.list_messages(current.id)
+            loaded = await read_window(self._history, current.id, self._reducer)
             request = [*loaded, *inputs]
             result = await self._respond(
-                current, loaded, inputs, approve=approve, progress=produced
+                current, loaded, inputs, approve=approve, progress=produced, reduced=True
             )
             request = result.request
             await self._history.add_messages(current.id, [*inputs, *result.messages])
@@ -270,15 +274,19 @@ class Agent:
         new: Sequence[ChatMessage] = (),
         *,
         extra_tools: Sequence[Tool[..., Any]] = (),
+        reduced: bool = False,
     ) -> Prepared:
         """Build the next model request: reduce `history`, add `new`, gather context.
+
+        With `reduced=True`, `history` is already the reducer's window (read with
+        `read_window` or `Transcript.window`) and is sent as it is.
 
         Every context provider's `invoking` is called (concurrently); their instructions are
         joined after the agent's own, their messages go before the conversation, and their
         tools are offered next to the agent's and `extra_tools`.
         """
         kept = list(history)
-        if self._reducer is not None and kept:
+        if self._reducer is not None and kept and not reduced:
             kept = await self._reducer.reduce(kept)
         conversation = [*kept, *new]
         contexts: list[Context] = list(
@@ -357,6 +365,7 @@ class Agent:
         *,
         approve: ApprovalCallback | None = None,
         progress: list[ChatMessage] | None = None,
+        reduced: bool = False,
     ) -> TurnResult:
         """Run one turn on a conversation without loading or storing anything.
 
@@ -364,8 +373,9 @@ class Agent:
         messages (tagged with the agent's name), the usage, and the conversation that was sent.
         Each new message is also appended to `progress` as it is made, so a caller still has
         the completed tool rounds when a later model call fails (see `completed_rounds`).
+        With `reduced=True`, `history` is the reducer's window already (see `_prepare`).
         """
-        prepared = await self._prepare(session, history, new)
+        prepared = await self._prepare(session, history, new, reduced=reduced)
         produced: list[ChatMessage] = progress if progress is not None else []
         usage = Usage()
         rounds = 0

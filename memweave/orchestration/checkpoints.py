@@ -30,7 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from memweave._closing import AsyncCloseable
 from memweave._urls import mask_url
-from memweave.errors import ConfigurationError, CorruptRecord, InvalidArgument, SchemaMismatch
+from memweave.errors import (
+    ConfigurationError,
+    CorruptRecord,
+    InvalidArgument,
+    ProviderClosed,
+    SchemaMismatch,
+)
 from memweave.messages import ToolCall
 
 if TYPE_CHECKING:
@@ -227,7 +233,9 @@ class CheckpointStore(AsyncCloseable, ABC):
         Raises:
             InvalidArgument: `checkpoint` is not a `Checkpoint`.
             BackendUnavailable: The store could not be reached.
+            ProviderClosed: The store was closed.
         """
+        self._check_open("save_checkpoint")
         if not isinstance(checkpoint, Checkpoint):
             raise InvalidArgument("checkpoint", checkpoint, "expected a Checkpoint")
         thread = _check_thread(checkpoint.workflow, checkpoint.session_id)
@@ -244,7 +252,9 @@ class CheckpointStore(AsyncCloseable, ABC):
         Raises:
             CorruptRecord: The stored document cannot be decoded.
             SchemaMismatch: It was written in another layout version.
+            ProviderClosed: The store was closed.
         """
+        self._check_open("get_checkpoint")
         thread = _check_thread(workflow, session_id)
         if checkpoint_id is not None and (
             not isinstance(checkpoint_id, str) or not _ID.match(checkpoint_id)
@@ -260,7 +270,11 @@ class CheckpointStore(AsyncCloseable, ABC):
         """Return the thread's checkpoints, newest first; with `limit=N`, only the newest N.
 
         An unknown thread has none.
+
+        Raises:
+            ProviderClosed: The store was closed.
         """
+        self._check_open("list_checkpoints")
         thread = _check_thread(workflow, session_id)
         limit = _check_limit(limit)
         with self._map_errors():
@@ -271,19 +285,33 @@ class CheckpointStore(AsyncCloseable, ABC):
         ]
 
     async def delete_checkpoints(self, workflow: str, session_id: str) -> None:
-        """Delete every checkpoint of the thread. Deleting an unknown thread is a no-op."""
+        """Delete every checkpoint of the thread. Deleting an unknown thread is a no-op.
+
+        Raises:
+            ProviderClosed: The store was closed.
+        """
+        self._check_open("delete_checkpoints")
         thread = _check_thread(workflow, session_id)
         with self._map_errors():
             await self._delete(thread)
 
     async def aclose(self) -> None:
         """Release connections this store opened. Idempotent; a client or engine passed in is
-        left open."""
+        left open. Any other method called afterwards raises `ProviderClosed`."""
         if self._closed:
             return
         self._closed = True
         with self._map_errors():
             await self._aclose()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose()` was called."""
+        return self._closed
+
+    def _check_open(self, method: str) -> None:
+        if self._closed:
+            raise ProviderClosed(type(self).__name__, method)
 
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:

@@ -29,7 +29,8 @@ from memweave.orchestration._runtime import (
     notify_invoked,
     store_after_failure,
 )
-from memweave.orchestration._views import agent_of, agent_view, tag_messages
+from memweave.orchestration._transcript import AgentView, Transcript
+from memweave.orchestration._views import agent_of, tag_messages
 from memweave.orchestration.agent import Agent, AgentResponse
 from memweave.providers.base import ChatHistoryProvider
 from memweave.providers.memory import InMemoryChatHistoryProvider
@@ -189,43 +190,49 @@ def strip_terminate(text: str) -> str:
 
 
 async def _summarize(
-    spec: ChatSpec, sender: Agent, session: Session, transcript: list[ChatMessage]
+    spec: ChatSpec, sender: Agent, session: Session, transcript: Transcript
 ) -> tuple[str, Usage]:
     method = spec.summary_method
     if method == "last_msg":
-        for message in reversed(transcript):
-            if message.role == "assistant" and message.text.strip():
+        await transcript.ensure(lambda held: any(_has_text(m) for m in held))
+        for message in reversed(transcript.messages):
+            if _has_text(message):
                 return strip_terminate(message.text), Usage()
         return "", Usage()
     if method == "reflection_with_llm":
-        view = agent_view(transcript, sender.name, others_as="user")
+        window = await transcript.window(sender.reducer, AgentView(sender.name, "user"))
         prompt = ChatMessage.user(spec.summary_prompt or DEFAULT_SUMMARY_PROMPT)
-        prepared = await sender._prepare(session, view, [prompt])
+        prepared = await sender._prepare(session, window, [prompt], reduced=True)
         response = await sender._call_model(prepared, allow_tools=False)
         return strip_terminate(response.message.text), response.usage
-    summary = await call_maybe_async(method, sender, spec.recipient, list(transcript))
+    whole = await transcript.whole()
+    summary = await call_maybe_async(method, sender, spec.recipient, whole)
     if not isinstance(summary, str):
         raise InvalidArgument("summary_method", summary, "a summary function must return a str")
     return summary, Usage()
+
+
+def _has_text(message: ChatMessage) -> bool:
+    return message.role == "assistant" and bool(message.text.strip())
 
 
 async def _agent_turn(
     agent: Agent,
     session: Session,
     history: ChatHistoryProvider,
-    transcript: list[ChatMessage],
+    transcript: Transcript,
 ) -> tuple[list[ChatMessage], Usage]:
     """Let `agent` answer its view of the transcript, then store its messages as one batch.
 
     When the turn fails, its completed tool rounds are stored, so the chat can go on from them.
     """
-    view = agent_view(transcript, agent.name, others_as="user")
+    window = await transcript.window(agent.reducer, AgentView(agent.name, "user"))
     produced: list[ChatMessage] = []
     try:
-        result = await agent._respond(session, view, progress=produced)
+        result = await agent._respond(session, window, progress=produced, reduced=True)
     except (Exception, asyncio.CancelledError) as exc:
         await store_after_failure(history, session.id, completed_rounds(produced), exc)
-        await notify_failure(agent.context_providers, session, view, exc)
+        await notify_failure(agent.context_providers, session, window, exc)
         raise
     await history.add_messages(session.id, result.messages)
     await notify_invoked(agent.context_providers, session, result.request, result.messages, None)
@@ -288,30 +295,42 @@ async def _run_chat(
     carryover: Sequence[str],
 ) -> ChatResult:
     session = Session(id=spec.session_id or uuid.uuid4().hex)
-    transcript = await history.list_messages(session.id)
-    start = _stored_start(transcript, sender, spec)
+    # Turns read only their agents' windows. Where a resumed chat starts is settled by the
+    # newest chat opening, or by a message from neither agent (no chat goes on past one);
+    # the result's `chat_history` reads the rest.
+    transcript = Transcript(history, session.id)
+    speakers = {sender.name, spec.recipient.name}
+    await transcript.ensure(
+        lambda held: any(
+            CHAT_OPENING_KEY in m.metadata or agent_of(m) not in speakers for m in held
+        )
+    )
+    held = transcript.messages
+    start = _stored_start(held, sender, spec)
     if start is None:
         text = carryover_block(spec.message, carryover)
         marker = {CHAT_OPENING_KEY: {"carryover": list(carryover)}}
         opening = tag_messages([ChatMessage.assistant(text, metadata=marker)], sender.name)
         await history.add_messages(session.id, opening)
         transcript.extend(opening)
-        start = len(transcript) - 1
+        chat = list(opening)
         used = tuple(carryover)
     else:
-        stored = transcript[start].metadata[CHAT_OPENING_KEY]
+        chat = held[start:]
+        stored = chat[0].metadata[CHAT_OPENING_KEY]
         items = stored.get("carryover") if isinstance(stored, dict) else None
         used = tuple(str(item) for item in items) if isinstance(items, list) else ()
     usage = Usage()
     turns = spec.max_turns if spec.max_turns is not None else DEFAULT_MAX_TURNS
-    while (speaker := _next_speaker(transcript[start:], sender, spec.recipient, turns)) is not None:
+    while (speaker := _next_speaker(chat, sender, spec.recipient, turns)) is not None:
         produced, used_now = await _agent_turn(speaker, session, history, transcript)
         transcript.extend(produced)
+        chat.extend(produced)
         usage = usage + used_now
     summary, used_now = await _summarize(spec, sender, session, transcript)
     return ChatResult(
         session_id=session.id,
-        chat_history=tuple(transcript),
+        chat_history=tuple(await transcript.whole()),
         summary=summary,
         carryover=used,
         usage=usage + used_now,
@@ -337,7 +356,9 @@ async def initiate_chats(
 
     Every transcript is stored under its own session id (`ChatSpec.session_id` or a fresh
     one) in `history`, turn by turn as the chat goes (a failed turn keeps its completed tool
-    rounds), so a failed run can be inspected and resumed.
+    rounds), so a failed run can be inspected and resumed. A turn reads only its agent's
+    window of the session when the agent has a reducer; since `ChatResult.chat_history` is
+    the whole transcript, the rest of the session is read once, when the chat ends.
 
     Resuming: run the same chats again with the same `session_id`s. A chat whose session
     already ends with this chat (its opening, marked with `CHAT_OPENING_KEY`, is the last
@@ -394,7 +415,8 @@ class Sequential:
     The user's input and every agent's reply are stored once, in one conversation, and
     repeated runs on the same session continue it. The first agent sees the whole
     conversation; each later agent sees it too (other agents' text as user messages), or,
-    with `chain_only_agent_responses`, only the previous agent's reply.
+    with `chain_only_agent_responses`, only the previous agent's reply. An agent with a
+    reducer sees (and the run reads) only the window its reducer keeps of that view.
 
     Args:
         agents: The agents, in order (at least one, unique names).
@@ -459,7 +481,9 @@ class Sequential:
         """
         inputs = as_input_messages(message)
         current = as_session(session)
-        conversation = await self._history.list_messages(current.id)
+        transcript = Transcript(self._history, current.id)
+        first = self._agents[0]
+        window = await transcript.window(first.reducer, AgentView(first.name, "user"), extra=inputs)
         produced: list[ChatMessage] = []
         usage = Usage()
         pending: list[ChatMessage] = list(inputs)
@@ -467,15 +491,21 @@ class Sequential:
         progress: list[ChatMessage] = []
         try:
             for position, agent in enumerate(self._agents):
-                if position > 0 and self._chain_only:
+                reduced = True
+                if position == 0:
+                    view = window
+                elif self._chain_only:
                     view = [
                         ChatMessage.user(final_text(previous), name=self._agents[position - 1].name)
                     ]
+                    reduced = False
                 else:
-                    view = agent_view([*conversation, *pending], agent.name, others_as="user")
+                    view = await transcript.window(
+                        agent.reducer, AgentView(agent.name, "user"), extra=pending
+                    )
                 progress = []
                 try:
-                    result = await agent._respond(current, view, progress=progress)
+                    result = await agent._respond(current, view, progress=progress, reduced=reduced)
                 except (Exception, asyncio.CancelledError) as exc:
                     kept = [*pending, *completed_rounds(progress)]
                     pending, progress = [], []
@@ -483,8 +513,7 @@ class Sequential:
                     await notify_failure(agent.context_providers, current, view, exc)
                     raise
                 await self._history.add_messages(current.id, [*pending, *result.messages])
-                conversation.extend(pending)
-                conversation.extend(result.messages)
+                transcript.extend([*pending, *result.messages])
                 pending, progress = [], []
                 await notify_invoked(
                     agent.context_providers, current, result.request, result.messages, None

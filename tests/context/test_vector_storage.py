@@ -10,13 +10,16 @@ import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import chromadb
 import pytest
 
 from memweave.context import ChromaDefaultEmbeddings, VectorMemory
 from memweave.context.vector import RetrievalMode
-from memweave.errors import ConfigurationError, InvalidArgument, MissingDependency
+from memweave.errors import ConfigurationError, InvalidArgument, MissingDependency, ProviderClosed
+from memweave.messages import ChatMessage
+from memweave.session import Session
 from tests.context.conftest import HashEmbeddings
 
 MODES: tuple[RetrievalMode, ...] = ("dense", "lexical", "hybrid")
@@ -249,8 +252,32 @@ async def test_ephemeral_memory_is_deleted_on_close(hash_embedder: HashEmbedding
     await memory.aclose()
     await memory.aclose()
     assert not folder.exists()
-    with pytest.raises(ConfigurationError, match="closed"):
+    with pytest.raises(ProviderClosed):
         await memory.add("late", user_id="ada")
+
+
+async def test_every_method_raises_provider_closed_after_aclose(memory: VectorMemory) -> None:
+    """After `aclose()` (which may be called again), every method raises `ProviderClosed`
+    naming the memory and the method, also where it would return early (a blank query)."""
+    await memory.add("kept", user_id="ada")
+    await memory.aclose()
+    await memory.aclose()
+    assert memory.closed
+    session = Session(id="s1", user_id="ada")
+    turn = [ChatMessage.user("what is kept?")]
+    calls: dict[str, Callable[[], Any]] = {
+        "add": lambda: memory.add("late", user_id="ada"),
+        "search": lambda: memory.search(" ", user_id="ada"),
+        "delete": lambda: memory.delete("x", user_id="ada"),
+        "clear": lambda: memory.clear(user_id="ada"),
+        "count": lambda: memory.count(user_id="ada"),
+        "invoking": lambda: memory.invoking(session, turn),
+        "invoked": lambda: memory.invoked(session, turn, [], RuntimeError("failed call")),
+    }
+    for method, make_call in calls.items():
+        with pytest.raises(ProviderClosed) as caught:
+            await make_call()
+        assert (caught.value.owner, caught.value.method) == ("VectorMemory", method)
 
 
 def test_missing_chromadb_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,8 +15,11 @@ from memweave.context.base import Context, ContextProvider
 from memweave.errors import BackendUnavailable
 from memweave.llm import OpenAIChatClient
 from memweave.messages import ChatMessage, ToolCall
+from memweave.orchestration._views import HANDOFF_KEY, tag_messages
 from memweave.orchestration.checkpoints import Checkpoint, InMemoryCheckpointStore
+from memweave.providers.base import PageRow
 from memweave.providers.memory import InMemoryChatHistoryProvider
+from memweave.reducers.base import ChatReducer
 from memweave.session import Session
 
 
@@ -92,6 +96,101 @@ class BatchRecordingHistory(InMemoryChatHistoryProvider):
         batch = list(messages)
         self.batches.append((session_id, batch))
         await super().add_messages(session_id, batch)
+
+
+class ReadRecordingHistory(InMemoryChatHistoryProvider):
+    """An in-memory history that records how it is read: each `list_messages` call, and how
+    many stored entries its primitives returned."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.reads: list[dict[str, Any]] = []
+        """The keyword arguments of every `list_messages` call."""
+        self.entries_read = 0
+        """Stored entries returned by `_read` and `_read_page`."""
+        self.whole_reads = 0
+        """`_read` calls for a whole session."""
+
+    async def list_messages(
+        self,
+        session_id: str,
+        *,
+        limit: int | None = None,
+        before: str | None = None,
+        reducer: ChatReducer | None = None,
+    ) -> list[ChatMessage]:
+        self.reads.append({"limit": limit, "before": before, "reducer": reducer})
+        return await super().list_messages(session_id, limit=limit, before=before, reducer=reducer)
+
+    async def _read(self, session_id: str, limit: int | None) -> list[bytes]:
+        rows = await super()._read(session_id, limit)
+        self.entries_read += len(rows)
+        self.whole_reads += limit is None
+        return rows
+
+    async def _read_page(
+        self, session_id: str, *, after: str | None, before: str | None, limit: int
+    ) -> list[PageRow] | None:
+        rows = await super()._read_page(session_id, after=after, before=before, limit=limit)
+        self.entries_read += len(rows or ())
+        return rows
+
+    def forget_reads(self) -> None:
+        """Start recording afresh (after a test stored its history)."""
+        self.reads, self.entries_read, self.whole_reads = [], 0, 0
+
+
+class IdentityReducer(ChatReducer):
+    """Returns the history as it is. As a provider's read reducer it makes orchestrators read
+    the whole session and reduce it in memory: the reference a windowed read must match."""
+
+    async def reduce(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+        return list(messages)
+
+
+def team_conversation(
+    size: int,
+    agents: Sequence[str] = ("a", "b"),
+    *,
+    seed: int = 0,
+    strays: float = 0.0,
+    late: float = 0.0,
+) -> list[ChatMessage]:
+    """A stored multi-agent conversation of about `size` messages: user turns, each agent's
+    text and tool rounds, system messages and handoff notes. Its third message, and with
+    probability `strays` any later one, is a tool result whose call is not stored (as a
+    writer outside memweave may leave); with probability `late`, a message is a second
+    result of an earlier call, away from it."""
+    rng = random.Random(seed)
+    made: list[tuple[str, str]] = []
+    out: list[ChatMessage] = [ChatMessage.system("You are a team."), ChatMessage.user("hi")]
+    out.extend(tag_messages([ChatMessage.tool("lost-2", "stray result")], agents[0]))
+    while len(out) < size:
+        roll = rng.random()
+        agent = rng.choice(agents)
+        n = len(out)
+        if roll < strays:
+            out.extend(tag_messages([ChatMessage.tool(f"lost-{n}", "stray result")], agent))
+        elif made and rng.random() < late:
+            call_id, caller = rng.choice(made)
+            out.extend(tag_messages([ChatMessage.tool(call_id, f"late result {n}")], caller))
+        elif roll < 0.3:
+            out.append(ChatMessage.user(f"question {n} " + "word " * rng.randrange(1, 30)))
+        elif roll < 0.55:
+            found = [call("lookup", f"c{n}-{i}", q=n) for i in range(rng.randrange(1, 3))]
+            reply = calls(*found, text=rng.choice(["", f"checking {n}"]))
+            results = [ChatMessage.tool(c.id, f"result {n} " * rng.randrange(1, 20)) for c in found]
+            out.extend(tag_messages([reply, *results], agent))
+            made.extend((c.id, agent) for c in found)
+        elif roll < 0.97:
+            text = f"answer {n} by {agent} " + "word " * rng.randrange(1, 40)
+            out.extend(tag_messages([ChatMessage.assistant(text)], agent))
+        elif roll < 0.98:
+            out.append(ChatMessage.system(f"note {n}"))
+        else:
+            note = {"source": rng.choice(agents), "target": agent, "reason": "", "task": ""}
+            out.append(ChatMessage.system(f"handed to {agent}", metadata={HANDOFF_KEY: note}))
+    return out
 
 
 class FailingCheckpointStore(InMemoryCheckpointStore):

@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from memweave.errors import ConfigurationError, CorruptRecord, InvalidArgument, SchemaMismatch
+from memweave.errors import (
+    ConfigurationError,
+    CorruptRecord,
+    InvalidArgument,
+    ProviderClosed,
+    SchemaMismatch,
+)
 from memweave.messages import ToolCall
 from memweave.orchestration.checkpoints import (
     ApprovalDecision,
@@ -200,6 +206,39 @@ def test_a_corrupt_document_is_reported() -> None:
         )
     with pytest.raises(SchemaMismatch, match="99"):
         Checkpoint.from_json(b'{"v": 99}')
+
+
+async def test_every_method_raises_provider_closed_after_aclose(make_store: Factory) -> None:
+    """After `aclose()` (which may be called again), every method raises `ProviderClosed`
+    naming the store and the method, and touches no storage."""
+    store = make_store()
+    saved = checkpoint()
+    await store.save_checkpoint(saved)
+    await store.aclose()
+    await store.aclose()
+    assert store.closed
+    calls: dict[str, Callable[[], Any]] = {
+        "save_checkpoint": lambda: store.save_checkpoint(checkpoint()),
+        "get_checkpoint": lambda: store.get_checkpoint("w", "s1"),
+        "list_checkpoints": lambda: store.list_checkpoints("w", "s1"),
+        "delete_checkpoints": lambda: store.delete_checkpoints("w", "s1"),
+    }
+    for method, make_call in calls.items():
+        with pytest.raises(ProviderClosed) as caught:
+            await make_call()
+        assert (caught.value.owner, caught.value.method) == (type(store).__name__, method)
+
+
+async def test_redis_store_keys_raise_provider_closed_after_aclose() -> None:
+    """`RedisCheckpointStore.keys` is closed with the store too."""
+    pytest.importorskip("redis")
+    from memweave.orchestration import RedisCheckpointStore
+
+    store = RedisCheckpointStore("redis://127.0.0.1:1/0")
+    assert store.keys(thread_key("w", "s1"))[0].startswith("memweave:checkpoints:{")
+    await store.aclose()
+    with pytest.raises(ProviderClosed, match=r"RedisCheckpointStore\.keys\(\)"):
+        store.keys(thread_key("w", "s1"))
 
 
 def test_thread_keys_are_digests() -> None:
