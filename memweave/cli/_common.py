@@ -7,7 +7,8 @@ import importlib
 import json
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,18 +29,32 @@ from memweave.errors import MemweaveError
 from memweave.providers import ChatHistoryProvider, from_url
 
 __all__ = [
+    "MAX_PAGE_SIZE",
+    "SESSION_PAGE",
     "CommandError",
+    "InvalidDuration",
+    "add_backend_options",
     "backend_option",
     "display_url",
+    "duration",
     "err_console",
     "open_history",
     "out_console",
+    "page_size",
+    "parse_duration",
     "positive_int",
     "progress_bar",
     "scrub",
     "secrets_in",
+    "session_pages",
     "suite_module",
 ]
+
+MAX_PAGE_SIZE = 10_000
+"""The largest page `iter_messages` reads at once."""
+
+SESSION_PAGE = 1000
+"""Session ids listed per `list_sessions` call when a command walks every session."""
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
@@ -104,6 +119,127 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def page_size(text: str) -> int:
+    """argparse type: a page size, a positive integer up to `MAX_PAGE_SIZE`."""
+    value = positive_int(text)
+    if value > MAX_PAGE_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"expected a page size from 1 to {MAX_PAGE_SIZE:,}, got {text!r}"
+        )
+    return value
+
+
+_DURATION_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_DURATION_PART = re.compile(r"([0-9]+)([a-zA-Z]*)")
+_DURATION_FORMS = "a whole number and a unit, e.g. 30d, 12h, 90m, 45s, 2w, or parts like 1d12h"
+
+
+class InvalidDuration(CommandError, ValueError):
+    """A duration given on the command line cannot be read.
+
+    Attributes:
+        text: The rejected text.
+        reason: Which rule it broke.
+    """
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+        super().__init__(f"invalid duration {text!r}: {reason}")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Read a duration: whole numbers each followed by a unit, `w` (weeks), `d` (days), `h`
+    (hours), `m` (minutes) or `s` (seconds), e.g. `30d`, `12h` or `1d12h`.
+
+    Each unit may appear once; there are no months or years (their length varies: write
+    days). The duration must be longer than zero.
+
+    Raises:
+        InvalidDuration: `text` is not such a duration; the message says why.
+    """
+    parts: dict[str, int] = {}
+    position = 0
+    if not text:
+        raise InvalidDuration(text, f"expected {_DURATION_FORMS}")
+    while position < len(text):
+        match = _DURATION_PART.match(text, position)
+        if match is None:
+            raise InvalidDuration(text, f"expected {_DURATION_FORMS}")
+        number, unit = match.groups()
+        if not unit and match.end() < len(text):
+            raise InvalidDuration(text, f"expected {_DURATION_FORMS}")
+        if not unit:
+            raise InvalidDuration(
+                text, f"{number!r} has no unit: write {number}d for days, {number}s for seconds"
+            )
+        if unit not in _DURATION_UNITS:
+            units = ", ".join(f"{key} ({name})" for key, name in _DURATION_UNITS.items())
+            raise InvalidDuration(text, f"unknown unit {unit!r}; the units are {units}")
+        if unit in parts:
+            raise InvalidDuration(text, f"the unit {unit!r} appears twice")
+        parts[unit] = int(number)
+        position = match.end()
+    try:
+        value = timedelta(**{_DURATION_UNITS[unit]: n for unit, n in parts.items()})
+    except OverflowError:
+        raise InvalidDuration(text, "is longer than Python can represent") from None
+    if value <= timedelta(0):
+        raise InvalidDuration(text, "must be longer than zero")
+    return value
+
+
+def duration(text: str) -> timedelta:
+    """argparse type: a duration as `parse_duration` reads it."""
+    try:
+        return parse_duration(text.strip())
+    except InvalidDuration as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """Add `-O/--option KEY=VALUE` (provider options, repeatable) to a subcommand."""
+    parser.add_argument(
+        "-O",
+        "--option",
+        dest="options",
+        action="append",
+        type=backend_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a provider option, repeatable (e.g. -O prefix=myapp for Redis)",
+    )
+
+
+async def session_pages(
+    history: ChatHistoryProvider,
+    prefix: str | None,
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+) -> AsyncIterator[list[str]]:
+    """Yield the ids of the live sessions, sorted, one `list_sessions` page at a time.
+
+    Args:
+        history: The provider to list.
+        prefix: Only ids starting with this exact text.
+        after: Only ids sorting after this one.
+        limit: At most this many ids in all (None: every one).
+    """
+    left = limit
+    while left is None or left > 0:
+        size = SESSION_PAGE if left is None else min(left, SESSION_PAGE)
+        page = await history.list_sessions(prefix, limit=size, after=after)
+        if not page:
+            return
+        yield page
+        if left is not None:
+            left -= len(page)
+        if len(page) < size:
+            return
+        after = page[-1]
 
 
 def _query_secrets(query: str) -> set[str]:
@@ -201,9 +337,9 @@ def open_history(
         options: Constructor options of the provider, e.g. `("prefix", "myapp")`.
 
     Raises:
-        CommandError: The SQLite file (or, when writing, its folder) does not exist, or the
-            provider does not take one of the options.
-        ConfigurationError: The URL is not one `from_url` understands.
+        CommandError: The SQLite file (or, when writing, its folder) does not exist.
+        ConfigurationError: The URL is not one `from_url` understands, or its provider does
+            not take one of the options (the message lists those it takes).
     """
     path = _sqlite_path(url)
     if path is not None:
@@ -217,11 +353,4 @@ def open_history(
     folder = _chroma_path(url)
     if folder is not None and must_exist and not folder.is_dir():
         raise CommandError(f"no Chroma folder at {str(folder)!r} (from {display_url(url)})")
-    kwargs = dict(options)
-    if not kwargs:
-        return from_url(url)
-    try:
-        return from_url(url, **kwargs)
-    except TypeError as exc:
-        # The constructor's own message names the option it did not expect.
-        raise CommandError(f"bad option for {display_url(url)}: {exc}") from None
+    return from_url(url, **dict(options))

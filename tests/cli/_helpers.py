@@ -7,12 +7,15 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from memweave import ChatMessage, ToolCall, from_url
+from memweave.providers.base import PageRow
+from memweave.providers.sql import SQLChatHistoryProvider
 
 REDIS_URL = os.environ.get("MEMWEAVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -114,3 +117,53 @@ def stored(url: str, prefix: str) -> dict[str, list[ChatMessage]]:
             }
 
     return asyncio.run(read())
+
+
+@dataclass
+class Reads:
+    """How the providers a command opened read their stores."""
+
+    whole: list[str] = field(default_factory=list)
+    """Sessions read whole (`list_messages` without `limit`)."""
+    pages: list[tuple[int, int | None]] = field(default_factory=list)
+    """Each `_read_page` call: the `limit` asked, and the rows returned (None: no cursor)."""
+    listings: list[int | None] = field(default_factory=list)
+    """The `limit` of each `_list_sessions` call (None: every session at once)."""
+
+
+class RecordingSQLHistory(SQLChatHistoryProvider):
+    """A SQL provider that records in `reads` how it reads (see `Reads`)."""
+
+    def __init__(self, url: str, reads: Reads, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.reads = reads
+
+    async def _read(self, session_id: str, limit: int | None) -> list[bytes]:
+        if limit is None:
+            self.reads.whole.append(session_id)
+        return await super()._read(session_id, limit)
+
+    async def _read_page(
+        self, session_id: str, *, after: str | None, before: str | None, limit: int
+    ) -> list[PageRow] | None:
+        rows = await super()._read_page(session_id, after=after, before=before, limit=limit)
+        self.reads.pages.append((limit, None if rows is None else len(rows)))
+        return rows
+
+    async def _list_sessions(
+        self, prefix: str | None, *, after: str | None, limit: int | None
+    ) -> list[str]:
+        self.reads.listings.append(limit)
+        return await super()._list_sessions(prefix, after=after, limit=limit)
+
+
+def recording_open(reads: Reads) -> Callable[..., SQLChatHistoryProvider]:
+    """An `open_history` for SQLite URLs whose providers record how they read into `reads`."""
+
+    def open_history(
+        url: str, *, must_exist: bool, options: Iterable[tuple[str, Any]] = ()
+    ) -> SQLChatHistoryProvider:
+        assert url.startswith("sqlite"), url
+        return RecordingSQLHistory(url, reads, **dict(options))
+
+    return open_history

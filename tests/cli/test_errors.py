@@ -61,7 +61,7 @@ def _cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["sessions", "list", f"chroma://{tmp / 'nothing'}"], "no Chroma folder at"),
         (
             ["sessions", "list", f"redis://:{SECRET}@127.0.0.1:1/0", "-O", "colour=blue"],
-            "bad option for redis://:***@127.0.0.1:1/0",
+            "does not take option(s) 'colour' (from_url('redis://:***@127.0.0.1:1/0'",
         ),
     ]
 

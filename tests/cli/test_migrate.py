@@ -19,7 +19,7 @@ from memweave import ChatMessage, from_url
 from memweave.cli._common import open_history as real_open
 from memweave.errors import BackendUnavailable
 from memweave.providers import ChatHistoryProvider
-from tests.cli._helpers import ROOT, Result, conversation, seed, stored
+from tests.cli._helpers import ROOT, Reads, Result, conversation, recording_open, seed, stored
 
 Cli = Callable[..., Result]
 
@@ -55,10 +55,21 @@ def test_migrate_sqlite_redis_postgres_and_back_is_lossless(
     assert exports[0] == exports[1] == exports[2]
 
 
+@pytest.mark.parametrize("target", ["sqlite", "redis"])
 def test_migrate_resumes_after_a_failure_without_duplicates(
-    cli: Cli, redis_url: str, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli,
+    prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    target: str,
 ) -> None:
     """A run that fails half way is finished by running it again, in order, nothing twice."""
+    target_url: str = (
+        f"sqlite+aiosqlite:///{tmp_path / 'target.db'}"
+        if target == "sqlite"
+        else request.getfixturevalue("redis_url")
+    )
     source = f"sqlite+aiosqlite:///{tmp_path / 'source.db'}"
     sessions = _sessions(prefix)
     seed(source, sessions)
@@ -66,7 +77,7 @@ def test_migrate_resumes_after_a_failure_without_duplicates(
 
     def failing_open(url: str, **kwargs: Any) -> ChatHistoryProvider:
         history = real_open(url, **kwargs)
-        if url != redis_url:
+        if url != target_url:
             return history
         add = history.add_messages
 
@@ -81,12 +92,12 @@ def test_migrate_resumes_after_a_failure_without_duplicates(
         return history
 
     monkeypatch.setattr("memweave.cli._migrate.open_history", failing_open)
-    failed = cli("sessions", "migrate", source, redis_url, "--prefix", prefix, "--batch-size=50")
+    failed = cli("sessions", "migrate", source, target_url, "--prefix", prefix, "--batch-size=50")
     assert failed.code == 1
     assert failed.err.splitlines() == [
-        f"memweave: error: backend unavailable at {redis_url}: connection reset by peer (injected)"
+        f"memweave: error: backend unavailable at {target_url}: connection reset by peer (injected)"
     ]
-    partial = stored(redis_url, prefix)
+    partial = stored(target_url, prefix)
     # Batch 1 copied session a (7 messages); batches 2-5 copied 200 messages of session b.
     assert {s: len(m) for s, m in partial.items()} == {
         f"{prefix}a:{{x}}*%_'\"é": 7,
@@ -94,11 +105,79 @@ def test_migrate_resumes_after_a_failure_without_duplicates(
     }
     monkeypatch.setattr("memweave.cli._migrate.open_history", real_open)
     resumed = cli(
-        "sessions", "migrate", source, redis_url, "--prefix", prefix, "--batch-size", "50"
+        "sessions", "migrate", source, target_url, "--prefix", prefix, "--batch-size", "50"
     )
     assert resumed.code == 0, resumed.err
     assert "(207 were already there)" in resumed.err
-    assert stored(redis_url, prefix) == sessions
+    assert stored(target_url, prefix) == sessions
+
+
+def test_migrate_reads_and_writes_one_page_at_a_time(
+    cli: Cli, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither side is ever read whole: sessions are listed, read, checked and verified in
+    pages of --batch-size, also when resuming a half-copied session."""
+    source = f"sqlite+aiosqlite:///{tmp_path / 'source.db'}"
+    target = f"sqlite+aiosqlite:///{tmp_path / 'target.db'}"
+    sessions = _sessions(prefix)
+    seed(source, sessions)
+    seed(target, {f"{prefix}b": sessions[f"{prefix}b"][:130]})
+    reads = Reads()
+    monkeypatch.setattr("memweave.cli._migrate.open_history", recording_open(reads))
+    monkeypatch.setattr("memweave.cli._common.SESSION_PAGE", 2)
+    result = cli("sessions", "migrate", source, target, "--prefix", prefix, "--batch-size", "64")
+    assert result.code == 0, result.err
+    assert "migrated 3 sessions, 614 messages" in result.err
+    assert "(130 were already there)" in result.err
+    assert reads.whole == []
+    assert reads.listings == [2, 2]
+    assert {limit for limit, _ in reads.pages} == {64}
+    assert max(rows or 0 for _, rows in reads.pages) == 64
+    assert stored(target, prefix) == sessions
+
+
+def test_migrate_rerun_after_success_copies_nothing(
+    cli: Cli, sqlite_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """Migrating again finds every message already there and stores no duplicate."""
+    source = f"sqlite+aiosqlite:///{tmp_path / 'source.db'}"
+    sessions = _sessions(prefix)
+    seed(source, sessions)
+    assert cli("sessions", "migrate", source, sqlite_url, "--prefix", prefix).code == 0
+    again = cli("sessions", "migrate", source, sqlite_url, "--prefix", prefix)
+    assert again.code == 0, again.err
+    assert "migrated 3 sessions, 614 messages" in again.err
+    assert "(614 were already there)" in again.err
+    assert stored(sqlite_url, prefix) == sessions
+
+
+def test_migrate_conflict_found_on_a_later_page_leaves_the_target_untouched(
+    cli: Cli, sqlite_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """A target session that matches the source for a page, then differs, is not written."""
+    source = f"sqlite+aiosqlite:///{tmp_path / 'source.db'}"
+    messages = make_conversation(300, seed=4)
+    seed(source, {f"{prefix}s": messages})
+    foreign = [*messages[:100], ChatMessage.user("written to the target by someone else")]
+    seed(sqlite_url, {f"{prefix}s": foreign})
+    result = cli(
+        "sessions", "migrate", source, sqlite_url, "--prefix", prefix, "--batch-size", "64"
+    )
+    assert result.code == 1
+    assert f"session '{prefix}s': the target already holds 101 messages that are not" in result.err
+    assert [m.id for m in stored(sqlite_url, prefix)[f"{prefix}s"]] == [m.id for m in foreign]
+
+
+def test_migrate_checksum_is_the_export_checksum() -> None:
+    """The checksum migrate computes page by page equals `_records.checksum` of the session."""
+    from memweave.cli._migrate import _Checksum
+    from memweave.cli._records import checksum
+
+    messages = [*conversation(), *make_conversation(40, seed=2)]
+    digest = _Checksum()
+    for message in messages:
+        digest.add(message)
+    assert digest.hexdigest() == checksum(messages)
 
 
 def _count(url: str, session: str) -> int:
@@ -194,10 +273,10 @@ def test_migrate_to_the_same_url_is_refused(cli: Cli, sqlite_url: str) -> None:
 
 
 def test_migrate_help_states_its_memory_bound(cli: Cli) -> None:
-    """The help says a session is read whole, so the largest one sets the memory needed."""
+    """The help says a session is streamed a page at a time, so memory is one page per side."""
     result = cli("sessions", "migrate", "--help")
     assert result.code == 0
     text = " ".join(result.out.split())
-    assert "reads a session whole (`list_messages` has no paged read)" in text
-    assert "the largest session sets the peak" in text
-    assert "each session is still read whole" in text
+    assert "Memory: one page of the source and one of the target at a time" in text
+    assert "whatever the length of a session or the number of sessions" in text
+    assert "messages per page read and per append" in text

@@ -5,12 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from benchmarks._workload import make_conversation
-from tests.cli._helpers import Result, conversation, run_subprocess, seed, stored
+from memweave.cli._records import dump_record, to_record
+from tests.cli._helpers import (
+    Reads,
+    Result,
+    conversation,
+    recording_open,
+    run_subprocess,
+    seed,
+    stored,
+)
 
 Cli = Callable[..., Result]
 
@@ -280,3 +290,169 @@ def test_subprocess_export_pipes_into_import(redis_url: str, prefix: str, tmp_pa
     imported = run_subprocess("sessions", "import", redis_url, stdin=exported.stdout)
     assert imported.returncode == 0, imported.stderr
     assert stored(redis_url, prefix) == stored(source, prefix)
+
+
+def test_list_limit_and_after_page_through_the_sessions(
+    cli: Cli, sqlite_url: str, prefix: str
+) -> None:
+    """--limit N lists one page and says how to get the next; --after ID goes on from ID."""
+    ids = [f"{prefix}{n}" for n in range(5)]
+    seed(sqlite_url, {session: conversation()[:2] for session in ids})
+    first = cli("sessions", "list", sqlite_url, "--prefix", prefix, "--limit", "2")
+    assert first.code == 0, first.err
+    assert first.out == f"{ids[0]}\t2\n{ids[1]}\t2\n"
+    assert f"more sessions follow: add --after {ids[1]}" in first.err
+    second = cli(
+        "sessions", "list", sqlite_url, "--prefix", prefix, "--limit", "2", "--after", ids[1]
+    )
+    assert second.out == f"{ids[2]}\t2\n{ids[3]}\t2\n"
+    last = cli(
+        "sessions", "list", sqlite_url, "--prefix", prefix, "--limit", "2", "--after", ids[3]
+    )
+    assert last.out == f"{ids[4]}\t2\n"
+    assert "more sessions follow" not in last.err
+
+
+def test_list_reads_sessions_a_page_at_a_time(
+    cli: Cli, sqlite_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing every session asks the store for bounded pages, never for all ids at once."""
+    ids = [f"{prefix}{n}" for n in range(5)]
+    seed(sqlite_url, {session: conversation()[:1] for session in ids})
+    reads = Reads()
+    monkeypatch.setattr("memweave.cli.sessions.open_history", recording_open(reads))
+    monkeypatch.setattr("memweave.cli._common.SESSION_PAGE", 2)
+    result = cli("sessions", "list", sqlite_url, "--prefix", prefix, "--json")
+    assert result.code == 0, result.err
+    assert [row["session"] for row in json.loads(result.out)] == ids
+    assert reads.listings == [2, 2, 2]
+
+
+def test_list_json_streamed_is_the_same_as_one_dump(cli: Cli, sqlite_url: str, prefix: str) -> None:
+    """--json output is what `json.dumps(rows, indent=2)` prints, also when empty."""
+    seed(sqlite_url, {f"{prefix}a": conversation(), f"{prefix}b": conversation()[:1]})
+    rows = [{"session": f"{prefix}a", "messages": 7}, {"session": f"{prefix}b", "messages": 1}]
+    result = cli("sessions", "list", sqlite_url, "--prefix", prefix, "--json")
+    assert result.out == json.dumps(rows, indent=2) + "\n"
+    empty = cli("sessions", "list", sqlite_url, "--prefix", f"{prefix}none", "--json")
+    assert empty.out == "[]\n"
+
+
+def test_list_long_shows_when_each_session_was_created_and_updated(
+    cli: Cli, sqlite_url: str, prefix: str
+) -> None:
+    """--long adds the session's created and updated times (UTC, ISO 8601) to each row."""
+    start = datetime.now(UTC) - timedelta(seconds=5)
+    seed(sqlite_url, {f"{prefix}s": conversation()})
+    piped = cli("sessions", "list", sqlite_url, "--prefix", prefix, "--long")
+    assert piped.code == 0, piped.err
+    session, count, created, updated = piped.out.rstrip("\n").split("\t")
+    assert (session, count) == (f"{prefix}s", "7")
+    assert created.endswith("Z")
+    assert start <= datetime.fromisoformat(created) <= datetime.fromisoformat(updated)
+    rows = json.loads(cli("sessions", "list", sqlite_url, "--prefix", prefix, "-l", "--json").out)
+    assert rows == [
+        {"session": f"{prefix}s", "messages": 7, "created_at": created, "updated_at": updated}
+    ]
+
+
+def test_show_before_pages_back_through_older_messages(
+    cli: Cli, sqlite_url: str, prefix: str
+) -> None:
+    """--last N --before ID shows the N messages just older than ID; --before alone all of
+    them; a page that has older messages says how to show them."""
+    messages = conversation()
+    seed(sqlite_url, {f"{prefix}s": messages})
+    newest = cli("sessions", "show", sqlite_url, f"{prefix}s", "--last", "2", "--json")
+    assert [json.loads(line)["id"] for line in newest.out.splitlines()] == [
+        m.id for m in messages[5:]
+    ]
+    text = cli("sessions", "show", sqlite_url, f"{prefix}s", "--last", "2")
+    assert f"older messages: add --before {messages[5].id}" in text.err
+    older = cli(
+        "sessions", "show", sqlite_url, f"{prefix}s", "--last", "2", "--before", messages[5].id
+    )
+    assert older.code == 0, older.err
+    assert f"7 messages (the 2 before '{messages[5].id}')" in older.out
+    assert "Take an umbrella" in older.out
+    assert "And this picture?" not in older.out
+    assert f"add --before {messages[3].id}" in older.err
+    every = cli("sessions", "show", sqlite_url, f"{prefix}s", "--before", messages[2].id, "--json")
+    assert [json.loads(line)["id"] for line in every.out.splitlines()] == [
+        m.id for m in messages[:2]
+    ]
+    oldest = cli(
+        "sessions", "show", sqlite_url, f"{prefix}s", "--last", "5", "--before", messages[2].id
+    )
+    assert "older messages" not in oldest.err
+
+
+def test_show_before_an_unknown_message_fails(cli: Cli, sqlite_url: str, prefix: str) -> None:
+    """--before naming no message of the session is one error line, with nothing printed."""
+    seed(sqlite_url, {f"{prefix}s": conversation()})
+    for extra in ([], ["--last", "3"]):
+        result = cli("sessions", "show", sqlite_url, f"{prefix}s", "--before", "nope", *extra)
+        assert result.code == 1
+        assert result.out == ""
+        assert result.err == f"memweave: error: no message 'nope' in session '{prefix}s'\n"
+
+
+def test_show_streams_the_session_a_page_at_a_time(
+    cli: Cli, sqlite_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transcript of the whole session is read in pages, never as one whole read."""
+    messages = make_conversation(1200, seed=5)
+    seed(sqlite_url, {f"{prefix}s": messages})
+    reads = Reads()
+    monkeypatch.setattr("memweave.cli.sessions.open_history", recording_open(reads))
+    result = cli("sessions", "show", sqlite_url, f"{prefix}s", "--json")
+    assert result.code == 0, result.err
+    assert len(result.out.splitlines()) == 1200
+    assert reads.whole == []
+    assert [limit for limit, _ in reads.pages] == [500, 500, 500]
+
+
+def test_export_reads_one_page_at_a_time(
+    cli: Cli, sqlite_url: str, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Export streams each session in pages of --page-size and never reads a session whole."""
+    sessions = {f"{prefix}a": make_conversation(1234, seed=9), f"{prefix}b": conversation()}
+    seed(sqlite_url, sessions)
+    reads = Reads()
+    monkeypatch.setattr("memweave.cli.sessions.open_history", recording_open(reads))
+    path = tmp_path / "out.jsonl"
+    result = cli(
+        "sessions", "export", sqlite_url, "--prefix", prefix, "--page-size", "100", "-o", str(path)
+    )
+    assert result.code == 0, result.err
+    assert "exported 1,241 messages of 2 sessions" in result.err
+    assert reads.whole == []
+    assert None not in reads.listings
+    # Session a: 12 full pages and one of 34; session b: one page of 7.
+    assert reads.pages == [(100, 100)] * 12 + [(100, 34), (100, 7)]
+    expected = b"".join(
+        dump_record(to_record(session, message))
+        for session, messages in sessions.items()
+        for message in messages
+    )
+    assert path.read_bytes() == expected
+
+
+def test_export_page_size_out_of_range_is_a_usage_error(cli: Cli, sqlite_url: str) -> None:
+    """--page-size must be from 1 to 10,000 (what one page read may hold)."""
+    result = cli("sessions", "export", sqlite_url, "--page-size", "10001")
+    assert result.code == 2
+    assert "expected a page size from 1 to 10,000, got '10001'" in result.err
+
+
+def test_import_counts_new_messages_per_run_of_a_session(
+    cli: Cli, sqlite_url: str, prefix: str
+) -> None:
+    """Lines of one session split by another's are all stored, in order, and counted once."""
+    lines = [
+        _record(f"{prefix}a", 0), _record(f"{prefix}b", 1), _record(f"{prefix}a", 2),
+    ]  # fmt: skip
+    result = cli("sessions", "import", sqlite_url, stdin=b"".join(lines))
+    assert result.code == 0, result.err
+    assert "imported 3 new messages" in result.err
+    assert _ids(sqlite_url, prefix) == {f"{prefix}a": ["m0", "m2"], f"{prefix}b": ["m1"]}
