@@ -7,28 +7,41 @@ import contextlib
 import hashlib
 import re
 import uuid
-from collections.abc import Awaitable, Iterator, Sequence
-from datetime import timedelta
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from memweave._codec import OnCorrupt
 from memweave._urls import mask_url
 from memweave.errors import BackendUnavailable, ConfigurationError, MissingDependency
-from memweave.providers import _redis_scripts as scripts
-from memweave.providers.base import ChatHistoryProvider, ReduceOn, StoredRecord
+from memweave.providers.base import (
+    ChatHistoryProvider,
+    DeleteOutcome,
+    PageRow,
+    ReduceOn,
+    SessionInfo,
+    StoredRecord,
+)
 from memweave.reducers.base import ChatReducer
 
 try:
     from redis.asyncio import Redis, RedisCluster
-    from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+    from redis.exceptions import RedisClusterException, RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised in a test that hides redis
     raise MissingDependency("redis", "redis") from exc
+
+from memweave.providers import _redis_scripts as scripts
+from memweave.providers._redis_index import SessionIndex, SessionKeys
+from memweave.providers._redis_index import text as _text
 
 __all__ = ["RedisChatHistoryProvider"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 
 _KEY_CACHE_SIZE = 4096  # key names of recently used sessions, kept pre-encoded
+_CACHE_SIZE = 4096  # entries of the listed-sessions and page-position caches
+_SCAN_EVERY = 16  # sessions created between two opportunistic purge steps
+_SCAN = 64  # expired index members such a step looks at
 
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 _BAD_PREFIX = re.compile(r"[{}\x00-\x20\x7f]")
@@ -40,39 +53,35 @@ def _session_tag(session_id: str) -> str:
     return hashlib.blake2b(session_id.encode(), digest_size=16).hexdigest()
 
 
-def _lex_bounds(prefix: str | None) -> tuple[bytes, bytes]:
-    if prefix is None:
-        return b"-", b"+"
-    raw = prefix.encode()
-    # UTF-8 never holds 0xff, so every id starting with `raw` sorts below `raw + 0xff`.
-    return b"[" + raw, b"(" + raw + b"\xff"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class RedisChatHistoryProvider(ChatHistoryProvider):
-    """Stores histories in Redis (one server or a Cluster); process-safe, each append atomic.
+    """Stores histories in Redis (one server or a Cluster); process-safe, each change atomic.
 
-    Each session is up to four keys sharing the hash tag `{blake2b(session id)}`: a list of
-    the stored JSON entries, a parallel list of roles and message ids, a set of stored ids,
-    and a copy of the system entries (only while there are some). `add_messages` is one
-    `EVALSHA` that skips known ids, appends, trims to `max_messages` (tool results orphaned at
-    the head go too, and trimmed ids are forgotten, so re-adding one stores it again) and
-    renews the `ttl` on every key. `limit=N` is one `LRANGE -N -1`, so appends and recent
-    reads cost the same at any history length. A reduced read (`reduce_on="read"`) reads the
-    tail a page at a time plus the system copy, so its cost follows the window, not the
-    history length; the price is that system messages are stored twice.
+    Each session is up to five keys sharing the hash tag `{blake2b(session id)}`: a list of
+    the stored JSON entries, a parallel list of role initials and message ids, a set of stored
+    ids, a copy of the system entries (only while there are some) and a hash of its created
+    and updated times (see `_redis_scripts`). `add_messages` is one `EVALSHA` that skips known
+    ids, appends, trims to `max_messages` (tool results orphaned at the head go too, and
+    trimmed ids are forgotten, so re-adding one stores it again), stamps the times and renews
+    the `ttl` on every key. `limit=N` is one `LRANGE -N -1`; a page after or before a message
+    is one script that finds the cursor (`SISMEMBER`, then the position this provider last saw
+    it at, checked with `LINDEX`, else `LPOS` from the nearer end) and reads `limit` entries,
+    so paging and streaming cost the page, not the history. A reduced read
+    (`reduce_on="read"`) reads the tail a page at a time plus the system copy; the price is
+    that system messages are stored twice. Deletes and truncation are one script each; they
+    read the role list of the session, so they cost its length.
 
-    Sessions are listed from an index under `<prefix>:{<prefix>}:...`: a sorted set of ids
-    read with `ZRANGEBYLEX` (never `SCAN`) and a sorted set of expiry times. On a single
-    server the index is updated inside the same script. In a Redis Cluster it lives in
-    another slot, so its update is a second script sent concurrently with the first (still
-    one network round trip in time); a writer that fails between the two, or an `add_messages`
-    racing a `clear` of the same session, can leave the index stale until the next add.
-    Listing filters out ids whose keys no longer exist, so it never returns a cleared or
-    expired session.
+    Sessions are listed from an index of 16 shards, each a pair of sorted sets under its own
+    hash tag `{<prefix>:ix<n>}` (a session's shard follows its digest), read with
+    `ZRANGEBYLEX ... LIMIT` (never `SCAN`): a page of `limit` ids costs `limit` per shard. The
+    index is written when a session is created or emptied, not on every append. On a single
+    server the session's script does it; in a Cluster, where the index lives in other slots,
+    the provider runs the index script after the session's one (so appends spread over the
+    masters, and only a session's first append here pays a second round trip). A writer that
+    fails between the two leaves the session unlisted until its next append through a provider
+    that has not listed it yet. Listing filters out ids whose keys are gone, and expired
+    members leave the index in bounded batches: `purge_expired()`, one small step per
+    `list_sessions` call and one per 16 sessions created. The unsharded index of earlier
+    releases (`<prefix>:{<prefix>}:sessions`) is still read, purged and pruned.
 
     Args:
         url: `redis://`, `rediss://` or `unix://` for one server; `redis+cluster://host:port`
@@ -140,24 +149,28 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         self._cluster = isinstance(self._client, RedisCluster)
         self._cold = self._cluster
         self._warm_lock = asyncio.Lock()
-        index = f"{prefix}:{{{prefix}}}:".encode()
-        self._index = (index + b"sessions", index + b"expiry")
-        self._key_cache: dict[str, tuple[bytes, bytes, bytes, bytes]] = {}
-        self._append_script = _Script(scripts.APPEND if self._cluster else scripts.APPEND_INDEXED)
+        self._index = SessionIndex(
+            self._client, prefix, cluster=self._cluster, keys_of=self._session_keys
+        )
+        self._key_cache: dict[str, SessionKeys] = {}
+        # Cluster only: sessions this provider has listed in the index (or saw created).
+        self._listed: dict[str, None] = {}
+        # (session, message id) -> (position, role initial) where a page last saw the message.
+        self._hints: dict[tuple[str, str], tuple[int, str]] = {}
+        self._creations = 0
 
-    def _keys(self, session_id: str) -> tuple[bytes, bytes, bytes]:
-        """The session's keys: stored entries, roles and ids, and the set of stored ids."""
-        msgs, meta, ids, _ = self._session_keys(session_id)
-        return msgs, meta, ids
-
-    def _session_keys(self, session_id: str) -> tuple[bytes, bytes, bytes, bytes]:
-        """`_keys` plus the copy of the system entries: every key the session scripts name."""
+    def _session_keys(self, session_id: str) -> SessionKeys:
+        """The names of the session's keys, its index shard and what its scripts get."""
         keys = self._key_cache.get(session_id)
         if keys is None:
             if len(self._key_cache) >= _KEY_CACHE_SIZE:
                 self._key_cache.clear()
-            base = f"{self.prefix}:{{{_session_tag(session_id)}}}:".encode()
-            keys = (base + b"msgs", base + b"meta", base + b"ids", base + b"sys")
+            tag = _session_tag(session_id)
+            base = f"{self.prefix}:{{{tag}}}:".encode()
+            session = (base + b"msgs", base + b"meta", base + b"ids", base + b"sys", base + b"info")
+            shard = self._index.shard_for(tag)
+            script = session if self._cluster else (*session, *shard.keys, *self._index.legacy.keys)
+            keys = SessionKeys(session, shard, script)
             self._key_cache[session_id] = keys
         return keys
 
@@ -171,76 +184,127 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
     ) -> None:
         if not records and ttl is None:
             return
-        if self._cold:
-            await self._warm()
-        ttl_ms = _milliseconds(ttl)
-        args: list[str | bytes | int] = [max_messages or 0, ttl_ms]
-        if not self._cluster:
-            args.append(session_id)
+        await self._ready()
+        keys = self._session_keys(session_id)
+        scan = _SCAN if self._creations % _SCAN_EVERY == _SCAN_EVERY - 1 else 0
+        args: list[str | bytes | int] = [max_messages or 0, _milliseconds(ttl), session_id, scan]
         for record in records:
             args += (record.role[0] + record.id, record.data)
-        keys = self._session_keys(session_id)
-        if not self._cluster:
-            await self._run(self._append_script, [*keys, *self._index], args)
-        elif records:
-            await _gather(
-                self._run(self._append_script, keys, args),
-                self._run(_INDEX_TOUCH, self._index, [session_id, ttl_ms]),
+        length, created, pttl, expired = await scripts.APPEND(self._client, keys.script, args)
+        if created:
+            self._creations += 1
+        if self._cluster and length and (created or session_id not in self._listed):
+            expired = await self._index.touch(
+                keys.shard, session_id, int(pttl), scan if created else 0
             )
-        elif await self._run(self._append_script, keys, args):
-            await self._run(_INDEX_TOUCH, self._index, [session_id, ttl_ms])
+            _remember(self._listed, session_id, None)
+        if expired:
+            await self._index.settle(keys.shard, expired)
 
     async def _read(self, session_id: str, limit: int | None) -> list[bytes]:
-        if self._cold:
-            await self._warm()
-        msgs = self._session_keys(session_id)[0]
+        await self._ready()
+        msgs = self._session_keys(session_id).msgs
         rows = await self._client.lrange(msgs, -limit if limit else 0, -1)
-        return [row.encode() if isinstance(row, str) else row for row in rows]
+        return [_bytes(row) for row in rows]
 
     async def _read_system(self, session_id: str) -> list[bytes]:
         """One `LRANGE` of the session's copy of its system entries, whatever its length."""
-        if self._cold:
-            await self._warm()
-        rows = await self._client.lrange(self._session_keys(session_id)[3], 0, -1)
-        return [row.encode() if isinstance(row, str) else row for row in rows]
+        await self._ready()
+        rows = await self._client.lrange(self._session_keys(session_id).session[3], 0, -1)
+        return [_bytes(row) for row in rows]
 
     async def _count(self, session_id: str) -> int:
-        if self._cold:
-            await self._warm()
-        return int(await self._client.llen(self._session_keys(session_id)[0]))
+        await self._ready()
+        return int(await self._client.llen(self._session_keys(session_id).msgs))
 
     async def _clear(self, session_id: str) -> None:
-        if self._cold:
-            await self._warm()
+        await self._ready()
         keys = self._session_keys(session_id)
+        self._listed.pop(session_id, None)
         if not self._cluster:
-            await self._run(_CLEAR_INDEXED, [*keys, *self._index], [session_id])
+            await scripts.CLEAR(self._client, keys.script, [session_id])
             return
-        await _gather(
-            self._client.delete(*keys),
-            self._run(_UNINDEX, self._index, [session_id]),
+        await self._client.delete(*keys.session)
+        await self._index.unindex([session_id])
+
+    async def _list_sessions(
+        self, prefix: str | None, *, after: str | None, limit: int | None
+    ) -> list[str]:
+        await self._ready()
+        return await self._index.page(prefix, after, limit)
+
+    async def _session_info(self, session_id: str) -> SessionInfo | None:
+        await self._ready()
+        keys = self._session_keys(session_id)
+        reply = await scripts.SESSION_INFO(self._client, [keys.msgs, keys.info], [])
+        count = int(reply[0])
+        if not count:
+            return None
+        created, updated = reply[1], reply[2]
+        return SessionInfo(
+            id=session_id,
+            message_count=count,
+            created_at=_when(created),
+            updated_at=_when(updated),
         )
 
-    async def _list_sessions(self, prefix: str | None) -> list[str]:
-        if self._cold:
-            await self._warm()
-        found = await self._run(_LIST_SESSIONS, self._index, list(_lex_bounds(prefix)))
-        candidates = [_text(member) for member in found]
-        if not candidates:
-            return []
-        # The index is a listing aid that can trail the data (see the class docstring), so
-        # only ids whose keys exist are reported.
-        pipe = self._client.pipeline(transaction=False)
-        for session_id in candidates:
-            pipe.exists(self._session_keys(session_id)[0])
-        exists = await pipe.execute()
-        return [session_id for session_id, n in zip(candidates, exists, strict=True) if n]
+    async def _read_page(
+        self, session_id: str, *, after: str | None, before: str | None, limit: int
+    ) -> list[PageRow] | None:
+        await self._ready()
+        keys = self._session_keys(session_id)
+        cursor = after if after is not None else before
+        mode = "n" if cursor is None else "a" if after is not None else "b"
+        position, initial = self._hints.get((session_id, cursor or ""), (-1, ""))
+        reply = await scripts.READ_PAGE(
+            self._client, keys.session[:3], [mode, limit, cursor or "", position, initial]
+        )
+        if reply is None:
+            return None
+        start, tags, data = int(reply[0]), [_text(t) for t in reply[1]], reply[2]
+        rows = [(tag[1:], _bytes(row)) for tag, row in zip(tags, data, strict=True)]
+        if rows:
+            # The next page's cursor is the first (older pages) or last (newer) row.
+            _remember(self._hints, (session_id, rows[0][0]), (start, tags[0][0]))
+            _remember(self._hints, (session_id, rows[-1][0]), (start + len(rows) - 1, tags[-1][0]))
+        return rows
+
+    async def _delete(self, session_id: str, message_ids: Sequence[str]) -> DeleteOutcome:
+        await self._ready()
+        keys = self._session_keys(session_id)
+        reply = await scripts.DELETE(
+            self._client, keys.script, [session_id, _tombstone(), *message_ids]
+        )
+        deleted, orphan, change = int(reply[0]), _text(reply[1]), int(reply[2])
+        if orphan:
+            return DeleteOutcome(0, orphan=orphan)
+        await self._emptied(session_id, change)
+        return DeleteOutcome(deleted)
+
+    async def _truncate_after(self, session_id: str, message_id: str) -> int | None:
+        await self._ready()
+        keys = self._session_keys(session_id)
+        position, initial = self._hints.get((session_id, message_id), (-1, ""))
+        deleted = int(
+            await scripts.TRUNCATE(self._client, keys.session, [message_id, position, initial])
+        )
+        return None if deleted < 0 else deleted
+
+    async def _prune(self, older_than: timedelta, *, dry_run: bool) -> int:
+        await self._ready()
+        return await self._index.prune(_milliseconds(older_than), dry_run=dry_run)
+
+    async def _purge_expired(self) -> int:
+        await self._ready()
+        return await self._index.purge_expired()
 
     async def _remove(self, session_id: str, message_ids: Sequence[str]) -> None:
-        if self._cold:
-            await self._warm()
-        tombstone = f"\x00memweave-removed-{uuid.uuid4().hex}"
-        await self._run(_REMOVE, self._session_keys(session_id), [tombstone, *message_ids])
+        await self._ready()
+        keys = self._session_keys(session_id)
+        change = await scripts.REMOVE(
+            self._client, keys.script, [session_id, _tombstone(), *message_ids]
+        )
+        await self._emptied(session_id, int(change))
 
     async def _replace(
         self,
@@ -249,22 +313,35 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         *,
         expected_last_id: str | None,
     ) -> bool:
-        if self._cold:
-            await self._warm()
+        await self._ready()
+        keys = self._session_keys(session_id)
         args: list[str | bytes | int] = [
+            session_id,
             "0" if expected_last_id is None else "1",
             expected_last_id or "",
         ]
         for record in records:
             args += (record.role[0] + record.id, record.data)
-        replaced, pttl = await self._run(_REPLACE, self._session_keys(session_id), args)
-        if replaced and records:
-            await self._run(_INDEX_TOUCH, self._index, [session_id, max(0, int(pttl))])
+        replaced, change, pttl = await scripts.REPLACE(self._client, keys.script, args)
+        if self._cluster and int(change) > 0:
+            await self._index.touch(keys.shard, session_id, int(pttl), 0)
+            _remember(self._listed, session_id, None)
+        await self._emptied(session_id, int(change))
         return bool(replaced)
+
+    async def _emptied(self, session_id: str, change: int) -> None:
+        """Unlist a session a script left empty; on a single server the script did."""
+        if change < 0 and self._cluster:
+            self._listed.pop(session_id, None)
+            await self._index.unindex([session_id])
 
     async def _aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+    async def _ready(self) -> None:
+        if self._cold:
+            await self._warm()
 
     async def _warm(self) -> None:
         # redis-py's RedisCluster mis-routes commands sent concurrently before it has read the
@@ -273,14 +350,6 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
             if self._cold and isinstance(self._client, RedisCluster):
                 await self._client.initialize()
             self._cold = False
-
-    async def _run(self, script: _Script, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
-        try:
-            return await self._client.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            # The server lost its script cache (restart, failover, SCRIPT FLUSH): load, retry.
-            await self._client.script_load(script.source)
-            return await self._client.evalsha(script.sha, len(keys), *keys, *args)
 
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:
@@ -297,36 +366,32 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
             raise BackendUnavailable(f"{type(exc).__name__}: {exc}", url=self._url) from exc
 
 
-class _Script:
-    """A Lua script and its SHA1, the name `EVALSHA` runs it by once the server has it."""
-
-    __slots__ = ("sha", "source")
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """Store in a bounded cache, forgetting the oldest entry when full."""
+    if key not in cache and len(cache) >= _CACHE_SIZE:
+        del cache[next(iter(cache))]
+    cache[key] = value
 
 
-_INDEX_TOUCH = _Script(scripts.INDEX_TOUCH)
-_UNINDEX = _Script(scripts.UNINDEX)
-_CLEAR_INDEXED = _Script(scripts.CLEAR_INDEXED)
-_LIST_SESSIONS = _Script(scripts.LIST_SESSIONS)
-_REMOVE = _Script(scripts.REMOVE)
-_REPLACE = _Script(scripts.REPLACE)
+def _tombstone() -> str:
+    """A value no stored entry can equal, marking list entries for one `LREM`."""
+    return f"\x00memweave-removed-{uuid.uuid4().hex}"
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _when(ms: bytes | str | None) -> datetime | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
 
 
 def _milliseconds(ttl: timedelta | None) -> int:
     if ttl is None:
         return 0
     return max(1, ttl // timedelta(milliseconds=1))
-
-
-async def _gather(*calls: Awaitable[Any]) -> None:
-    # Both calls always finish, so no task is left with an unretrieved error.
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
 
 
 def client_from_url(url: str) -> Redis | RedisCluster:

@@ -33,6 +33,18 @@ class RedisHarness:
 
         return RedisChatHistoryProvider(self.url, **options)
 
+    def isolated_options(self) -> dict[str, Any]:
+        return {"prefix": f"mwi-{uuid.uuid4().hex[:12]}"}
+
+    async def drop_isolated(self, history: ChatHistoryProvider) -> None:
+        provider = self._provider(history)
+        client = provider._client
+        # The prefix is hex made above, so it holds no glob characters; in a Cluster
+        # scan_iter visits every master.
+        keys = [key async for key in client.scan_iter(match=f"{provider.prefix}:*", count=1000)]
+        for key in keys:
+            await client.delete(key)
+
     @staticmethod
     def _provider(history: ChatHistoryProvider) -> RedisChatHistoryProvider:
         from memweave.providers.redis import RedisChatHistoryProvider
@@ -43,7 +55,8 @@ class RedisHarness:
     async def write_raw(self, history: ChatHistoryProvider, session_id: str, data: bytes) -> None:
         provider = self._provider(history)
         client = provider._client
-        msgs, meta, ids = provider._keys(session_id)
+        keys = provider._session_keys(session_id)
+        msgs, meta, ids = keys.session[:3]
         raw_id = f"raw-{uuid.uuid4().hex}"
         # Same slot, so one transaction keeps the entry, its role/id and the id set in step.
         pipe = client.pipeline(transaction=not provider._cluster)
@@ -51,14 +64,16 @@ class RedisHarness:
         pipe.rpush(meta, "u" + raw_id)
         pipe.sadd(ids, raw_id)
         await pipe.execute()
-        await client.zadd(provider._index[0], {session_id: 0})
+        await client.zadd(keys.shard.sessions, {session_id: 0})
 
     async def expire_now(self, history: ChatHistoryProvider, session_id: str) -> None:
         provider = self._provider(history)
         client = provider._client
-        for key in provider._keys(session_id):
+        keys = provider._session_keys(session_id)
+        for key in keys.session:
             await client.pexpireat(key, 1)  # a time in the past deletes the key now
-        await client.zadd(provider._index[1], {session_id: 1})
+        if await client.zscore(keys.shard.sessions, session_id) is not None:
+            await client.zadd(keys.shard.expiry, {session_id: 1})
 
 
 def _check_reachable(url: str, what: str) -> None:

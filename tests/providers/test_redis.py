@@ -4,6 +4,7 @@ rules live in tests/conformance."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib
 import socket
@@ -27,8 +28,10 @@ from redis.crc import key_slot
 from memweave import ChatMessage, ChatReducer, MessageCountReducer, TokenBudgetReducer
 from memweave._codec import decode_many
 from memweave.errors import BackendUnavailable, ConfigurationError, MissingDependency
+from memweave.providers import _redis_scripts as scripts
 from memweave.providers import from_url
-from memweave.providers.base import StoredRecord
+from memweave.providers._redis_index import SHARDS
+from memweave.providers.base import BATCH_SIZE, StoredRecord
 from memweave.providers.redis import RedisChatHistoryProvider
 from tests._redis_cluster import redis_cluster_url
 from tests.conformance._builders import make_messages, texts, tool_pair
@@ -127,10 +130,11 @@ async def test_add_messages_is_one_round_trip(
     assert [[_name(c) for c in trip] for trip in sent] == [["EVALSHA"]]
 
 
-async def test_add_messages_in_cluster_sends_one_command_per_slot(
+async def test_add_messages_in_cluster_writes_the_index_only_for_a_new_session(
     redis_cluster_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """In a cluster an add is the session script plus the index script, sent concurrently."""
+    """In a cluster, creating a session is its script then the index script; later adds are
+    the session script alone, so appends do not all go to the index's slots."""
     provider = RedisChatHistoryProvider(
         redis_cluster_url, prefix=key_prefix, ttl=timedelta(hours=1)
     )
@@ -144,11 +148,15 @@ async def test_add_messages_in_cluster_sends_one_command_per_slot(
 
     try:
         session = f"s-{uuid.uuid4().hex}"
-        await provider.add_messages(session, make_messages(2))
+        await provider.add_messages("warm-up", make_messages(1))
         monkeypatch.setattr(Connection, "send_packed_command", recording)
+        await provider.add_messages(session, make_messages(2))
+        created = list(sent)
+        sent.clear()
         await provider.add_messages(session, make_messages(3))
         monkeypatch.undo()
-        assert sorted(name for _, name in sent) == ["EVALSHA", "EVALSHA"]
+        assert [name for _, name in created] == ["EVALSHA", "EVALSHA"]
+        assert [name for _, name in sent] == ["EVALSHA"]
         assert await provider.count_messages(session) == 5
     finally:
         monkeypatch.undo()
@@ -171,17 +179,23 @@ async def test_list_messages_limit_is_one_lrange(
     assert [int(x) for x in command[2:]] == [-20, -1]
 
 
-async def test_list_sessions_never_scans(
+async def test_list_sessions_reads_a_bounded_range_of_each_shard(
     counted: tuple[RedisChatHistoryProvider, list[list[tuple[Any, ...]]]],
 ) -> None:
-    """`list_sessions` reads the index (one script) and checks existence (one pipeline)."""
+    """A page is one pipeline of `ZRANGEBYLEX ... LIMIT 0 limit` per index shard (plus one
+    bounded purge step), then one pipeline of `EXISTS`: never a scan of the index."""
     provider, sent = counted
-    for session in ("t-a", "t-b", "u-a"):
+    for session in ("t-a", "t-b", "t-c", "u-a"):
         await provider.add_messages(session, make_messages(1))
     sent.clear()
-    assert await provider.list_sessions(prefix="t-") == ["t-a", "t-b"]
-    names = [[_name(c) for c in trip] for trip in sent]
-    assert names == [["EVALSHA"], ["EXISTS", "EXISTS"]]
+    assert await provider.list_sessions(prefix="t-", limit=2) == ["t-a", "t-b"]
+    first, second = sent
+    ranges = [c for c in first if _name(c) == "ZRANGEBYLEX"]
+    assert len(ranges) == SHARDS + 1  # the shards and the index of earlier releases
+    assert {tuple(c[2:]) for c in ranges} == {(b"[t-", b"(t-\xff", b"LIMIT", 0, 2)}
+    assert [_name(c) for c in first if c not in ranges] == ["EVALSHA"]
+    assert [_name(c) for c in second] == ["EXISTS", "EXISTS"]
+    assert await provider.list_sessions(prefix="t-", after="t-b") == ["t-c"]
 
 
 # -- key layout -------------------------------------------------------------------------------
@@ -192,11 +206,12 @@ async def test_session_keys_share_one_slot(url: str, key_prefix: str) -> None:
     provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(hours=1))
     try:
         await provider.add_messages("s", [ChatMessage.system("rules"), *make_messages(3)])
-        index = {f"{key_prefix}:{{{key_prefix}}}:sessions", f"{key_prefix}:{{{key_prefix}}}:expiry"}
+        shard = provider._session_keys("s").shard
+        index = {shard.sessions.decode(), shard.expiry.decode()}
         keys = await _keys_of(provider)
         assert index <= set(keys)
         session_keys = [k for k in keys if k not in index]
-        assert len(session_keys) == 4
+        assert len(session_keys) == 5
         assert len({key_slot(k.encode()) for k in session_keys}) == 1
     finally:
         await provider.aclose()
@@ -211,9 +226,9 @@ async def test_hostile_id_cannot_change_hash_tag_or_key_pattern(
     try:
         await provider.add_messages(session, [ChatMessage.user(session)])
         tag = hashlib.blake2b(session.encode(), digest_size=16).hexdigest()
-        session_keys = [k for k in await _keys_of(provider) if f"{{{key_prefix}}}" not in k]
+        session_keys = [k for k in await _keys_of(provider) if f"{{{key_prefix}" not in k]
         assert session_keys == sorted(
-            f"{key_prefix}:{{{tag}}}:{n}" for n in ("ids", "meta", "msgs")
+            f"{key_prefix}:{{{tag}}}:{n}" for n in ("ids", "info", "meta", "msgs")
         )
         assert texts(await provider.list_messages(session)) == [session]
     finally:
@@ -254,7 +269,7 @@ async def test_trim_keeps_id_set_and_role_list_in_step(url: str, key_prefix: str
     try:
         for round_ in range(6):
             await provider.add_messages("s", [ChatMessage.user(f"u{round_}"), *tool_pair(2)])
-        msgs, meta, ids = provider._keys("s")
+        msgs, meta, ids = provider._session_keys("s").session[:3]
         client = provider._client
         stored = await provider.list_messages("s")
         assert await client.llen(msgs) == await client.llen(meta) == await client.scard(ids)
@@ -285,9 +300,10 @@ async def test_ttl_is_set_on_every_key_and_in_the_index(url: str, key_prefix: st
     try:
         await provider.add_messages("s", [ChatMessage.system("rules"), *make_messages(2)])
         client = provider._client
-        ttls = [await client.pttl(key) for key in provider._session_keys("s")]
+        keys = provider._session_keys("s")
+        ttls = [await client.pttl(key) for key in keys.session]
         assert all(9 * 60_000 < t <= 10 * 60_000 for t in ttls)
-        assert await client.zscore(provider._index[1], "s") is not None
+        assert await client.zscore(keys.shard.expiry, "s") is not None
     finally:
         await provider.aclose()
 
@@ -308,7 +324,7 @@ async def test_stale_index_entry_is_not_listed(url: str, key_prefix: str) -> Non
     provider = RedisChatHistoryProvider(url, prefix=key_prefix)
     try:
         await provider.add_messages("live", make_messages(1))
-        await provider._client.zadd(provider._index[0], {"ghost": 0})
+        await provider._client.zadd(provider._session_keys("ghost").shard.sessions, {"ghost": 0})
         assert await provider.list_sessions() == ["live"]
     finally:
         await provider.aclose()
@@ -318,7 +334,7 @@ async def test_key_of_another_type_is_a_configuration_error(url: str, key_prefix
     """A foreign value under a memweave key raises `ConfigurationError`, not a redis error."""
     provider = RedisChatHistoryProvider(url, prefix=key_prefix)
     try:
-        await provider._client.set(provider._keys("s")[0], "not a list")
+        await provider._client.set(provider._session_keys("s").msgs, "not a list")
         with pytest.raises(ConfigurationError, match="prefix"):
             await provider.count_messages("s")
     finally:
@@ -328,7 +344,8 @@ async def test_key_of_another_type_is_a_configuration_error(url: str, key_prefix
 async def test_scripts_are_reloaded_after_script_flush(
     redis_cluster_url: str, key_prefix: str
 ) -> None:
-    """After `SCRIPT FLUSH` (a restart, a failover) scripts load again on NOSCRIPT.
+    """After `SCRIPT FLUSH` (a restart, a failover) scripts load again on NOSCRIPT, also
+    those sent inside a pipeline.
 
     Runs on the test's own cluster, since flushing the shared server's scripts is not ours to do.
     """
@@ -338,7 +355,13 @@ async def test_scripts_are_reloaded_after_script_flush(
         await provider._client.script_flush()
         await provider.add_messages("s", make_messages(2, text="after"))
         assert await provider.count_messages("s") == 3
-        assert await provider.list_sessions() == ["s"]
+        await provider._client.script_flush()
+        assert await provider.list_sessions() == ["s"]  # a script inside a pipeline
+        await provider._client.script_flush()
+        assert await provider.prune(timedelta(days=1)) == 0
+        last = (await provider.list_messages("s"))[-1]
+        await provider._client.script_flush()
+        assert len(await provider.list_messages("s", limit=2, before=last.id)) == 2
     finally:
         async for key in provider._client.scan_iter(match=f"{key_prefix}:*"):
             await provider._client.delete(key)
@@ -420,7 +443,7 @@ async def test_reduced_read_of_long_session_never_reads_whole_session(
     await _add_in_batches(provider, "s", messages)
     sent.clear()
     assert await provider.list_messages("s") == await reducer.reduce(messages)
-    msgs, sys_key = provider._session_keys("s")[0], provider._session_keys("s")[3]
+    msgs, sys_key = provider._session_keys("s").msgs, provider._session_keys("s").session[3]
     commands = [command for trip in sent for command in trip]
     assert [(_name(c), c[1], *(int(x) for x in c[2:])) for c in commands] == [
         ("LRANGE", msgs, -64, -1),
@@ -484,7 +507,7 @@ async def test_system_copy_left_behind_is_dropped_when_session_restarts(
     provider = RedisChatHistoryProvider(url, prefix=key_prefix)
     try:
         await provider.add_messages("s", [ChatMessage.system("old"), *make_messages(2)])
-        await provider._client.delete(*provider._keys("s"))
+        await provider._client.delete(*provider._session_keys("s").session[:3])
         await provider.add_messages("s", make_messages(2, text="new"))
         assert await provider._read_system("s") == []
     finally:
@@ -499,13 +522,351 @@ async def test_system_copy_takes_the_session_expiry(url: str, key_prefix: str) -
         await expiring.add_messages("s", make_messages(2))
         await lasting.add_messages("s", [ChatMessage.system("rules")])
         client = expiring._client
-        msgs, _, _, sys_key = expiring._session_keys("s")
+        msgs, _, _, sys_key, _ = expiring._session_keys("s").session
         copy_ttl, session_ttl = await client.pttl(sys_key), await client.pttl(msgs)
         assert 9 * 60_000 < copy_ttl <= 10 * 60_000
         assert abs(copy_ttl - session_ttl) < 1_000
     finally:
         await expiring.aclose()
         await lasting.aclose()
+
+
+# -- the sessions index, purge and prune ------------------------------------------------------
+
+
+async def _command_calls(client: RedisCluster, command: str) -> dict[int, int]:
+    """`INFO commandstats` calls of `command` on each master of the cluster, by port."""
+    calls: dict[int, int] = {}
+    for node in client.get_primaries():
+        direct = Redis(host=node.host, port=node.port)
+        try:
+            stats = await direct.info("commandstats")
+        finally:
+            await direct.aclose()
+        calls[node.port] = int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+    assert len(calls) == 3, "the client has not read the cluster's slot map yet"
+    return calls
+
+
+async def _drop_prefix(provider: RedisChatHistoryProvider) -> None:
+    async for key in provider._client.scan_iter(match=f"{provider.prefix}:*", count=1000):
+        await provider._client.delete(key)
+
+
+async def test_cluster_appends_spread_over_the_masters(
+    redis_cluster_url: str, key_prefix: str
+) -> None:
+    """Appends to 1,000 sessions in a 3-master cluster: no master serves more than half of
+    the commands (the index is sharded and written only when a session is created)."""
+    provider = RedisChatHistoryProvider(
+        redis_cluster_url, prefix=key_prefix, ttl=timedelta(hours=1)
+    )
+    try:
+        await provider.add_messages("warm-up", make_messages(1))
+        assert isinstance(provider._client, RedisCluster)
+        before = await _command_calls(provider._client, "evalsha")
+        sessions = [f"s-{i}" for i in range(1000)]
+        for round_ in range(3):
+            for first in range(0, len(sessions), 100):
+                await asyncio.gather(
+                    *(
+                        provider.add_messages(s, make_messages(1, text=f"r{round_}"))
+                        for s in sessions[first : first + 100]
+                    )
+                )
+        after = await _command_calls(provider._client, "evalsha")
+        served = {port: after[port] - before[port] for port in after}
+        assert len(served) == 3
+        assert sum(served.values()) == 3000 + 1000  # the appends, and one index write each
+        assert max(served.values()) <= sum(served.values()) // 2
+        assert len(await provider.list_sessions(prefix="s-")) == 1000
+    finally:
+        await _drop_prefix(provider)
+        await provider.aclose()
+
+
+async def test_list_sessions_pages_past_members_whose_keys_are_gone(
+    url: str, key_prefix: str
+) -> None:
+    """Pages stay exact when shards are uneven and most members are dead: the listing
+    reads further rounds instead of returning a short or out-of-order page."""
+    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    try:
+        sessions = [f"s-{i:04d}" for i in range(400)]
+        for first in range(0, len(sessions), 100):
+            await asyncio.gather(
+                *(provider.add_messages(s, make_messages(1)) for s in sessions[first : first + 100])
+            )
+        dead = {s for i, s in enumerate(sessions) if i % 5 or 100 <= i < 300}
+        for session in dead:  # as if evicted: the keys go, the index members stay
+            await provider._client.delete(*provider._session_keys(session).session)
+        live = [s for s in sessions if s not in dead]
+        pages: list[list[str]] = []
+        page = await provider.list_sessions(limit=7)
+        while page:
+            pages.append(page)
+            page = await provider.list_sessions(limit=7, after=page[-1])
+        assert [s for p in pages for s in p] == live
+        assert all(len(p) == 7 for p in pages[:-1])
+        assert await provider.list_sessions(prefix="s-02", limit=3) == []
+        assert await provider.list_sessions(after="s-0150") == live[len(live) // 2 :]
+    finally:
+        await provider.aclose()
+
+
+async def test_index_expiry_is_written_at_creation_only(url: str, key_prefix: str) -> None:
+    """A later add renews the keys' ttl but leaves the index alone; the purge re-scores a
+    member whose keys outlived its recorded expiry instead of dropping it."""
+    provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(minutes=10))
+    try:
+        await provider.add_messages("s", make_messages(1))
+        keys = provider._session_keys("s")
+        client = provider._client
+        await client.zadd(keys.shard.expiry, {"s": 1})  # as if renewals had moved the expiry on
+        await provider.add_messages("s", make_messages(1, text="later"))
+        assert await client.zscore(keys.shard.expiry, "s") == 1
+        assert await provider.purge_expired() == 0
+        score = await client.zscore(keys.shard.expiry, "s")
+        assert score is not None
+        assert score > 1_000_000
+        assert await provider.list_sessions() == ["s"]
+    finally:
+        await provider.aclose()
+
+
+async def _legacy_session(provider: RedisChatHistoryProvider, session: str) -> None:
+    """Store `session` as a memweave without per-session times or index shards did."""
+    await provider.add_messages(session, make_messages(2))
+    keys = provider._session_keys(session)
+    client = provider._client
+    await client.delete(keys.info)
+    await client.zrem(keys.shard.sessions, session)
+    await client.zrem(keys.shard.expiry, session)
+    await client.zadd(provider._index.legacy.sessions, {session: 0})
+
+
+async def test_sessions_in_the_earlier_index_are_listed_and_pruned(
+    url: str, key_prefix: str
+) -> None:
+    """Sessions listed only in the unsharded index of earlier releases are still listed and
+    paged; having no recorded times, prune stamps them the first time instead of deleting."""
+    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    try:
+        for session in ("a", "c", "e"):
+            await _legacy_session(provider, session)
+        for session in ("b", "d"):
+            await provider.add_messages(session, make_messages(1))
+        assert await provider.list_sessions() == ["a", "b", "c", "d", "e"]
+        assert await provider.list_sessions(limit=2, after="a") == ["b", "c"]
+        info = await provider.session_info("a")
+        assert info is not None
+        assert info.message_count == 2
+        assert (info.created_at, info.updated_at) == (None, None)
+        await asyncio.sleep(0.01)
+        assert await provider.prune(timedelta(milliseconds=1), dry_run=True) == 2
+        assert await provider.prune(timedelta(milliseconds=1)) == 2  # b and d
+        info = await provider.session_info("a")
+        assert info is not None
+        assert info.created_at is None
+        assert info.updated_at is not None
+        assert await provider.list_sessions() == ["a", "c", "e"]
+        await provider.clear("c")
+        assert await provider._client.zscore(provider._index.legacy.sessions, "c") is None
+        await asyncio.sleep(0.01)
+        assert await provider.prune(timedelta(milliseconds=1)) == 2
+        assert await provider.list_sessions() == []
+        assert await _keys_of(provider) == []
+    finally:
+        await provider.aclose()
+
+
+async def test_expired_sessions_leave_the_earlier_index(url: str, key_prefix: str) -> None:
+    """An expired session listed in the unsharded index of earlier releases is purged."""
+    provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(minutes=10))
+    try:
+        await _legacy_session(provider, "old")
+        legacy = provider._index.legacy
+        client = provider._client
+        await client.zadd(legacy.expiry, {"old": 1})
+        for key in provider._session_keys("old").session:
+            await client.pexpireat(key, 1)
+        assert await provider.purge_expired() == 1
+        assert await _keys_of(provider) == []
+    finally:
+        await provider.aclose()
+
+
+async def test_purge_expired_works_in_bounded_batches(
+    counted: tuple[RedisChatHistoryProvider, list[list[tuple[Any, ...]]]],
+) -> None:
+    """`purge_expired` drops expired members whose keys are gone, asking for at most
+    `BATCH_SIZE` of them per script and checking their keys in one pipeline per batch."""
+    provider, sent = counted
+    shard = provider._index.shards[3]
+    ghosts = {f"ghost-{i}": 1 for i in range(2 * BATCH_SIZE + 7)}
+    await provider._client.zadd(shard.sessions, dict.fromkeys(ghosts, 0))
+    await provider._client.zadd(shard.expiry, ghosts)
+    sent.clear()
+    assert await provider.purge_expired() == len(ghosts)
+    assert await provider._client.exists(shard.sessions, shard.expiry) == 0
+    expired_sha = scripts.EXPIRED.sha
+    asked = [
+        int(c[-1]) for trip in sent for c in trip if _name(c) == "EVALSHA" and c[1] == expired_sha
+    ]
+    assert asked
+    assert max(asked) <= BATCH_SIZE
+    assert max(len(trip) for trip in sent) <= BATCH_SIZE
+
+
+async def test_list_sessions_purges_a_few_expired_members_on_the_way(
+    url: str, key_prefix: str
+) -> None:
+    """Each `list_sessions` call also drops a bounded number of expired members of one
+    shard, so the index does not grow when nobody runs `purge_expired`."""
+    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    try:
+        client = provider._client
+        for shard in provider._index.all:
+            await client.zadd(shard.sessions, {"ghost-1": 0, "ghost-2": 0})
+            await client.zadd(shard.expiry, {"ghost-1": 1, "ghost-2": 1})
+        for _ in provider._index.all:
+            assert await provider.list_sessions() == []
+        assert await _keys_of(provider) == []
+    finally:
+        await provider.aclose()
+
+
+async def test_unindex_lists_again_a_session_recreated_meanwhile(url: str, key_prefix: str) -> None:
+    """Dropping a member from the index outside the session's script re-checks its keys, so
+    a session re-created by another writer in between stays listed."""
+    provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(minutes=5))
+    try:
+        await provider.add_messages("s", make_messages(1))
+        await provider._index.unindex(["s"])
+        assert await provider.list_sessions() == ["s"]
+        keys = provider._session_keys("s")
+        assert await provider._client.zscore(keys.shard.expiry, "s") is not None
+    finally:
+        await provider.aclose()
+
+
+async def test_prune_keeps_a_session_updated_after_it_was_read(url: str, key_prefix: str) -> None:
+    """The delete re-checks the updated time in the session's own script: a session written
+    between the sweep's read and its delete stays, and stays listed."""
+    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    try:
+        await provider.add_messages("s", make_messages(1))
+        info = await provider.session_info("s")
+        assert info is not None
+        assert info.updated_at is not None
+        updated_ms = int(info.updated_at.timestamp() * 1000)
+        assert await provider._index._delete_stale(["s"], cutoff=updated_ms) == 0
+        assert await provider.list_sessions() == ["s"]
+        assert await provider._index._delete_stale(["s"], cutoff=updated_ms + 1) == 1
+        assert await provider.list_sessions() == []
+        assert await _keys_of(provider) == []
+    finally:
+        await provider.aclose()
+
+
+async def test_session_info_times_come_from_the_server_clock(url: str, key_prefix: str) -> None:
+    """`created_at` is set when the session starts, `updated_at` on every stored change, both
+    in one hash beside the session's keys that expires with them."""
+    provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(minutes=10))
+    try:
+        seconds, _ = await provider._client.time()
+        await provider.add_messages("s", make_messages(3))
+        first = await provider.session_info("s")
+        assert first is not None
+        assert first.created_at is not None
+        assert abs(first.created_at.timestamp() - int(seconds)) < 5
+        await asyncio.sleep(0.01)
+        stored = await provider.list_messages("s")
+        assert await provider.delete_messages("s", [stored[1].id]) == 1
+        second = await provider.session_info("s")
+        assert second is not None
+        assert second.created_at == first.created_at
+        assert second.updated_at is not None
+        assert first.updated_at is not None
+        assert second.updated_at > first.updated_at
+        assert await provider._client.pttl(provider._session_keys("s").info) > 9 * 60_000
+    finally:
+        await provider.aclose()
+
+
+# -- pages and edits --------------------------------------------------------------------------
+
+
+async def _check_in_step(provider: RedisChatHistoryProvider, session: str) -> None:
+    """The entries, role list, id set and system copy of a session agree."""
+    msgs, meta, ids, sys_key, _ = provider._session_keys(session).session
+    client = provider._client
+    stored = await provider.list_messages(session)
+    tags = await client.lrange(meta, 0, -1)
+    assert await client.llen(msgs) == len(tags) == await client.scard(ids) == len(stored)
+    assert [t.decode() for t in tags] == [m.role[0] + m.id for m in stored]
+    assert await client.lrange(sys_key, 0, -1) == await _system_rows(provider, session)
+
+
+async def test_delete_and_truncate_keep_every_key_in_step(url: str, key_prefix: str) -> None:
+    """Deletes at the head, in the middle and at the tail, with tool groups and system
+    messages, and truncation keep entries, roles, ids and the system copy in step."""
+    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    try:
+        messages = _long_session(300)
+        await provider.add_messages("s", messages)
+        groups = [m for m in messages if m.tool_calls]
+        systems = [m for m in messages if m.role == "system"]
+        doomed = [messages[0].id, groups[3].id, systems[4].id, messages[150].id, messages[-1].id]
+        assert await provider.delete_messages("s", doomed) >= len(set(doomed))
+        await _check_in_step(provider, "s")
+        stored = await provider.list_messages("s")
+        assert groups[3].id not in {m.id for m in stored}
+        assert not any(
+            m.role == "tool" and m.tool_call_id in {c.id for c in groups[3].tool_calls or []}
+            for m in stored
+        )
+        cut = stored[len(stored) // 2]
+        await provider.truncate_after("s", cut.id)
+        await _check_in_step(provider, "s")
+        await provider.truncate_after("s", stored[0].id)
+        await _check_in_step(provider, "s")
+        remaining = await provider.list_messages("s")
+        assert await provider.delete_messages("s", [m.id for m in remaining]) == len(remaining)
+        assert await _keys_of(provider) == []
+    finally:
+        await provider.aclose()
+
+
+async def test_paging_with_a_known_position_never_searches(
+    redis_cluster_url: str, key_prefix: str
+) -> None:
+    """Streaming a long session checks each cursor at the position its page was read from
+    (`LINDEX`), so no page runs `LPOS`; a cursor this provider has not seen is searched."""
+    writer = RedisChatHistoryProvider(redis_cluster_url, prefix=key_prefix)
+    reader = RedisChatHistoryProvider(redis_cluster_url, prefix=key_prefix)
+    try:
+        messages = make_messages(20_000)
+        for first in range(0, len(messages), 5000):
+            await writer.add_messages("s", messages[first : first + 5000])
+        assert isinstance(reader._client, RedisCluster)
+        assert await reader.count_messages("s") == len(messages)  # the cluster map is read
+        before = sum((await _command_calls(reader._client, "lpos")).values())
+        count = 0
+        async for message in reader.iter_messages("s", page_size=1000):
+            assert message.id == messages[count].id
+            count += 1
+        assert count == len(messages)
+        older = await reader.list_messages("s", limit=2500, before=messages[-1].id)
+        older += await reader.list_messages("s", limit=10, before=older[0].id)
+        assert sum((await _command_calls(reader._client, "lpos")).values()) == before
+        fresh = await writer.list_messages("s", limit=3, before=messages[10_000].id)
+        assert [m.id for m in fresh] == [m.id for m in messages[9997:10_000]]
+        assert sum((await _command_calls(reader._client, "lpos")).values()) > before
+    finally:
+        await _drop_prefix(writer)
+        await writer.aclose()
+        await reader.aclose()
 
 
 # -- clients and URLs -------------------------------------------------------------------------
