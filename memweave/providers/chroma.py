@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,13 +29,18 @@ from memweave.errors import (
     MissingDependency,
 )
 from memweave.messages import ChatMessage
+from memweave.providers import _chroma_sessions as _sessions
 from memweave.providers._chroma_client import EmbeddedChroma, parse_chroma_url
+from memweave.providers._chroma_history_ops import HistoryOps, text_of
 from memweave.providers.base import (
+    BATCH_SIZE,
     ChatHistoryProvider,
+    DeleteOutcome,
+    PageRow,
     ReduceOn,
+    SessionInfo,
     StoredRecord,
     dedupe_batch,
-    trim_count,
 )
 from memweave.reducers.base import ChatReducer
 from memweave.session import validate_session_id
@@ -55,10 +57,10 @@ _COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 _META_EMBEDDER = "memweave:embedder"
 _META_DIMENSIONS = "memweave:dimensions"
 _META_KIND = "memweave:kind"
+_META_LAYOUT = "memweave:layout"
 _KIND = "history"
-_MESSAGE = "message"
-_SESSION = "session"
-_PAGE = 5_000
+_LAYOUT = 2
+"""Collections of this layout hold no session record without the listing fields."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,40 +82,6 @@ class MessageHit(BaseModel):
     """Cosine similarity to the query, clipped to [0, 1]; higher is better."""
 
 
-def _hash(*parts: str) -> str:
-    digest = hashlib.blake2b(digest_size=20)
-    for part in parts:
-        digest.update(part.encode("utf-8", "surrogatepass"))
-        digest.update(b"\x00")
-    return digest.hexdigest()
-
-
-def _message_key(session_id: str, message_id: str) -> str:
-    """The record id of a message: ids are per session, and any characters are safe."""
-    return "m" + _hash(session_id, message_id)
-
-
-def _session_key(session_id: str) -> str:
-    return "s" + _hash(session_id)
-
-
-def _text_of(data: bytes) -> str:
-    """The text of a stored entry, for its vector; "" when it has none or is not ours."""
-    try:
-        content = json.loads(data)["m"].get("content", "")
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            str(part.get("text", ""))
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return ""
-
-
 class ChromaChatHistoryProvider(ChatHistoryProvider):
     """Chroma based history store: embedded (one process) or on a Chroma server (many).
 
@@ -121,20 +89,47 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
     text's vector as the embedding (so `search` finds messages by meaning), and as metadata
     its session, role, id and an explicit sequence number. Order is by that sequence, never
     by a clock: an append reads the highest sequence stored in the session (only the records
-    above the highest this provider has seen) and which ids of its batch the session holds,
-    then writes the new messages, numbered after it, in one call. A record's id is a hash of
+    above the highest this provider has seen, or on its first append to the session, above
+    the head the session record holds) and which ids of its batch the session holds, then
+    writes the new messages, numbered after it, in one call (with `max_messages`, it then
+    reads the session's metadata to trim). A record's id is a hash of
     session and message id, so a message is stored once even when several processes race to
     add it. Each session also has one record holding its expiry time (`ttl`, on this
-    machine's clock). Concurrent appends through one provider are written together: one read
-    and one write per session (group commit).
+    machine's clock), its creation and update times, the lowest and highest sequence numbers
+    written, and its id's first 1, 2, 3, 4, 6, 8, 12, 16, 24 and 32 characters. Concurrent
+    appends through one provider are written together (group commit).
 
     Chroma has no transactions, so what other backends do in one atomic step is done here in
     a few ordered calls, serialised within the provider: trimming to `max_messages` follows
-    the append, and a `reduce_on="write"` rewrite is atomic only among this provider's own
-    calls. Writers in several processes never lose or duplicate messages and keep each
-    writer's order; two appends racing in different processes may take the same sequence
-    number and are then ordered by writer. Reads fetch the session's records and sort them,
-    so they cost in proportion to the session's length (bound it with `max_messages`).
+    the append, and a `reduce_on="write"` rewrite, `delete_messages` and `truncate_after` are
+    atomic only among this provider's own calls. Writers in several processes never lose or
+    duplicate messages and keep each writer's order; two appends racing in different
+    processes may take the same sequence number and are then ordered by writer.
+
+    What calls cost. Chroma answers equality and `$in` from its index, but a `$gte`/`$lte`
+    range costs it the whole collection, so no common call uses one. Each message also
+    stores `key`, a per-session block start plus its sequence number: a page
+    (`list_messages(limit=N)`, `before=`, `iter_messages`) looks up its cursor by record id,
+    then one window of about 2N keys next to it with `$in`, widened step by step where
+    deletions left gaps, so it costs the page, not the session or the collection. An append
+    looks up its batch's ids and the session record by id, and probes the keys just above
+    the last head for racing writers (with `max_messages`, it then reads the session's
+    metadata to trim). `list_messages()` without a limit, `delete_messages` and
+    `truncate_after` (metadata only) read the whole session; `count_messages` and
+    `session_info` fetch the ids of its records. `list_sessions(prefix)` looks up the
+    sessions sharing the prefix's stored characters; with `after` and `limit`, the sessions
+    sharing the cursor's longest stored prefix that holds `limit` ids after it (they come
+    first), so a page costs about that group; `list_sessions()` with neither reads every
+    session record. `prune` and `purge_expired` query and delete `BATCH_SIZE` sessions per
+    step (a range over the session records, on this machine's clock).
+
+    A collection written by an older memweave has session records without these fields and
+    messages without `key`: such sessions are read through `seq` ranges and listed through
+    a scan of the collection until `prune` gives them an update time (when it first sees
+    them); after that sweep the collection is marked and listing scans no more. Upgrade
+    every writer of a collection together. A row another process numbered below the
+    session's recorded lowest number while racing a trim is left out of pages (full reads
+    see it).
 
     Embedded Chroma (`chroma:///path`, the default) serves one process; use a Chroma server
     (`chroma+http://host:port`) to share histories between processes.
@@ -234,13 +229,14 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         self.collection_name = name
         self._embedder = embedder
         self._collection: Any = None
+        self._client: Any = None
+        self._legacy = False
         self._close_client: Callable[[], None] | None = None
         self._open_lock = asyncio.Lock()
         # One thread makes every Chroma call, in order: the provider's own writes never
         # interleave, and Chroma's blocking client stays off the event loop.
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="memweave")
-        self._writer = uuid.uuid4().hex[:12]
-        self._heads: dict[str, int] = {}
+        self._ops = HistoryOps(uuid.uuid4().hex[:12], self._blank)
         # Concurrent appends to one session become one read and one write (group commit),
         # each call's records staying together in order.
         self._appends: GroupCommit[_Append, None] = GroupCommit(self._write_appends)
@@ -272,6 +268,7 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
 
     def _open(self, embedder: str, dimensions: int) -> Any:
         client, self._close_client = self._make_client()
+        self._client = client
         try:
             return self._open_collection(client, embedder, dimensions)
         except BaseException:
@@ -286,11 +283,17 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
     def _open_collection(self, client: Any, embedder: str, dimensions: int) -> Any:
         import chromadb.errors
 
-        wanted = {_META_KIND: _KIND, _META_EMBEDDER: embedder, _META_DIMENSIONS: dimensions}
+        wanted = {
+            _META_KIND: _KIND,
+            _META_EMBEDDER: embedder,
+            _META_DIMENSIONS: dimensions,
+            _META_LAYOUT: _LAYOUT,
+        }
         try:
             collection = client.get_collection(self.collection_name, embedding_function=None)
         except chromadb.errors.NotFoundError:
             try:
+                self._legacy = False
                 return client.create_collection(
                     self.collection_name,
                     metadata=wanted,
@@ -312,7 +315,14 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
                 f"{found.get(_META_EMBEDDER)!r} ({found.get(_META_DIMENSIONS)} dimensions), not "
                 f"{embedder!r} ({dimensions} dimensions); use that embedder or another collection"
             )
+        # Made by an older memweave: session records without the listing fields may exist.
+        self._legacy = found.get(_META_LAYOUT) != _LAYOUT
         return collection
+
+    def _mark_layout(self, collection: Any) -> None:
+        """Record that no session record lacks the listing fields any more."""
+        collection.modify(metadata={**(collection.metadata or {}), _META_LAYOUT: _LAYOUT})
+        self._legacy = False
 
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:
@@ -343,7 +353,7 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         return [1.0] + [0.0] * (self.embedder.dimensions - 1)
 
     async def _embed(self, records: Sequence[StoredRecord]) -> list[list[float]]:
-        texts = [_text_of(record.data) for record in records]
+        texts = [text_of(record.data) for record in records]
         todo = [i for i, text in enumerate(texts) if text.strip()]
         vectors = [self._blank() for _ in records]
         if todo:
@@ -351,190 +361,6 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
             for i, vector in zip(todo, made, strict=True):
                 vectors[i] = vector
         return vectors
-
-    # -- blocking helpers (run on the worker thread) -----------------------------------------
-
-    @staticmethod
-    def _where(session_id: str, kind: str | None = None) -> dict[str, Any]:
-        # Session ids are values under an explicit `$eq`: never operators or patterns.
-        if kind is None:
-            return {"sid": {"$eq": session_id}}
-        return {"$and": [{"sid": {"$eq": session_id}}, {"kind": {"$eq": kind}}]}
-
-    def _get_all(self, collection: Any, where: dict[str, Any], include: list[str]) -> Any:
-        """`collection.get` in pages, merged, so a long session is not one huge response."""
-        merged: dict[str, list[Any]] = {"ids": [], "metadatas": [], "documents": []}
-        offset = 0
-        while True:
-            page = collection.get(where=where, include=include, limit=_PAGE, offset=offset)
-            merged["ids"].extend(page["ids"])
-            for field in ("metadatas", "documents"):
-                if page.get(field) is not None:
-                    merged[field].extend(page[field])
-            if len(page["ids"]) < _PAGE:
-                return merged
-            offset += _PAGE
-
-    def _state(self, collection: Any, session_id: str) -> tuple[list[Any], float | None]:
-        """The live session's message records as `(seq, tie, key, metadata, document)`, in
-        order, and its expiry time (0 for none); `([], None)` when the session does not exist
-        or has expired."""
-        got = self._get_all(collection, self._where(session_id), ["metadatas", "documents"])
-        expires: float | None = None
-        rows = []
-        for key, meta, document in zip(got["ids"], got["metadatas"], got["documents"], strict=True):
-            if meta.get("kind") == _SESSION:
-                expires = float(meta.get("expires", 0) or 0)
-            else:
-                rows.append((int(meta["seq"]), str(meta.get("tie", "")), key, meta, document))
-        if expires is None or (expires and expires <= time.time()):
-            return [], None
-        rows.sort(key=lambda row: row[:3])
-        return rows, expires
-
-    def _append_blocking(
-        self,
-        collection: Any,
-        session_id: str,
-        records: Sequence[StoredRecord],
-        vectors: Sequence[Sequence[float]],
-        max_messages: int | None,
-        ttl: timedelta | None,
-    ) -> None:
-        hint = self._heads.get(session_id, 0)
-        session = _session_key(session_id)
-        ids = [record.id for record in records]
-        clauses: list[dict[str, Any]] = [{"kind": {"$eq": _SESSION}}, {"seq": {"$gt": hint}}]
-        if ids:
-            clauses.append({"mid": {"$in": ids}})
-        seen = collection.get(
-            where={"$and": [{"sid": {"$eq": session_id}}, {"$or": clauses}]},
-            include=["metadatas"],
-        )
-        now = time.time()
-        expired = exists = False
-        head = hint
-        present: set[str] = set()
-        for meta in seen["metadatas"]:
-            if meta.get("kind") == _SESSION:
-                exists = True
-                expires = float(meta.get("expires", 0) or 0)
-                expired = expires != 0 and expires <= now
-                head = max(head, int(meta.get("head", 0) or 0))
-            else:
-                head = max(head, int(meta["seq"]))
-                present.add(str(meta.get("mid")))
-        if expired:
-            collection.delete(where=self._where(session_id))
-            exists, head, present = False, 0, set()
-        fresh = [(r, v) for r, v in zip(records, vectors, strict=True) if r.id not in present]
-        if not fresh and not exists:
-            return  # an empty batch (or only known ids) neither creates nor renews a session
-        expires = now + ttl.total_seconds() if ttl is not None else 0.0
-        metadatas = [self._metadata(session_id, r, head + n) for n, (r, _) in enumerate(fresh, 1)]
-        head += len(fresh)
-        # One call writes the batch and the session record together. It is an upsert, so a
-        # message another process stored since the read above is written again, same content.
-        collection.upsert(
-            ids=[*(_message_key(session_id, r.id) for r, _ in fresh), session],
-            embeddings=[*(v for _, v in fresh), self._blank()],
-            documents=[*(r.data.decode("utf-8") for r, _ in fresh), ""],
-            metadatas=[
-                *metadatas,
-                {"kind": _SESSION, "sid": session_id, "expires": expires, "head": head},
-            ],
-        )
-        self._heads[session_id] = head
-        if max_messages is not None:
-            self._trim(collection, session_id, max_messages)
-
-    def _metadata(self, session_id: str, record: StoredRecord, seq: int) -> dict[str, Any]:
-        return {
-            "kind": _MESSAGE,
-            "sid": session_id,
-            "seq": seq,
-            "tie": self._writer,
-            "role": record.role,
-            "mid": record.id,
-            "text": bool(_text_of(record.data).strip()),
-        }
-
-    def _trim(self, collection: Any, session_id: str, max_messages: int) -> None:
-        rows, _ = self._state(collection, session_id)
-        drop = trim_count([row[3].get("role", "") for row in rows], max_messages)
-        if drop:
-            collection.delete(ids=[row[2] for row in rows[:drop]])
-            if drop == len(rows):
-                collection.delete(ids=[_session_key(session_id)])
-
-    def _read_blocking(
-        self, collection: Any, session_id: str, limit: int | None, role: str | None
-    ) -> list[bytes]:
-        rows, _ = self._state(collection, session_id)
-        if role is not None:
-            rows = [row for row in rows if row[3].get("role") == role]
-        if limit is not None:
-            rows = rows[-limit:]
-        return [str(row[4]).encode("utf-8") for row in rows]
-
-    def _count_blocking(self, collection: Any, session_id: str) -> int:
-        return len(self._state(collection, session_id)[0])
-
-    def _clear_blocking(self, collection: Any, session_id: str) -> None:
-        collection.delete(where=self._where(session_id))
-        self._heads.pop(session_id, None)
-
-    def _list_blocking(self, collection: Any, prefix: str | None) -> list[str]:
-        got = self._get_all(collection, {"kind": {"$eq": _SESSION}}, ["metadatas"])
-        now = time.time()
-        out = []
-        for meta in got["metadatas"]:
-            session_id = str(meta.get("sid", ""))
-            expires = float(meta.get("expires", 0) or 0)
-            if (expires == 0 or expires > now) and session_id.startswith(prefix or ""):
-                out.append(session_id)
-        return out
-
-    def _remove_blocking(self, collection: Any, session_id: str, ids: Sequence[str]) -> None:
-        if ids:
-            collection.delete(ids=[_message_key(session_id, i) for i in ids])
-        if not self._state(collection, session_id)[0]:
-            collection.delete(ids=[_session_key(session_id)])
-
-    def _replace_blocking(
-        self,
-        collection: Any,
-        session_id: str,
-        records: Sequence[StoredRecord],
-        vectors: Sequence[Sequence[float]],
-        expected_last_id: str | None,
-    ) -> bool:
-        rows, expires = self._state(collection, session_id)
-        last = str(rows[-1][3].get("mid")) if rows else None
-        if last != expected_last_id:
-            return False
-        keep = {_message_key(session_id, r.id) for r in records}
-        doomed = [row[2] for row in rows if row[2] not in keep]
-        if doomed:
-            collection.delete(ids=doomed)
-        if not records:
-            collection.delete(ids=[_session_key(session_id)])
-            return True
-        head = max([self._heads.get(session_id, 0), *(row[0] for row in rows)])
-        metadatas = [self._metadata(session_id, r, head + n) for n, r in enumerate(records, 1)]
-        head += len(records)
-        # Renumbered after everything seen, so the rewritten history keeps its new order.
-        collection.upsert(
-            ids=[*(_message_key(session_id, r.id) for r in records), _session_key(session_id)],
-            embeddings=[*vectors, self._blank()],
-            documents=[*(r.data.decode("utf-8") for r in records), ""],
-            metadatas=[
-                *metadatas,
-                {"kind": _SESSION, "sid": session_id, "expires": expires or 0.0, "head": head},
-            ],
-        )
-        self._heads[session_id] = head
-        return True
 
     # -- primitives ---------------------------------------------------------------------------
 
@@ -558,26 +384,71 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         vectors = iter(await self._embed(flat))
         for (session_id, max_messages, ttl), records in merged.items():
             own = [next(vectors) for _ in records]
-            await self._run(self._append_blocking, session_id, records, own, max_messages, ttl)
+            await self._run(self._ops.append, session_id, records, own, max_messages, ttl)
         return [None] * len(batch)
 
     async def _read(self, session_id: str, limit: int | None) -> list[bytes]:
-        return await self._run(self._read_blocking, session_id, limit, None)
+        return await self._run(self._ops.read, session_id, limit)
 
     async def _read_system(self, session_id: str) -> list[bytes]:
-        return await self._run(self._read_blocking, session_id, None, "system")
+        return await self._run(self._ops.read_system, session_id)
+
+    async def _read_page(
+        self, session_id: str, *, after: str | None, before: str | None, limit: int
+    ) -> list[PageRow] | None:
+        return await self._run(self._ops.read_page, session_id, after, before, limit)
 
     async def _count(self, session_id: str) -> int:
-        return await self._run(self._count_blocking, session_id)
+        return await self._run(self._ops.count, session_id)
+
+    async def _session_info(self, session_id: str) -> SessionInfo | None:
+        return await self._run(self._ops.session_info, session_id)
 
     async def _clear(self, session_id: str) -> None:
-        await self._run(self._clear_blocking, session_id)
+        await self._run(self._ops.clear, session_id)
 
-    async def _list_sessions(self, prefix: str | None) -> list[str]:
-        return await self._run(self._list_blocking, prefix)
+    async def _list_sessions(
+        self, prefix: str | None, *, after: str | None, limit: int | None
+    ) -> list[str]:
+        return await self._run(self._list_blocking, prefix, after, limit)
+
+    def _list_blocking(
+        self, collection: Any, prefix: str | None, after: str | None, limit: int | None
+    ) -> list[str]:
+        return _sessions.list_sessions(collection, prefix, after, limit, legacy=self._legacy)
+
+    async def _delete(self, session_id: str, message_ids: Sequence[str]) -> DeleteOutcome:
+        return await self._run(self._ops.delete, session_id, list(message_ids))
+
+    async def _truncate_after(self, session_id: str, message_id: str) -> int | None:
+        return await self._run(self._ops.truncate_after, session_id, message_id)
+
+    async def _prune(self, older_than: timedelta, *, dry_run: bool) -> int:
+        await self._ready()  # learns whether the collection may hold older session records
+        if not dry_run and self._legacy:
+            # Sessions stored without an update time count as updated now, when first seen;
+            # once none is left, listing no longer looks for them.
+            while await self._run(_sessions.stamp_unrecorded) == BATCH_SIZE:
+                pass
+            await self._run(self._mark_layout)
+        total, more = 0, True
+        while more:
+            # One worker call per batch, so this provider's other calls go on in between.
+            done, more = await self._run(
+                _sessions.prune_step, self._ops.heads, older_than, dry_run, total
+            )
+            total += done
+        return total
+
+    async def _purge_expired(self) -> int:
+        total, more = 0, True
+        while more:
+            done, more = await self._run(_sessions.purge_step, self._ops.heads)
+            total += done
+        return total
 
     async def _remove(self, session_id: str, message_ids: Sequence[str]) -> None:
-        await self._run(self._remove_blocking, session_id, list(message_ids))
+        await self._run(self._ops.remove, session_id, list(message_ids))
 
     async def _replace(
         self,
@@ -587,9 +458,7 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         expected_last_id: str | None,
     ) -> bool:
         vectors = await self._embed(records)
-        return await self._run(
-            self._replace_blocking, session_id, records, vectors, expected_last_id
-        )
+        return await self._run(self._ops.replace, session_id, records, vectors, expected_last_id)
 
     async def _aclose(self) -> None:
         await self._appends.flush()
@@ -618,7 +487,7 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
             return []
         [vector] = self._vectors(await self.embedder.embed([query]))
         with self._map_errors():
-            found = await self._run(self._search_blocking, session_id, vector, k)
+            found = await self._run(self._ops.search, session_id, vector, k)
         hits: list[MessageHit] = []
         for position, (document, distance) in enumerate(found):
             try:
@@ -630,38 +499,6 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
                 continue
             hits.append(MessageHit(message=message, score=max(0.0, min(1.0, 1.0 - distance))))
         return hits
-
-    def _search_blocking(
-        self, collection: Any, session_id: str, vector: list[float], k: int
-    ) -> list[tuple[str, float]]:
-        if not self._alive(collection, session_id):
-            return []
-        result = collection.query(
-            query_embeddings=[vector],
-            n_results=k,
-            where={
-                "$and": [
-                    {"sid": {"$eq": session_id}},
-                    {"kind": {"$eq": _MESSAGE}},
-                    {"text": {"$eq": True}},
-                ]
-            },
-            include=["documents", "distances"],
-        )
-        return [
-            (str(document), float(distance))
-            for document, distance in zip(
-                result["documents"][0], result["distances"][0], strict=True
-            )
-        ]
-
-    @staticmethod
-    def _alive(collection: Any, session_id: str) -> bool:
-        got = collection.get(ids=[_session_key(session_id)], include=["metadatas"])
-        if not got["ids"]:
-            return False
-        expires = float(got["metadatas"][0].get("expires", 0) or 0)
-        return expires == 0 or expires > time.time()
 
     def __repr__(self) -> str:
         return (

@@ -38,6 +38,17 @@ class ChromaHarness:
 
         return ChromaChatHistoryProvider(self.url, **options)
 
+    def isolated_options(self) -> dict[str, Any]:
+        return {"collection": f"mwi-{uuid.uuid4().hex[:12]}"}
+
+    async def drop_isolated(self, history: ChatHistoryProvider) -> None:
+        provider = self._provider(history)
+
+        def drop(collection: Any) -> None:
+            provider._client.delete_collection(collection.name)
+
+        await provider._run(drop)
+
     @staticmethod
     def _provider(history: ChatHistoryProvider) -> ChromaChatHistoryProvider:
         from memweave.providers.chroma import ChromaChatHistoryProvider
@@ -56,7 +67,7 @@ class ChromaHarness:
         await provider._append(session_id, [record], max_messages=None, ttl=provider.ttl)
 
     async def expire_now(self, history: ChatHistoryProvider, session_id: str) -> None:
-        from memweave.providers.chroma import _session_key
+        from memweave.providers._chroma_sessions import session_key
 
         provider = self._provider(history)
 
@@ -66,7 +77,7 @@ class ChromaHarness:
                 meta = {**got["metadatas"][0], "expires": 1.0}
                 collection.update(ids=[key], metadatas=[meta])
 
-        await provider._run(expire, _session_key(session_id))
+        await provider._run(expire, session_key(session_id))
 
 
 @pytest.fixture(scope="session")
