@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import timedelta
-from typing import Any, ClassVar, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Literal, TypeVar
 
-from sqlalchemy import event, exc, inspect
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import event, exc
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
@@ -26,15 +28,24 @@ from memweave.errors import (
     SchemaMismatch,
 )
 from memweave.providers._sql_schema import (
-    PURGE_BATCH,
-    SCHEMA_NAME,
     SCHEMA_VERSION,
+    SchemaState,
     Statements,
     build_metadata,
     build_statements,
+    read_schema_state,
     tables_for,
+    upgrade_schema,
 )
-from memweave.providers.base import ChatHistoryProvider, ReduceOn, StoredRecord
+from memweave.providers.base import (
+    BATCH_SIZE,
+    ChatHistoryProvider,
+    DeleteOutcome,
+    PageRow,
+    ReduceOn,
+    SessionInfo,
+    StoredRecord,
+)
 from memweave.reducers.base import ChatReducer
 from memweave.session import validate_session_id
 
@@ -59,6 +70,11 @@ _DEFAULT_DRIVERS = {
 _EXTRAS = {"asyncpg": "postgres", "aiomysql": "mysql", "asyncmy": "mysql"}
 _SQLITE_BUSY_TIMEOUT = 30.0
 _ATTEMPTS = 5
+_IDS_PER_STATEMENT = 1000
+_RANGES_PER_STATEMENT = 100
+_NO_END = 2**63 - 1  # above every key: a tool run that reaches the end of the session
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""Characters no stored id holds (see `validate_session_id` and message ids)."""
 
 
 class SQLChatHistoryProvider(ChatHistoryProvider):
@@ -67,21 +83,29 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
     Messages live in `<prefix>messages`, one row each, ordered by a database-generated key,
     with a unique `(session_id, message_id)` that the dialect's insert-or-ignore (`ON CONFLICT
     DO NOTHING`, MySQL's `INSERT IGNORE`) turns into idempotent appends. `<prefix>sessions`
-    keeps each session's message count and expiry, so `count_messages` and `list_sessions`
-    never scan messages. An append upserts the session row (which also serialises writers of
-    one session), then inserts the batch; with `max_messages` it trims the oldest rows (and
-    tool results left at the head) in the same transaction. `limit=N` is one indexed
-    `ORDER BY key DESC LIMIT N`, so neither appends nor recent reads grow with the history.
+    keeps each session's message count, expiry and times, so `count_messages`,
+    `session_info` and `list_sessions` never scan messages; a `list_sessions` page is one
+    range of its primary key. An append upserts the session row (which also serialises
+    writers of one session and sets its times), then inserts the batch; with `max_messages`
+    it trims the oldest rows (and tool results left at the head) in the same transaction.
+    `limit=N` is one indexed `ORDER BY key DESC LIMIT N`, and a page after or before a
+    message finds it by the unique index, then reads a range of keys; so neither appends,
+    recent reads nor pages grow with the history. `delete_messages` and `truncate_after` lock
+    the session row and delete key ranges in one transaction; `prune` walks the
+    `updated_at` index a batch at a time.
 
-    Ttl expiry uses the database's clock. An expired session reads as empty at once; its rows
-    are deleted when it is written to again, or by `purge_expired()`.
+    Ttl expiry uses the database's clock, as do the session times. An expired session reads
+    as empty at once; its rows are deleted when it is written to again, or by
+    `purge_expired()`. Reads never write, so a role with SELECT only can list, read and page
+    once the tables are at the current schema version.
 
     An engine built from a URL gets SQLite's WAL journal, `synchronous=NORMAL` and a 30 s busy
     timeout (so several processes can share one file), and READ COMMITTED on MariaDB/MySQL.
     An engine you pass in is used as it is and never closed here. Change the tables only
     through a provider, since each write keeps the session's count in step with its rows.
     Ids compare exactly on every database (see `ExactString`), which needs MariaDB 10.2+ or
-    MySQL 8.0.17+.
+    MySQL 8.0.17+. Tables of schema version 1 (before session times) are upgraded in place
+    by the first provider that opens them with `create_tables=True`.
 
     Args:
         url: A SQLAlchemy URL: `sqlite+aiosqlite:///chat.db`, `postgresql+asyncpg://...`,
@@ -89,8 +113,9 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             `sqlite+aiosqlite:///memweave.db` when no `engine` is given.
         engine: An `AsyncEngine` to use instead of a URL; the caller keeps ownership.
         table_prefix: First part of every table name (ASCII letters, digits, underscores).
-        create_tables: Create missing tables on first use. With False they must exist
-            already, e.g. from your Alembic migration of `build_metadata(table_prefix)`.
+        create_tables: Create missing tables (and upgrade older ones) on first use. With
+            False they must exist already, e.g. from your Alembic migration of
+            `build_metadata(table_prefix)`; nothing is then ever written on setup.
         max_messages: Keep at most this many messages per session (newest kept).
         ttl: Forget a session this long after its last `add_messages` (sliding).
         on_corrupt: `"raise"` or `"skip"` a stored entry that cannot be decoded.
@@ -169,10 +194,19 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
     ) -> None:
         seconds = ttl.total_seconds() if ttl is not None else None
         params = {"sid": session_id, "n": len(records), "ttl": seconds}
-        if not records:
-            if seconds is not None:
-                await self._write(lambda conn, st: conn.execute(st.renew, params))
-            return
+        if records:
+            try:
+                await self._write(self._appending(records, params, max_messages))
+                return
+            except _NothingStored:
+                pass  # rolled back; a batch of stored ids only renews the ttl
+        if seconds is not None:
+            await self._write(lambda conn, st: conn.execute(st.renew, params))
+
+    def _appending(
+        self, records: Sequence[StoredRecord], params: dict[str, Any], max_messages: int | None
+    ) -> Callable[[AsyncConnection, Statements], Awaitable[None]]:
+        session_id = params["sid"]
         rows = [
             {"session_id": session_id, "message_id": r.id, "role": r.role, "data": r.data}
             for r in records
@@ -184,6 +218,10 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
                 await conn.execute(st.purge, params)
             inserted = await _insert(conn, st, rows)
             count = inserted if expired else stored - len(rows) + inserted
+            if inserted == 0 and (max_messages is None or count <= max_messages):
+                # The touch renewed `updated_at` in the same round trip as the lock, which
+                # a batch that stored nothing must not do: undo it all.
+                raise _NothingStored
             kept = count
             if max_messages is not None and count > max_messages:
                 kept = await _trim(conn, st, session_id, count, max_messages)
@@ -194,7 +232,7 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             elif kept != stored:
                 await conn.execute(st.set_count, {**params, "count": kept})
 
-        await self._write(work)
+        return work
 
     async def _read(self, session_id: str, limit: int | None) -> list[bytes]:
         st = await self._ready()
@@ -221,18 +259,65 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
 
         await self._write(work)
 
-    async def _list_sessions(self, prefix: str | None) -> list[str]:
+    async def _list_sessions(
+        self, prefix: str | None, *, after: str | None, limit: int | None
+    ) -> list[str]:
         st = await self._ready()
-        if prefix is None:
-            return await self._scalars(st.list_all, {})
-        try:
-            validate_session_id(prefix)
-        except InvalidSessionId:
-            return []  # no stored id can start with it
-        upper = _successor(prefix)
-        if upper is None:
-            return await self._scalars(st.list_from, {"lo": prefix})
-        return await self._scalars(st.list_range, {"lo": prefix, "hi": upper})
+        lower: tuple[str, int] | None = None  # (bound, 1 for > and 0 for >=)
+        upper: str | None = None
+        if prefix is not None:
+            try:
+                validate_session_id(prefix)
+            except InvalidSessionId:
+                return []  # no stored id can start with it
+            lower, upper = (prefix, 0), _successor(prefix)
+        if after is not None:
+            bound = _above(after)
+            lower = bound if lower is None else max(lower, bound)
+        if lower is not None and upper is not None and lower[0] >= upper:
+            return []
+        kind: Literal["gt", "ge"] | None = None
+        if lower is not None:
+            kind = "gt" if lower[1] else "ge"
+        statement = st.list_page(kind, upper is not None, limit is not None)
+        params = {"lo": lower[0] if lower else None, "hi": upper, "limit": limit}
+        return await self._scalars(statement, params)
+
+    async def _session_info(self, session_id: str) -> SessionInfo | None:
+        st = await self._ready()
+        rows = await self._rows(st.info, {"sid": session_id})
+        if not rows:
+            return None
+        count, created, updated = rows[0]
+        return SessionInfo(
+            id=session_id,
+            message_count=int(count),
+            created_at=_utc(created),
+            updated_at=_utc(updated),
+        )
+
+    async def _read_page(
+        self, session_id: str, *, after: str | None, before: str | None, limit: int
+    ) -> list[PageRow] | None:
+        st = await self._ready()
+        cursor = after if after is not None else before
+        if cursor is None:
+            rows = await self._rows(st.page_first, {"sid": session_id, "limit": limit})
+            return [(message_id, data) for message_id, data in rows]
+        if not _storable(cursor):
+            return None
+        # The cursor's own row comes first (one more than asked), telling "the cursor is
+        # not stored" (no rows) from "nothing past it" (only that row) in one round trip.
+        statement = st.page_after if after is not None else st.page_before
+        rows = await self._rows(
+            statement, {"sid": session_id, "cursor": cursor, "limit": limit + 1}
+        )
+        if not rows:
+            return None
+        page = [(message_id, data) for message_id, data in rows[1:]]
+        if before is not None:
+            page.reverse()
+        return page
 
     async def _remove(self, session_id: str, message_ids: Sequence[str]) -> None:
         async def work(conn: AsyncConnection, st: Statements) -> None:
@@ -247,6 +332,115 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
                 await conn.execute(st.delete_session, params)
 
         await self._write(work)
+
+    async def _delete(self, session_id: str, message_ids: Sequence[str]) -> DeleteOutcome:
+        wanted = [message_id for message_id in message_ids if _storable(message_id)]
+        if not wanted:
+            return DeleteOutcome(0)
+
+        async def work(conn: AsyncConnection, st: Statements) -> DeleteOutcome:
+            stored = await _lock_live(conn, st, session_id)
+            if stored is None:
+                return DeleteOutcome(0)
+            named: dict[int, tuple[str, str]] = {}
+            for chunk in _chunks(wanted, _IDS_PER_STATEMENT):
+                found = await conn.execute(st.named, {"sid": session_id, "ids": chunk})
+                named.update((int(key), (message_id, role)) for key, message_id, role in found)
+            if not named:
+                return DeleteOutcome(0)
+            after, before = await _neighbours(conn, st, session_id, sorted(named))
+            heads = {key for key, (_, role) in named.items() if role != "tool"}
+            for key in sorted(named):
+                if named[key][1] == "tool" and before[key] not in heads:
+                    return DeleteOutcome(0, orphan=named[key][0])
+            # A head and the run of tool results after it: up to the next entry that is
+            # not a tool result, or to the end of the session.
+            ranges = _merged((key, _end_or_last(after[key])) for key in heads)
+            deleted = 0
+            for batch in _chunks(ranges, _RANGES_PER_STATEMENT):
+                params: dict[str, Any] = {"sid": session_id}
+                for i, (start, end) in enumerate(batch):
+                    params[f"a_{i}"], params[f"b_{i}"] = start, end
+                result = await conn.execute(st.delete_ranges(len(batch)), params)
+                deleted += int(result.rowcount)
+            if deleted:
+                await _edited(conn, st, session_id, stored - deleted)
+            return DeleteOutcome(deleted)
+
+        return await self._write(work, reads_first=True)
+
+    async def _truncate_after(self, session_id: str, message_id: str) -> int | None:
+        if not _storable(message_id):
+            return None
+
+        async def work(conn: AsyncConnection, st: Statements) -> int | None:
+            stored = await _lock_live(conn, st, session_id)
+            if stored is None:
+                return None
+            found = await conn.execute(st.named, {"sid": session_id, "ids": [message_id]})
+            key = found.scalar()
+            if key is None:
+                return None
+            head = (await _neighbours(conn, st, session_id, [key]))[0][key]
+            if head is None:
+                return 0  # only the message's tool results follow it
+            result = await conn.execute(st.cut_from, {"sid": session_id, "head": head})
+            deleted = int(result.rowcount)
+            if deleted:
+                await _edited(conn, st, session_id, stored - deleted)
+            return deleted
+
+        return await self._write(work, reads_first=True)
+
+    async def _prune(self, older_than: timedelta, *, dry_run: bool) -> int:
+        st = await self._ready()
+        async with self._read_lock, self._engine.connect() as conn:
+            now = float((await conn.execute(st.clock)).scalar_one())
+        cutoff = now - older_than.total_seconds()
+        if not dry_run:
+            # Stamped after the cutoff was read, so they are not pruned this time.
+            await self._stamp_unrecorded(st)
+        total = 0
+        last: Any = None
+        while True:
+            if dry_run and last is not None:
+                params = {"cutoff": cutoff, "after_t": last[1], "after_id": last[0]}
+                rows = await self._rows(st.stale_after, params)
+            else:
+                rows = await self._rows(st.stale, {"cutoff": cutoff})
+            if dry_run:
+                total += len(rows)
+            elif rows:
+                total += await self._write(
+                    _pruning([row[0] for row in rows], cutoff), reads_first=True
+                )
+            if len(rows) < BATCH_SIZE:
+                return total
+            last = rows[-1]
+
+    async def _stamp_unrecorded(self, st: Statements) -> None:
+        """Give sessions stored by schema version 1 an `updated_at` of now, a batch at a time."""
+        while True:
+            ids = await self._scalars(st.unrecorded, {})
+            if ids:
+                await self._write(functools.partial(_stamp, ids))
+            if len(ids) < BATCH_SIZE:
+                return
+
+    async def _purge_expired(self) -> int:
+        async def work(conn: AsyncConnection, st: Statements) -> int:
+            ids = list((await conn.execute(st.expired_ids)).scalars())
+            if ids:
+                await conn.execute(st.purge_many, {"ids": ids})
+                await conn.execute(st.delete_expired, {"ids": ids})
+            return len(ids)
+
+        total = 0
+        while True:
+            purged = await self._write(work, reads_first=True)
+            total += purged
+            if purged < BATCH_SIZE:
+                return total
 
     async def _replace(
         self,
@@ -282,33 +476,6 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         if self._owns_engine:
             await self._engine.dispose()
 
-    # -- SQL-only API -------------------------------------------------------------------------
-
-    async def purge_expired(self) -> int:
-        """Delete the stored rows of every expired session; return how many sessions went.
-
-        Expired sessions already read as empty; this reclaims their space. Run it from time
-        to time (a cron job, a startup hook) when you use `ttl`.
-
-        Raises:
-            BackendUnavailable: The database could not be reached.
-        """
-
-        async def work(conn: AsyncConnection, st: Statements) -> int:
-            ids = list((await conn.execute(st.expired_ids)).scalars())
-            if ids:
-                await conn.execute(st.purge_many, {"ids": ids})
-                await conn.execute(st.delete_expired, {"ids": ids})
-            return len(ids)
-
-        total = 0
-        with self._map_errors():
-            while True:
-                purged = await self._write(work, reads_first=True)
-                total += purged
-                if purged < PURGE_BATCH:
-                    return total
-
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _ready(self) -> Statements:
@@ -319,39 +486,65 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         return self._statements
 
     async def _setup(self) -> Statements:
-        """Create missing tables and check the schema version row (writing it if absent)."""
+        """Check the tables without writing; create or upgrade them only when they need it
+        (and `create_tables` allows), so a read-only role can use current tables."""
+        tables = self._tables
+        async with self._read_lock, self._engine.connect() as conn:
+            # SQLite also looks for its system-message index, which older tables lack.
+            full = self._create_tables and self._sqlite
+            state = await conn.run_sync(read_schema_state, tables, full=full)
+            st = build_statements(tables, conn.dialect)
+        where = f"table {tables.schema.name!r} at {self._url}"
+        if state.version is not None and state.version > SCHEMA_VERSION:
+            raise SchemaMismatch(state.version, SCHEMA_VERSION, where)
+        if state.version == SCHEMA_VERSION and state.complete:
+            return st
+        if self._create_tables:
+            await self._upgrade()
+        else:
+            self._check_migrated(state, where)
+        return st
+
+    async def _upgrade(self) -> None:
         attempt = 1
         while True:
             connected = False
             try:
                 async with self._transaction(reads_first=True) as conn:
                     connected = True
-                    return await self._setup_in(conn)
-            except exc.DBAPIError:
-                # Another process may be creating the same tables right now; look again.
-                if not connected or attempt == _ATTEMPTS:
+                    await conn.run_sync(upgrade_schema, self._tables)
+                    return
+            except exc.DBAPIError as error:
+                # Another process may be creating or upgrading the same tables; look again.
+                if not connected or attempt == _ATTEMPTS or _is_denied(error):
                     raise
             await asyncio.sleep(0.05 * attempt)
             attempt += 1
 
-    async def _setup_in(self, conn: AsyncConnection) -> Statements:
+    def _check_migrated(self, state: SchemaState, where: str) -> None:
+        """With `create_tables=False`: accept tables a migration made, or say what to do."""
         tables = self._tables
-        if self._create_tables:
-            await conn.run_sync(tables.metadata.create_all)
-            if conn.dialect.name == "sqlite":  # tables made before the index existed
-                await conn.run_sync(tables.sqlite_system_index.create, checkfirst=True)
-        elif not await conn.run_sync(_has_table, tables.schema.name):
+        if not state.has_schema:
             raise ConfigurationError(
                 f"table {tables.schema.name!r} not found at {self._url}; create the tables "
                 "with create_tables=True or migrate them in with build_metadata()"
             )
-        st = build_statements(tables, conn.dialect)
-        version = {"name": SCHEMA_NAME, "version": SCHEMA_VERSION}
-        await conn.execute(st.version_write, version)
-        found = (await conn.execute(st.version_read, version)).scalar()
-        if found != SCHEMA_VERSION:
-            raise SchemaMismatch(found, SCHEMA_VERSION, f"table {tables.schema.name!r}")
-        return st
+        if state.version is not None:
+            raise SchemaMismatch(
+                state.version,
+                SCHEMA_VERSION,
+                f"{where} (open it once with create_tables=True to upgrade it in place, or "
+                f"add the nullable DOUBLE columns created_at and updated_at to "
+                f"{tables.sessions.name!r} and the index {tables.updated_index.name!r} on "
+                f"(updated_at, session_id) as build_metadata() has them, then set the "
+                f"version row to {SCHEMA_VERSION})",
+            )
+        if state.missing_tables or state.missing_columns:
+            raise ConfigurationError(
+                f"the tables under prefix {self.table_prefix!r} at {self._url} lack "
+                f"{', '.join(state.missing_tables + state.missing_columns)} of schema version "
+                f"{SCHEMA_VERSION}; migrate them from build_metadata() or use create_tables=True"
+            )
 
     @contextlib.asynccontextmanager
     async def _transaction(self, *, reads_first: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -387,6 +580,10 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         async with self._read_lock, self._engine.connect() as conn:
             return list((await conn.execute(statement, params)).scalars())
 
+    async def _rows(self, statement: Any, params: dict[str, Any]) -> list[Any]:
+        async with self._read_lock, self._engine.connect() as conn:
+            return list((await conn.execute(statement, params)).all())
+
     async def _touch(
         self, conn: AsyncConnection, st: Statements, params: dict[str, Any]
     ) -> tuple[int, bool]:
@@ -405,6 +602,11 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             raise
         except exc.DBAPIError as error:
             reason = _reason(error.orig if error.orig is not None else error)
+            if _is_denied(error):
+                raise ConfigurationError(
+                    f"the database user of {self._url} may not do this (a role that may only "
+                    f"SELECT can list and read, not write): {reason}"
+                ) from error
             if (
                 isinstance(error, exc.ProgrammingError)
                 or "no such table" in reason
@@ -474,6 +676,102 @@ async def _trim(
     return count - int(deleted)
 
 
+class _NothingStored(Exception):
+    """Rolls back an append whose batch held only stored ids."""
+
+
+async def _lock_live(conn: AsyncConnection, st: Statements, session_id: str) -> int | None:
+    """Lock the session row; return its message count, or None when unknown or expired."""
+    row = (await conn.execute(st.lock_session, {"sid": session_id})).one_or_none()
+    if row is None or row.expired:
+        return None
+    return int(row.message_count)
+
+
+async def _stamp(ids: list[str], conn: AsyncConnection, st: Statements) -> None:
+    await conn.execute(st.stamp, {"ids": ids})
+
+
+async def _neighbours(
+    conn: AsyncConnection, st: Statements, session_id: str, keys: list[int]
+) -> tuple[dict[int, int | None], dict[int, int | None]]:
+    """For each key, the next and the previous key of an entry that is not a tool result."""
+    after: dict[int, int | None] = {}
+    before: dict[int, int | None] = {}
+    for chunk in _chunks(keys, _RANGES_PER_STATEMENT):
+        params: dict[str, Any] = {"sid": session_id}
+        params.update((f"k_{i}", key) for i, key in enumerate(chunk))
+        row = (await conn.execute(st.neighbours(len(chunk)), params)).one()
+        for i, key in enumerate(chunk):
+            after[key], before[key] = row[2 * i], row[2 * i + 1]
+    return after, before
+
+
+async def _edited(conn: AsyncConnection, st: Statements, session_id: str, left: int) -> None:
+    """Record a deletion: the new count and `updated_at`, or drop a session left empty."""
+    params = {"sid": session_id, "count": left}
+    await conn.execute(st.edited if left > 0 else st.delete_session, params)
+
+
+def _pruning(
+    ids: list[str], cutoff: float
+) -> Callable[[AsyncConnection, Statements], Awaitable[int]]:
+    async def work(conn: AsyncConnection, st: Statements) -> int:
+        # Locked and checked again: a session written since it was selected stays.
+        params = {"ids": ids, "cutoff": cutoff}
+        confirmed = list((await conn.execute(st.lock_stale, params)).scalars())
+        if confirmed:
+            await conn.execute(st.purge_many, {"ids": confirmed})
+            await conn.execute(st.delete_sessions, {"ids": confirmed})
+        return len(confirmed)
+
+    return work
+
+
+def _merged(ranges: Iterator[tuple[int, int]] | Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted half-open key ranges with the touching or overlapping ones joined."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _end_or_last(key: int | None) -> int:
+    return _NO_END if key is None else key
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _storable(text: str) -> bool:
+    """Whether `text` could be a stored id (else no row holds it, and drivers may refuse it)."""
+    return 0 < len(text) <= 256 and _UNSTORABLE.search(text) is None
+
+
+def _above(after: str) -> tuple[str, int]:
+    """The lower bound `(bound, 1 for > or 0 for >=)` of the stored ids sorting after `after`.
+
+    Ids hold no control characters or surrogates, and drivers refuse to send some of them,
+    so `after` is cut at the first such character, which is raised to the next character
+    an id may hold: every stored id above `after` is at or above the result.
+    """
+    bad = _UNSTORABLE.search(after)
+    if bad is None:
+        return after, 1
+    code = ord(bad.group())
+    raised = 0x20 if code < 0x20 else 0xA0 if code < 0xA0 else 0xE000
+    return after[: bad.start()] + chr(raised), 0
+
+
+def _utc(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(float(seconds), UTC)
+
+
 def _successor(prefix: str) -> str | None:
     """The smallest string above every string starting with `prefix`, in code point order
     (None when there is none), so a prefix scan is an index range with no LIKE escaping."""
@@ -487,8 +785,15 @@ def _successor(prefix: str) -> str | None:
     return None
 
 
-def _has_table(connection: Connection, name: str) -> bool:
-    return bool(inspect(connection).has_table(name))
+def _is_denied(error: exc.DBAPIError) -> bool:
+    """The database refused a statement for lack of a privilege (or a read-only file)."""
+    orig = error.orig
+    if getattr(orig, "sqlstate", None) == "42501":
+        return True
+    args: tuple[object, ...] = getattr(orig, "args", ())
+    if args and args[0] in (1142, 1143, 1044, 1227):  # MySQL/MariaDB access denied
+        return True
+    return "readonly database" in str(orig)
 
 
 def _is_transient(error: exc.DBAPIError) -> bool:

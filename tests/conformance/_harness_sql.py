@@ -42,6 +42,14 @@ class SQLHarness:
 
         return SQLChatHistoryProvider(self.url, **options)
 
+    def isolated_options(self) -> dict[str, Any]:
+        return {"table_prefix": f"mwi{uuid.uuid4().hex[:10]}_"}
+
+    async def drop_isolated(self, history: ChatHistoryProvider) -> None:
+        provider = self._provider(history)
+        async with provider.engine.begin() as conn:
+            await conn.run_sync(provider.metadata.drop_all)
+
     @staticmethod
     def _provider(history: ChatHistoryProvider) -> SQLChatHistoryProvider:
         from memweave.providers.sql import SQLChatHistoryProvider
@@ -52,7 +60,7 @@ class SQLHarness:
     async def write_raw(self, history: ChatHistoryProvider, session_id: str, data: bytes) -> None:
         from sqlalchemy import insert, update
 
-        from memweave.providers._sql_schema import tables_for
+        from memweave.providers._sql_schema import EpochNow, tables_for
 
         provider = self._provider(history)
         await provider.count_messages(session_id)  # creates the tables on first use
@@ -61,13 +69,21 @@ class SQLHarness:
         row = {"session_id": session_id, "message_id": f"raw-{uuid.uuid4().hex}", "role": "user"}
         async with provider.engine.begin() as conn:
             await conn.execute(insert(tables.messages).values(**row, data=data))
+            # As an append would: the count and `updated_at`, or a new row with both times.
             bumped = await conn.execute(
                 update(sessions)
                 .where(sessions.c.session_id == session_id)
-                .values(message_count=sessions.c.message_count + 1)
+                .values(message_count=sessions.c.message_count + 1, updated_at=EpochNow())
             )
             if bumped.rowcount == 0:
-                await conn.execute(insert(sessions).values(session_id=session_id, message_count=1))
+                await conn.execute(
+                    insert(sessions).values(
+                        session_id=session_id,
+                        message_count=1,
+                        created_at=EpochNow(),
+                        updated_at=EpochNow(),
+                    )
+                )
 
     async def expire_now(self, history: ChatHistoryProvider, session_id: str) -> None:
         from sqlalchemy import update

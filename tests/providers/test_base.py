@@ -29,9 +29,7 @@ def write_raw(history: InMemoryChatHistoryProvider, session_id: str, role: str) 
     from memweave.providers.memory import _Session
 
     session = history._sessions.setdefault(session_id, _Session())
-    raw_id = f"raw-{len(session.records)}"
-    session.records.append(StoredRecord(raw_id, role, GARBAGE))
-    session.ids.add(raw_id)
+    session.add(StoredRecord(f"raw-{len(session.records)}", role, GARBAGE))
 
 
 class CountingProvider(InMemoryChatHistoryProvider):
