@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memweave.errors import BackendUnavailable, ConfigurationError, MemweaveError
 from memweave.orchestration.checkpoints import Checkpoint, CheckpointStore
-from memweave.providers.sql import resolve_engine
+from memweave.providers._sql_engine import resolve_engine
 
 __all__ = ["SQLCheckpointStore", "checkpoint_table"]
 

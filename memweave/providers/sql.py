@@ -6,27 +6,23 @@ import asyncio
 import contextlib
 import functools
 import random
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar, Literal, TypeVar
 
-from sqlalchemy import event, exc
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import PoolResetState
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from memweave._codec import OnCorrupt
-from memweave._urls import mask_url
 from memweave.errors import (
     BackendUnavailable,
     ConfigurationError,
     InvalidSessionId,
     MemweaveError,
-    MissingDependency,
     SchemaMismatch,
 )
+from memweave.providers._sql_engine import DEFAULT_URL, resolve_engine
 from memweave.providers._sql_schema import (
     SCHEMA_VERSION,
     SchemaState,
@@ -36,6 +32,23 @@ from memweave.providers._sql_schema import (
     read_schema_state,
     tables_for,
     upgrade_schema,
+)
+from memweave.providers._sql_steps import (
+    NothingStored,
+    above,
+    edited,
+    end_or_last,
+    in_chunks,
+    insert_rows,
+    lock_live,
+    merged,
+    neighbours,
+    pruning,
+    stamp,
+    storable,
+    successor,
+    trim_head,
+    utc,
 )
 from memweave.providers.base import (
     BATCH_SIZE,
@@ -51,8 +64,6 @@ from memweave.session import validate_session_id
 
 __all__ = ["DEFAULT_URL", "SQLChatHistoryProvider", "build_metadata", "metadata"]
 
-DEFAULT_URL = "sqlite+aiosqlite:///memweave.db"
-"""Where a provider built with neither `url` nor `engine` stores its histories."""
 
 metadata = build_metadata()
 """The tables under the default prefix `memweave_`, for your own Alembic migrations; use
@@ -60,20 +71,9 @@ metadata = build_metadata()
 
 T = TypeVar("T")
 
-# Async driver used when a URL names only the database ("postgresql://...").
-_DEFAULT_DRIVERS = {
-    "sqlite": "aiosqlite",
-    "postgresql": "asyncpg",
-    "mysql": "aiomysql",
-    "mariadb": "aiomysql",
-}
-_EXTRAS = {"asyncpg": "postgres", "aiomysql": "mysql", "asyncmy": "mysql"}
-_SQLITE_BUSY_TIMEOUT = 30.0
 _ATTEMPTS = 5
 _IDS_PER_STATEMENT = 1000
 _RANGES_PER_STATEMENT = 100
-_NO_END = 2**63 - 1  # above every key: a tool run that reaches the end of the session
-_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 """Characters no stored id holds (see `validate_session_id` and message ids)."""
 
 
@@ -198,7 +198,7 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             try:
                 await self._write(self._appending(records, params, max_messages))
                 return
-            except _NothingStored:
+            except NothingStored:
                 pass  # rolled back; a batch of stored ids only renews the ttl
         if seconds is not None:
             await self._write(lambda conn, st: conn.execute(st.renew, params))
@@ -216,15 +216,15 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             stored, expired = await self._touch(conn, st, params)
             if expired:
                 await conn.execute(st.purge, params)
-            inserted = await _insert(conn, st, rows)
+            inserted = await insert_rows(conn, st, rows)
             count = inserted if expired else stored - len(rows) + inserted
             if inserted == 0 and (max_messages is None or count <= max_messages):
                 # The touch renewed `updated_at` in the same round trip as the lock, which
                 # a batch that stored nothing must not do: undo it all.
-                raise _NothingStored
+                raise NothingStored
             kept = count
             if max_messages is not None and count > max_messages:
-                kept = await _trim(conn, st, session_id, count, max_messages)
+                kept = await trim_head(conn, st, session_id, count, max_messages)
             if kept == 0:
                 await conn.execute(st.delete_session, params)
             elif expired:
@@ -270,9 +270,9 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
                 validate_session_id(prefix)
             except InvalidSessionId:
                 return []  # no stored id can start with it
-            lower, upper = (prefix, 0), _successor(prefix)
+            lower, upper = (prefix, 0), successor(prefix)
         if after is not None:
-            bound = _above(after)
+            bound = above(after)
             lower = bound if lower is None else max(lower, bound)
         if lower is not None and upper is not None and lower[0] >= upper:
             return []
@@ -292,8 +292,8 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         return SessionInfo(
             id=session_id,
             message_count=int(count),
-            created_at=_utc(created),
-            updated_at=_utc(updated),
+            created_at=utc(created),
+            updated_at=utc(updated),
         )
 
     async def _read_page(
@@ -304,7 +304,7 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         if cursor is None:
             rows = await self._rows(st.page_first, {"sid": session_id, "limit": limit})
             return [(message_id, data) for message_id, data in rows]
-        if not _storable(cursor):
+        if not storable(cursor):
             return None
         # The cursor's own row comes first (one more than asked), telling "the cursor is
         # not stored" (no rows) from "nothing past it" (only that row) in one round trip.
@@ -334,60 +334,60 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         await self._write(work)
 
     async def _delete(self, session_id: str, message_ids: Sequence[str]) -> DeleteOutcome:
-        wanted = [message_id for message_id in message_ids if _storable(message_id)]
+        wanted = [message_id for message_id in message_ids if storable(message_id)]
         if not wanted:
             return DeleteOutcome(0)
 
         async def work(conn: AsyncConnection, st: Statements) -> DeleteOutcome:
-            stored = await _lock_live(conn, st, session_id)
+            stored = await lock_live(conn, st, session_id)
             if stored is None:
                 return DeleteOutcome(0)
             named: dict[int, tuple[str, str]] = {}
-            for chunk in _chunks(wanted, _IDS_PER_STATEMENT):
+            for chunk in in_chunks(wanted, _IDS_PER_STATEMENT):
                 found = await conn.execute(st.named, {"sid": session_id, "ids": chunk})
                 named.update((int(key), (message_id, role)) for key, message_id, role in found)
             if not named:
                 return DeleteOutcome(0)
-            after, before = await _neighbours(conn, st, session_id, sorted(named))
+            after, before = await neighbours(conn, st, session_id, sorted(named))
             heads = {key for key, (_, role) in named.items() if role != "tool"}
             for key in sorted(named):
                 if named[key][1] == "tool" and before[key] not in heads:
                     return DeleteOutcome(0, orphan=named[key][0])
             # A head and the run of tool results after it: up to the next entry that is
             # not a tool result, or to the end of the session.
-            ranges = _merged((key, _end_or_last(after[key])) for key in heads)
+            ranges = merged((key, end_or_last(after[key])) for key in heads)
             deleted = 0
-            for batch in _chunks(ranges, _RANGES_PER_STATEMENT):
+            for batch in in_chunks(ranges, _RANGES_PER_STATEMENT):
                 params: dict[str, Any] = {"sid": session_id}
                 for i, (start, end) in enumerate(batch):
                     params[f"a_{i}"], params[f"b_{i}"] = start, end
                 result = await conn.execute(st.delete_ranges(len(batch)), params)
                 deleted += int(result.rowcount)
             if deleted:
-                await _edited(conn, st, session_id, stored - deleted)
+                await edited(conn, st, session_id, stored - deleted)
             return DeleteOutcome(deleted)
 
         return await self._write(work, reads_first=True)
 
     async def _truncate_after(self, session_id: str, message_id: str) -> int | None:
-        if not _storable(message_id):
+        if not storable(message_id):
             return None
 
         async def work(conn: AsyncConnection, st: Statements) -> int | None:
-            stored = await _lock_live(conn, st, session_id)
+            stored = await lock_live(conn, st, session_id)
             if stored is None:
                 return None
             found = await conn.execute(st.named, {"sid": session_id, "ids": [message_id]})
             key = found.scalar()
             if key is None:
                 return None
-            head = (await _neighbours(conn, st, session_id, [key]))[0][key]
+            head = (await neighbours(conn, st, session_id, [key]))[0][key]
             if head is None:
                 return 0  # only the message's tool results follow it
             result = await conn.execute(st.cut_from, {"sid": session_id, "head": head})
             deleted = int(result.rowcount)
             if deleted:
-                await _edited(conn, st, session_id, stored - deleted)
+                await edited(conn, st, session_id, stored - deleted)
             return deleted
 
         return await self._write(work, reads_first=True)
@@ -412,7 +412,7 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
                 total += len(rows)
             elif rows:
                 total += await self._write(
-                    _pruning([row[0] for row in rows], cutoff), reads_first=True
+                    pruning([row[0] for row in rows], cutoff), reads_first=True
                 )
             if len(rows) < BATCH_SIZE:
                 return total
@@ -423,7 +423,7 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         while True:
             ids = await self._scalars(st.unrecorded, {})
             if ids:
-                await self._write(functools.partial(_stamp, ids))
+                await self._write(functools.partial(stamp, ids))
             if len(ids) < BATCH_SIZE:
                 return
 
@@ -463,7 +463,7 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
                     await conn.execute(st.delete_session, params)  # made by the touch
                 return False
             await conn.execute(st.purge, params)
-            inserted = await _insert(conn, st, rows) if rows else 0
+            inserted = await insert_rows(conn, st, rows) if rows else 0
             if inserted:
                 await conn.execute(st.reset_count, {**params, "count": inserted})
             else:
@@ -489,11 +489,21 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         """Check the tables without writing; create or upgrade them only when they need it
         (and `create_tables` allows), so a read-only role can use current tables."""
         tables = self._tables
-        async with self._read_lock, self._engine.connect() as conn:
-            # SQLite also looks for its system-message index, which older tables lack.
-            full = self._create_tables and self._sqlite
-            state = await conn.run_sync(read_schema_state, tables, full=full)
-            st = build_statements(tables, conn.dialect)
+        attempt = 1
+        while True:
+            try:
+                async with self._read_lock, self._engine.connect() as conn:
+                    # SQLite also looks for its system-message index, which older tables lack.
+                    full = self._create_tables and self._sqlite
+                    state = await conn.run_sync(read_schema_state, tables, full=full)
+                    st = build_statements(tables, conn.dialect)
+                break
+            except exc.DBAPIError as error:
+                # MariaDB refuses to inspect a table while another session runs DDL on it.
+                if attempt == _ATTEMPTS or not _is_transient(error):
+                    raise
+            await asyncio.sleep(0.05 * attempt)
+            attempt += 1
         where = f"table {tables.schema.name!r} at {self._url}"
         if state.version is not None and state.version > SCHEMA_VERSION:
             raise SchemaMismatch(state.version, SCHEMA_VERSION, where)
@@ -621,170 +631,6 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             raise BackendUnavailable(_reason(error), url=self._url) from error
 
 
-async def _insert(conn: AsyncConnection, st: Statements, rows: list[dict[str, Any]]) -> int:
-    """Insert the rows whose ids the session lacks; return how many were inserted."""
-    if st.insert_many is not None and len(rows) > 1:
-        inserted = 0
-        for chunk in _statement_chunks(rows):
-            flat = {
-                f"{key}_{i}": value for i, row in enumerate(chunk) for key, value in row.items()
-            }
-            inserted += int((await conn.execute(st.insert_many(len(chunk)), flat)).rowcount)
-        return inserted
-    result = await conn.execute(st.insert, rows if len(rows) > 1 else rows[0])
-    if st.insert_returns:
-        return len(result.all())
-    return int(result.rowcount)
-
-
-_CHUNK_ROWS = 500
-_CHUNK_BYTES = 2 << 20  # hex doubles it on the wire; MariaDB's max_allowed_packet is 16 MiB
-
-
-def _statement_chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Split a batch into runs of at most `_CHUNK_ROWS` rows and about `_CHUNK_BYTES` of data
-    (a single larger row is a run of its own), each sent as one statement."""
-    chunk: list[dict[str, Any]] = []
-    size = 0
-    for row in rows:
-        if chunk and (len(chunk) == _CHUNK_ROWS or size + len(row["data"]) > _CHUNK_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(row)
-        size += len(row["data"])
-    if chunk:
-        yield chunk
-
-
-async def _trim(
-    conn: AsyncConnection, st: Statements, session_id: str, count: int, max_messages: int
-) -> int:
-    """Delete the oldest rows beyond `max_messages`, then tool results left at the head (see
-    `trim_count`); return how many rows remain."""
-    params = {"sid": session_id, "k": count - max_messages}
-    cut, head = (await conn.execute(st.trim_probe, params)).one()
-    if cut is None:  # the stored count was off; trust the rows
-        count = int((await conn.execute(st.recount, params)).scalar_one())
-        if count <= max_messages:
-            return count
-        params["k"] = count - max_messages
-        cut, head = (await conn.execute(st.trim_probe, params)).one()
-    if head is None:  # only tool results from the cut on: nothing can stay
-        await conn.execute(st.purge, params)
-        return 0
-    deleted = (await conn.execute(st.trim_before, {**params, "head": head})).rowcount
-    return count - int(deleted)
-
-
-class _NothingStored(Exception):
-    """Rolls back an append whose batch held only stored ids."""
-
-
-async def _lock_live(conn: AsyncConnection, st: Statements, session_id: str) -> int | None:
-    """Lock the session row; return its message count, or None when unknown or expired."""
-    row = (await conn.execute(st.lock_session, {"sid": session_id})).one_or_none()
-    if row is None or row.expired:
-        return None
-    return int(row.message_count)
-
-
-async def _stamp(ids: list[str], conn: AsyncConnection, st: Statements) -> None:
-    await conn.execute(st.stamp, {"ids": ids})
-
-
-async def _neighbours(
-    conn: AsyncConnection, st: Statements, session_id: str, keys: list[int]
-) -> tuple[dict[int, int | None], dict[int, int | None]]:
-    """For each key, the next and the previous key of an entry that is not a tool result."""
-    after: dict[int, int | None] = {}
-    before: dict[int, int | None] = {}
-    for chunk in _chunks(keys, _RANGES_PER_STATEMENT):
-        params: dict[str, Any] = {"sid": session_id}
-        params.update((f"k_{i}", key) for i, key in enumerate(chunk))
-        row = (await conn.execute(st.neighbours(len(chunk)), params)).one()
-        for i, key in enumerate(chunk):
-            after[key], before[key] = row[2 * i], row[2 * i + 1]
-    return after, before
-
-
-async def _edited(conn: AsyncConnection, st: Statements, session_id: str, left: int) -> None:
-    """Record a deletion: the new count and `updated_at`, or drop a session left empty."""
-    params = {"sid": session_id, "count": left}
-    await conn.execute(st.edited if left > 0 else st.delete_session, params)
-
-
-def _pruning(
-    ids: list[str], cutoff: float
-) -> Callable[[AsyncConnection, Statements], Awaitable[int]]:
-    async def work(conn: AsyncConnection, st: Statements) -> int:
-        # Locked and checked again: a session written since it was selected stays.
-        params = {"ids": ids, "cutoff": cutoff}
-        confirmed = list((await conn.execute(st.lock_stale, params)).scalars())
-        if confirmed:
-            await conn.execute(st.purge_many, {"ids": confirmed})
-            await conn.execute(st.delete_sessions, {"ids": confirmed})
-        return len(confirmed)
-
-    return work
-
-
-def _merged(ranges: Iterator[tuple[int, int]] | Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted half-open key ranges with the touching or overlapping ones joined."""
-    out: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        else:
-            out.append((start, end))
-    return out
-
-
-def _end_or_last(key: int | None) -> int:
-    return _NO_END if key is None else key
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _storable(text: str) -> bool:
-    """Whether `text` could be a stored id (else no row holds it, and drivers may refuse it)."""
-    return 0 < len(text) <= 256 and _UNSTORABLE.search(text) is None
-
-
-def _above(after: str) -> tuple[str, int]:
-    """The lower bound `(bound, 1 for > or 0 for >=)` of the stored ids sorting after `after`.
-
-    Ids hold no control characters or surrogates, and drivers refuse to send some of them,
-    so `after` is cut at the first such character, which is raised to the next character
-    an id may hold: every stored id above `after` is at or above the result.
-    """
-    bad = _UNSTORABLE.search(after)
-    if bad is None:
-        return after, 1
-    code = ord(bad.group())
-    raised = 0x20 if code < 0x20 else 0xA0 if code < 0xA0 else 0xE000
-    return after[: bad.start()] + chr(raised), 0
-
-
-def _utc(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(float(seconds), UTC)
-
-
-def _successor(prefix: str) -> str | None:
-    """The smallest string above every string starting with `prefix`, in code point order
-    (None when there is none), so a prefix scan is an index range with no LIKE escaping."""
-    chars = list(prefix)
-    while chars:
-        code = ord(chars.pop()) + 1
-        if code <= 0x10FFFF:
-            if 0xD800 <= code <= 0xDFFF:
-                code = 0xE000
-            return "".join(chars) + chr(code)
-    return None
-
-
 def _is_denied(error: exc.DBAPIError) -> bool:
     """The database refused a statement for lack of a privilege (or a read-only file)."""
     orig = error.orig
@@ -797,12 +643,14 @@ def _is_denied(error: exc.DBAPIError) -> bool:
 
 
 def _is_transient(error: exc.DBAPIError) -> bool:
-    """A deadlock or serialization failure, after which the whole transaction may be rerun."""
+    """A deadlock, serialization failure or concurrent DDL, after which the whole transaction
+    may be rerun."""
     orig = error.orig
     if getattr(orig, "sqlstate", None) in ("40P01", "40001"):
         return True
     args: tuple[object, ...] = getattr(orig, "args", ())
-    return bool(args) and args[0] == 1213  # MySQL/MariaDB ER_LOCK_DEADLOCK
+    # MySQL/MariaDB ER_LOCK_DEADLOCK, and ER_WARN_I_S_SKIPPED_TABLE (concurrent DDL)
+    return bool(args) and args[0] in (1213, 1684)
 
 
 def _reason(error: BaseException) -> str:
@@ -810,77 +658,3 @@ def _reason(error: BaseException) -> str:
     # which may be a megabyte of message text.
     text = f"{type(error).__name__}: {error}"
     return text if len(text) <= 500 else text[:497] + "..."
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-    # sqlite3 then starts every transaction with BEGIN IMMEDIATE in the same call as its
-    # first write, saving a round trip to the driver's thread per write.
-    dbapi_connection.isolation_level = "IMMEDIATE"
-
-
-def _aiomysql_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
-    # Replaces the pool's unconditional ROLLBACK when a connection is returned (a round trip
-    # per call): aiomysql knows from the server's last reply whether a transaction is open.
-    if state.transaction_was_reset or state.terminate_only or not state.asyncio_safe:
-        return
-    if dbapi_connection.driver_connection.get_transaction_status():
-        dbapi_connection.rollback()
-
-
-def resolve_engine(url: str | None, engine: AsyncEngine | None) -> tuple[AsyncEngine, bool]:
-    """The engine for a store given `url` or `engine` (neither: `DEFAULT_URL`), and whether
-    it was built here, so the store disposes of it when closed.
-
-    Raises:
-        ConfigurationError: Both were given, `engine` is not an `AsyncEngine`, or `url`
-            cannot be used (bad URL, sync-only driver).
-        MissingDependency: The URL's async driver is not installed.
-    """
-    if engine is not None and url is not None:
-        raise ConfigurationError("pass either url or engine, not both")
-    if engine is None:
-        return _create_engine(url if url is not None else DEFAULT_URL), True
-    if not isinstance(engine, AsyncEngine):
-        raise ConfigurationError(f"engine must be a SQLAlchemy AsyncEngine, got {engine!r}")
-    return engine, False
-
-
-def _create_engine(url: str) -> AsyncEngine:
-    """Build an engine for `url`, filling in the async driver and our connection settings."""
-    if not isinstance(url, str):
-        raise ConfigurationError(f"url must be a str, got {url!r}")
-    try:
-        parsed = make_url(url)
-    except exc.ArgumentError:
-        raise ConfigurationError(f"not a database URL: {mask_url(url)!r}") from None
-    backend = parsed.get_backend_name()
-    if "+" not in parsed.drivername and backend in _DEFAULT_DRIVERS:
-        parsed = parsed.set(drivername=f"{backend}+{_DEFAULT_DRIVERS[backend]}")
-    driver = parsed.get_driver_name()
-    options: dict[str, Any] = {}
-    if backend == "sqlite":
-        options["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT}
-    elif backend in ("mysql", "mariadb"):
-        options.update(isolation_level="READ COMMITTED", pool_recycle=3600)
-        if driver == "aiomysql":
-            options["pool_reset_on_return"] = None  # see `_aiomysql_reset`
-        if "charset" not in parsed.query:
-            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-    shown = parsed.render_as_string(hide_password=True)
-    try:
-        engine = create_async_engine(parsed, **options)
-    except ImportError as error:
-        if driver in _EXTRAS:
-            raise MissingDependency(driver, _EXTRAS[driver]) from error
-        raise ConfigurationError(f"the driver for {shown!r} is not installed: {error}") from error
-    except exc.SQLAlchemyError as error:
-        raise ConfigurationError(f"cannot use {shown!r} with an async engine: {error}") from error
-    if backend == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    elif driver == "aiomysql":
-        event.listen(engine.sync_engine, "reset", _aiomysql_reset)
-    return engine
