@@ -443,17 +443,15 @@ class HistoryOps:
         rows, session = self.state(collection, session_id, documents=False)
         named = set(message_ids)
         doomed: list[Row] = []
-        owner_doomed = has_owner = False
+        owner_doomed = False
         for row in rows:
             named_here = str(row[3].get("mid")) in named
             if row[3].get("role") != "tool":
-                has_owner, owner_doomed = True, named_here
+                owner_doomed = named_here
                 if named_here:
                     doomed.append(row)
-            elif owner_doomed or (named_here and not has_owner):
-                # Taken along with its calling message; or a result with no older message,
-                # which nothing is left to answer.
-                doomed.append(row)
+            elif owner_doomed:
+                doomed.append(row)  # taken along with its calling message
             elif named_here:
                 return DeleteOutcome(0, orphan=str(row[3].get("mid")))
         if doomed and session is not None:

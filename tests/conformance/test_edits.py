@@ -182,7 +182,8 @@ async def test_truncate_after_then_append_continues_from_the_cut(
     page = await history.list_messages(session_id, limit=2, before=retry.id)
     assert texts(page) == texts(messages[1:3])
     info = await history.session_info(session_id)
-    assert info is not None and info.message_count == 4
+    assert info is not None
+    assert info.message_count == 4
 
 
 async def test_edits_racing_appends_lose_nothing_else(
@@ -198,11 +199,22 @@ async def test_edits_racing_appends_lose_nothing_else(
         for chunk in range(0, len(doomed), 2):
             await history.delete_messages(session_id, doomed[chunk : chunk + 2])
 
-    await asyncio.gather(
-        deleter(), *(history.add_messages(session_id, batch) for batch in batches)
-    )
+    await asyncio.gather(deleter(), *(history.add_messages(session_id, batch) for batch in batches))
     stored = await ids_of(history, session_id)
     expected = {m.id for m in seed[1::2]} | {m.id for b in batches for m in b}
     assert set(stored) == expected
     assert len(stored) == len(expected)
     assert await history.count_messages(session_id) == len(expected)
+
+
+async def test_delete_messages_refuses_a_tool_result_without_any_caller(
+    history: ChatHistoryProvider, session_id: str
+) -> None:
+    """A tool result stored with no older message is still refused alone: deleting a tool
+    result always goes through the message that called it."""
+    orphan = ChatMessage.tool("call_lost", "late result")
+    messages = [orphan, *make_messages(2)]
+    await history.add_messages(session_id, messages)
+    with pytest.raises(InvalidArgument):
+        await history.delete_messages(session_id, [orphan.id])
+    assert await ids_of(history, session_id) == [m.id for m in messages]
