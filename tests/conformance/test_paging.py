@@ -124,7 +124,7 @@ async def test_list_messages_before_handles_hostile_message_ids(
     history: ChatHistoryProvider, session_id: str
 ) -> None:
     """Message ids with pattern, quote and unicode characters work as cursors, exactly."""
-    ids = ["a*b", "a%_b", "{x}:y", "it's \"q\"", "ábc", "ABC", "abc", "abc ", "😀"]
+    ids = ["a*b", "a%_b", "{x}:y", 'it\'s "q"', "ábc", "ABC", "abc", "abc ", "😀"]
     messages = [ChatMessage.user(f"text {i}", id=mid) for i, mid in enumerate(ids)]
     await history.add_messages(session_id, messages)
     for at in range(1, len(ids)):

@@ -112,7 +112,8 @@ async def test_session_info_reports_count_and_times(
     info = await history.session_info(session_id)
     assert isinstance(info, SessionInfo)
     assert (info.id, info.message_count) == (session_id, 3)
-    assert info.created_at is not None and info.updated_at is not None
+    assert info.created_at is not None
+    assert info.updated_at is not None
     assert info.created_at.utcoffset() == timedelta(0)
     assert started <= info.created_at <= info.updated_at
     assert info.updated_at <= datetime.now(UTC) + timedelta(seconds=5)
@@ -132,9 +133,12 @@ async def test_session_info_updated_at_moves_on_add_not_created_at(
     await asyncio.sleep(0.05)
     await history.add_messages(session_id, messages)
     third = await history.session_info(session_id)
-    assert first is not None and second is not None and third is not None
+    assert first is not None
+    assert second is not None
+    assert third is not None
     assert second.created_at == first.created_at
-    assert first.updated_at is not None and second.updated_at is not None
+    assert first.updated_at is not None
+    assert second.updated_at is not None
     assert second.updated_at > first.updated_at
     assert third.updated_at == second.updated_at
     assert third.message_count == 2
@@ -163,7 +167,8 @@ async def test_session_info_follows_trimming(
     history = make_history(max_messages=4)
     await history.add_messages(session_id, make_messages(10))
     info = await history.session_info(session_id)
-    assert info is not None and info.message_count == 4
+    assert info is not None
+    assert info.message_count == 4
 
 
 async def test_prune_deletes_only_sessions_idle_longer_than_older_than(
