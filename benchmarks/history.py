@@ -16,6 +16,11 @@ row's `note` says. A slow peer stops after a few seconds per operation (at least
 `samples` says how many calls it made. A peer that is not installed is skipped, and the output
 says so in one line.
 
+Beside the async calls, the blocking face (`memweave.sync`) is timed on `add_messages` and a
+windowed read (`list_messages(reducer=TokenBudgetReducer(8000))`), in the same run, against
+issue 12's target: blocking p50 <= 1.3 x async p50 + 50 microseconds (`sync_face` in the JSON;
+see `benchmarks._history_faces`).
+
 Run: `python -m benchmarks.history [--url URL ...] [--sizes 100 1000 10000] [--json] [--no-peers]`
 """
 
@@ -37,6 +42,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
+from benchmarks._history_faces import FaceMeasurement, bench_faces, print_faces
 from benchmarks._history_peers import PEERS, Peer, load_peers, storage_kind
 from benchmarks._stats import percentile
 from benchmarks._workload import make_conversation
@@ -418,9 +424,10 @@ def _peer_measurement(
 
 async def _bench_backend(
     url: str, sizes: Sequence[int], quick: bool, peers: bool = True
-) -> tuple[list[Measurement], list[dict[str, Any]]]:
+) -> tuple[list[Measurement], list[dict[str, Any]], list[FaceMeasurement]]:
     name = _backend_name(url)
     results: list[Measurement] = []
+    faces: list[FaceMeasurement] = []
     statuses: list[dict[str, Any]] = []
     if not peers:
         statuses = [
@@ -434,9 +441,11 @@ async def _bench_backend(
             if peers:
                 chosen, statuses = _peers_for(url)
             results.extend(await _bench_size(name, url, history, n, quick, chosen))
+            repeat = _repeats("append_1", n, quick)
+            faces.extend(await bench_faces(name, url, history, n, repeat))
     finally:
         await history.aclose()
-    return results, statuses
+    return results, statuses, faces
 
 
 def _fresh(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
@@ -463,14 +472,16 @@ async def run(
 
     Each result row's `peers` holds the peers measured beside memweave in that row; the
     top-level `peers` lists, per backend, every peer it has and whether it was measured or
-    skipped (and why).
+    skipped (and why). `sync_face` holds the blocking face's calls beside the async ones.
     """
     results: list[Measurement] = []
     statuses: list[dict[str, Any]] = []
+    faces: list[FaceMeasurement] = []
     for url in urls:
-        measured, status = await _bench_backend(url, sizes, quick, peers)
+        measured, status, face = await _bench_backend(url, sizes, quick, peers)
         results.extend(measured)
         statuses.extend(status)
+        faces.extend(face)
     return {
         "suite": "history",
         "urls": [mask_url(url) for url in urls],
@@ -478,6 +489,7 @@ async def run(
         "environment": environment(),
         "results": [asdict(r) for r in results],
         "peers": statuses,
+        "sync_face": [asdict(f) for f in faces],
     }
 
 
@@ -526,6 +538,7 @@ def _print_table(report: dict[str, Any]) -> None:
                 peer["note"] or "",
             )
         console.print(peers)
+    print_faces(console, report.get("sync_face", []))
     for status in report.get("peers", []):
         if status["status"] == "measured":
             notes = "; ".join(status["notes"])

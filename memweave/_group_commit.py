@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from memweave._loops import PerLoop
+
 __all__ = ["GroupCommit"]
 
 ItemT = TypeVar("ItemT")
@@ -20,6 +22,8 @@ class GroupCommit(Generic[ItemT, ResultT]):
     writes costs a few round trips instead of one each. `write` returns one result per item,
     in order; if it raises, every caller of that batch gets the error and later batches
     still run. A caller cancelled while waiting leaves its item queued: it is written anyway.
+    Each event loop has a queue and writer of its own, so callers in several loops (threads,
+    consecutive `asyncio.run`s) may share one `GroupCommit`; batches never mix loops.
 
     Args:
         write: Writes a batch and returns one result per item.
@@ -34,26 +38,27 @@ class GroupCommit(Generic[ItemT, ResultT]):
     ) -> None:
         self._write = write
         self._max_batch = max_batch
-        self._queue: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._lanes: PerLoop[_Lane[ItemT, ResultT]] = PerLoop(_Lane)
 
     async def submit(self, item: ItemT) -> ResultT:
         """Queue `item` and return its result once its batch is written."""
+        lane = self._lanes.get()
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain())
+        lane.queue.append((item, future))
+        if lane.writer is None or lane.writer.done():
+            lane.writer = asyncio.create_task(self._drain(lane))
         return await asyncio.shield(future)
 
     async def flush(self) -> None:
-        """Wait until every item queued so far is written."""
-        while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+        """Wait until every item queued so far in the running event loop is written."""
+        lane = self._lanes.get()
+        while lane.writer is not None and not lane.writer.done():
+            await asyncio.shield(lane.writer)
 
-    async def _drain(self) -> None:
-        while self._queue:
-            cut = len(self._queue) if self._max_batch is None else self._max_batch
-            batch, self._queue = self._queue[:cut], self._queue[cut:]
+    async def _drain(self, lane: _Lane[ItemT, ResultT]) -> None:
+        while lane.queue:
+            cut = len(lane.queue) if self._max_batch is None else self._max_batch
+            batch, lane.queue = lane.queue[:cut], lane.queue[cut:]
             try:
                 results = await self._write([item for item, _ in batch])
             except BaseException as exc:
@@ -66,3 +71,13 @@ class GroupCommit(Generic[ItemT, ResultT]):
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+
+
+class _Lane(Generic[ItemT, ResultT]):
+    """One event loop's queue and writer task."""
+
+    __slots__ = ("queue", "writer")
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
+        self.writer: asyncio.Task[None] | None = None

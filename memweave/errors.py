@@ -18,6 +18,7 @@ Every error memweave raises on purpose derives from `MemweaveError`; no driver e
   x ModelError                                    a chat or embedding model call failed
     + ModelHTTPError                              the model server answered with an error status
   x SyncCallInEventLoop     (also RuntimeError)   a blocking call was made inside a running loop
+  x EventLoopMismatch       (also RuntimeError)   an object was used outside the loop it is bound to
 ```
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "BackendUnavailable",
     "ConfigurationError",
     "CorruptRecord",
+    "EventLoopMismatch",
     "InvalidArgument",
     "InvalidMessage",
     "InvalidSessionId",
@@ -257,4 +259,29 @@ class SyncCallInEventLoop(MemweaveError, RuntimeError):
         super().__init__(
             f"{method} was called inside a running event loop, where it would block the loop; "
             f"await {instead} instead"
+        )
+
+
+class EventLoopMismatch(MemweaveError, RuntimeError):
+    """An object whose connections are bound to one event loop was used from another.
+
+    A provider or store built from a URL opens connections per event loop and works in any
+    loop. One given a client or engine by the caller cannot open connections of its own, and
+    the caller's connections belong to the loop that first used them; so it serves that loop
+    only, and refuses in any other (a new `asyncio.run`, another test's loop, another thread's
+    loop) before touching the connections.
+
+    Attributes:
+        owner: The class name of the object.
+        resource: What is bound to the other loop (e.g. `"the client passed in"`).
+    """
+
+    def __init__(self, owner: str, resource: str):
+        self.owner = owner
+        self.resource = resource
+        super().__init__(
+            f"{owner} was used in an event loop other than the one {resource} is bound to (the "
+            f"loop that first used it); build the {owner} from a URL (it then opens connections "
+            "per event loop), or use memweave.sync from blocking code, or make one client and "
+            f"one {owner} per event loop"
         )

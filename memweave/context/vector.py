@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from memweave._group_commit import GroupCommit
+from memweave._loops import PerLoop
 from memweave.context._records import check_id, memory_key, new_memory, read_scope
 from memweave.context._render import CountsTextTokens, default_token_counter, render_memories
 from memweave.context.base import Context, ContextProvider
@@ -121,6 +122,13 @@ class VectorMemory(ContextProvider):
     fenced reference data in `Context.instructions`, within `max_memory_tokens` and at or above
     `min_score`.
 
+    Event loops: a memory works in any event loop (consecutive `asyncio.run` calls, a test
+    framework's loop per test, threads each running a loop), also with a `client` passed in:
+    Chroma and SQLite run on the memory's own worker thread, whichever loop calls, and what
+    waits in a loop (batched adds, the opening lock) is kept per loop. Adds queued in one loop
+    are written by that loop. The `embedder` must work in any loop too (the offline ones do;
+    a network client may keep connections in the loop that first used it).
+
     Args:
         path: Folder of an embedded Chroma (`PersistentClient`); the SQLite catalogue is
             written into it as `memweave-<collection>.sqlite3`. While open, the folder belongs
@@ -218,7 +226,7 @@ class VectorMemory(ContextProvider):
         self._token_counter = token_counter
         self.context_window = context_window
         self._index: HybridIndex | None = None
-        self._open_lock = asyncio.Lock()
+        self._open_lock = PerLoop(asyncio.Lock)
         # One thread does every Chroma and SQLite call, in submission order: a search queued
         # after a write sees it, and the SQLite connection is never shared between threads.
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="memweave")
@@ -275,9 +283,15 @@ class VectorMemory(ContextProvider):
         self._check_open(method)
         if self._index is not None:
             return self._index
-        async with self._open_lock:
+        async with self._open_lock.get():
             if self._index is None:
-                self._index = await self._run(self._open_blocking)
+                return await self._run(self._open_once)
+        return self._index
+
+    def _open_once(self) -> HybridIndex:
+        # On the worker: a loop that waited for another loop's open finds it done here.
+        if self._index is None:
+            self._index = self._open_blocking()
         return self._index
 
     def _open_blocking(self) -> HybridIndex:

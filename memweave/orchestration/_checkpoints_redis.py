@@ -5,17 +5,26 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from memweave.errors import BackendUnavailable, ConfigurationError, MissingDependency
+from memweave._loops import is_loop_error
+from memweave.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    EventLoopMismatch,
+    MissingDependency,
+)
 from memweave.orchestration.checkpoints import Checkpoint, CheckpointStore
-from memweave.providers.redis import client_from_url
 
 try:
     from redis.asyncio import Redis, RedisCluster
+    from redis.commands.core import AsyncScript
     from redis.exceptions import RedisClusterException, RedisError
 except ImportError as exc:  # pragma: no cover - needs an environment without redis
     raise MissingDependency("redis", "redis") from exc
+
+from memweave.providers.redis import loop_clients
 
 __all__ = ["RedisCheckpointStore"]
 
@@ -53,6 +62,23 @@ return out
 """
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Link:
+    """What the store uses in one event loop: a client and its scripts."""
+
+    client: Redis | RedisCluster
+    save: AsyncScript
+    read: AsyncScript
+
+
+def _link(client: Redis | RedisCluster) -> _Link:
+    return _Link(client, client.register_script(_SAVE), client.register_script(_LIST))
+
+
+def _client_of(link: _Link) -> Redis | RedisCluster:
+    return link.client
+
+
 class RedisCheckpointStore(CheckpointStore):
     """Redis based, process-safe checkpoint store: one atomic Lua script per save.
 
@@ -60,6 +86,11 @@ class RedisCheckpointStore(CheckpointStore):
     `<prefix>:checkpoints:{<thread_key>}:...`; both share one hash tag, so a thread lives in one
     cluster slot. A save is one script that skips known ids, appends and trims to
     `max_checkpoints`.
+
+    Event loops: as `RedisChatHistoryProvider`. Built from a URL, the store works in any event
+    loop, with a client per loop closed when its loop shuts down; a `client` you pass in serves
+    the loop that first used the store, and a call from another loop raises
+    `EventLoopMismatch`.
 
     Args:
         url: `redis://`, `rediss://`, `unix://`, or `redis+cluster://` for a Redis Cluster.
@@ -85,23 +116,14 @@ class RedisCheckpointStore(CheckpointStore):
                 "prefix must be a non-empty str without braces, spaces or control characters "
                 f"(braces would change the cluster hash tag), got {prefix!r}"
             )
-        if client is not None and url is not None:
-            raise ConfigurationError("pass either url or client, not both")
+        self._links, _ = loop_clients(
+            url, client, owner=type(self).__name__, link=_link, client_of=_client_of
+        )
         if client is None:
             self._url = url if url is not None else DEFAULT_URL
-            self._client: Redis | RedisCluster = client_from_url(self._url)
-            self._owns_client = True
-        elif isinstance(client, Redis | RedisCluster):
-            self._url = "redis://(client)"
-            self._client = client
-            self._owns_client = False
         else:
-            raise ConfigurationError(
-                f"client must be a redis.asyncio Redis or RedisCluster, got {client!r}"
-            )
+            self._url = "redis://(client)"
         self.prefix = prefix
-        self._save = self._client.register_script(_SAVE)
-        self._read = self._client.register_script(_LIST)
 
     def keys(self, thread: str) -> tuple[str, str]:
         """The keys of a thread (from `thread_key`): its id list and its data hash.
@@ -119,28 +141,28 @@ class RedisCheckpointStore(CheckpointStore):
     async def _put(
         self, thread: str, checkpoint: Checkpoint, data: bytes, max_checkpoints: int | None
     ) -> None:
-        await self._save(
+        await self._links.get().save(
             keys=list(self._keys(thread)), args=[checkpoint.id, data, max_checkpoints or 0]
         )
 
     async def _get(self, thread: str, checkpoint_id: str | None) -> bytes | None:
+        link = self._links.get()
         order, data = self._keys(thread)
         if checkpoint_id is None:
-            rows = await self._read(keys=[order, data], args=[1])
+            rows = await link.read(keys=[order, data], args=[1])
             return bytes(rows[0]) if rows else None
-        value: Any = await self._client.hget(data, checkpoint_id)
+        value: Any = await link.client.hget(data, checkpoint_id)
         return bytes(value) if value is not None else None
 
     async def _list(self, thread: str, limit: int | None) -> list[bytes]:
-        rows = await self._read(keys=list(self._keys(thread)), args=[limit or 0])
+        rows = await self._links.get().read(keys=list(self._keys(thread)), args=[limit or 0])
         return [bytes(row) for row in rows]
 
     async def _delete(self, thread: str) -> None:
-        await self._client.delete(*self._keys(thread))
+        await self._links.get().client.delete(*self._keys(thread))
 
     async def _aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        await self._links.aclose()
 
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:
@@ -148,3 +170,8 @@ class RedisCheckpointStore(CheckpointStore):
             yield
         except (RedisError, RedisClusterException) as error:
             raise BackendUnavailable(f"{type(error).__name__}: {error}", url=self._url) from error
+        except RuntimeError as error:
+            if is_loop_error(error):
+                # A client passed in after the caller used it in another loop.
+                raise EventLoopMismatch(type(self).__name__, "the client passed in") from error
+            raise

@@ -26,13 +26,28 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from memweave.errors import BackendUnavailable, ConfigurationError, MemweaveError
+from memweave._loops import is_loop_error
+from memweave.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    EventLoopMismatch,
+    MemweaveError,
+)
 from memweave.orchestration.checkpoints import Checkpoint, CheckpointStore
-from memweave.providers._sql_engine import resolve_engine
+from memweave.providers._sql_engine import Engines
+from memweave.providers._sql_schema import MySQLBlob
 
 __all__ = ["SQLCheckpointStore", "checkpoint_table"]
 
 _PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+class _MediumBlob(MySQLBlob):
+    """`MEDIUMBLOB` (the column checkpoint tables have always had) whose values travel as hex,
+    as `MySQLBlob`'s do; the bind works whatever BLOB type an existing table has."""
+
+    impl = mysql.MEDIUMBLOB  # type: ignore[assignment]  # MySQLBlob's impl is a LONGBLOB
+    cache_ok = True
 
 
 def checkpoint_table(table_prefix: str = "memweave_", metadata: MetaData | None = None) -> Table:
@@ -65,7 +80,7 @@ def checkpoint_table(table_prefix: str = "memweave_", metadata: MetaData | None 
         Column("workflow", String(255), nullable=False),
         Column("session_id", String(256), nullable=False),
         Column("created_at", Double(), nullable=False),
-        Column("data", LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")),
+        Column("data", LargeBinary().with_variant(_MediumBlob(), "mysql", "mariadb")),
         UniqueConstraint("thread", "checkpoint_id", name=f"{name}_thread_id"),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
@@ -80,6 +95,11 @@ class SQLCheckpointStore(CheckpointStore):
     A save is an insert-or-ignore on `(thread, checkpoint_id)` (so saving again is a no-op)
     followed, with `max_checkpoints`, by deleting the thread's older rows, in one transaction.
     Reads are one indexed query on `(thread, seq)`. The table is created on first use.
+
+    Event loops: as `SQLChatHistoryProvider`. Built from a URL, the store works in any event
+    loop, with an engine per loop disposed of when its loop shuts down; an `engine` you pass
+    in (or an in-memory SQLite database) serves the loop that first used the store, and a call
+    from another loop raises `EventLoopMismatch`.
 
     Args:
         url: A SQLAlchemy URL (`sqlite+aiosqlite:///chat.db`, `postgresql+asyncpg://...`,
@@ -106,29 +126,27 @@ class SQLCheckpointStore(CheckpointStore):
     ) -> None:
         super().__init__(max_checkpoints=max_checkpoints)
         self._table = checkpoint_table(table_prefix)
-        self._engine, self._owns_engine = resolve_engine(url, engine)
-        self._url = self._engine.url.render_as_string(hide_password=True)
+        # Per event loop: the engine and the lock queueing SQLite's writers.
+        self._engines = Engines(url, engine, owner=type(self).__name__)
+        self._url = self._engines.url
         self._ready = False
-        self._setup_lock = asyncio.Lock()
-        # SQLite has one writer per file; queueing this store's writers beats busy-polling.
-        self._write_lock: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if self._engine.dialect.name == "sqlite" else contextlib.nullcontext()
-        )
 
     @property
     def engine(self) -> AsyncEngine:
-        """The SQLAlchemy engine this store runs on."""
-        return self._engine
+        """The SQLAlchemy engine this store runs on in the running event loop (outside any
+        loop, the one it was built with)."""
+        return self._engines.current()
 
     async def _setup(self) -> None:
         if self._ready:
             return
-        async with self._setup_lock:
+        link = self._engines.get()
+        async with link.setup_lock:
             if self._ready:
                 return
             for attempt in range(1, 6):
                 try:
-                    async with self._write_lock, self._engine.begin() as conn:
+                    async with link.write_lock, link.engine.begin() as conn:
                         await conn.run_sync(self._table.metadata.create_all)
                     break
                 except exc.DBAPIError:
@@ -139,7 +157,7 @@ class SQLCheckpointStore(CheckpointStore):
             self._ready = True
 
     def _insert(self) -> Any:
-        name = self._engine.dialect.name
+        name = self._engines.dialect_name
         if name == "sqlite":
             return sqlite.insert(self._table).on_conflict_do_nothing()
         if name == "postgresql":
@@ -159,7 +177,8 @@ class SQLCheckpointStore(CheckpointStore):
             "created_at": checkpoint.created_at.timestamp(),
             "data": data,
         }
-        async with self._write_lock, self._engine.begin() as conn:
+        link = self._engines.get()
+        async with link.write_lock, link.engine.begin() as conn:
             await conn.execute(self._insert(), row)
             if max_checkpoints is not None:
                 cut = (
@@ -182,7 +201,8 @@ class SQLCheckpointStore(CheckpointStore):
             query = query.order_by(t.c.seq.desc()).limit(1)
         else:
             query = query.where(t.c.checkpoint_id == checkpoint_id)
-        async with self._engine.connect() as conn:
+        link = self._engines.get()
+        async with link.read_lock, link.engine.connect() as conn:
             value = (await conn.execute(query)).scalar()
         return bytes(value) if value is not None else None
 
@@ -192,17 +212,18 @@ class SQLCheckpointStore(CheckpointStore):
         query = select(t.c.data).where(t.c.thread == thread).order_by(t.c.seq.desc())
         if limit is not None:
             query = query.limit(limit)
-        async with self._engine.connect() as conn:
+        link = self._engines.get()
+        async with link.read_lock, link.engine.connect() as conn:
             return [bytes(value) for value in (await conn.execute(query)).scalars()]
 
     async def _delete(self, thread: str) -> None:
         await self._setup()
-        async with self._write_lock, self._engine.begin() as conn:
+        link = self._engines.get()
+        async with link.write_lock, link.engine.begin() as conn:
             await conn.execute(delete(self._table).where(self._table.c.thread == thread))
 
     async def _aclose(self) -> None:
-        if self._owns_engine:
-            await self._engine.dispose()
+        await self._engines.aclose()
 
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:
@@ -215,3 +236,8 @@ class SQLCheckpointStore(CheckpointStore):
             raise BackendUnavailable(f"{type(orig).__name__}: {orig}", url=self._url) from error
         except (exc.SQLAlchemyError, OSError) as error:
             raise BackendUnavailable(f"{type(error).__name__}: {error}", url=self._url) from error
+        except RuntimeError as error:
+            if is_loop_error(error):
+                # An engine passed in after the caller used it in another loop.
+                raise EventLoopMismatch(type(self).__name__, self._engines.bound_to) from error
+            raise

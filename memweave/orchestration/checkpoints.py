@@ -347,7 +347,8 @@ class InMemoryCheckpointStore(CheckpointStore):
     """Checkpoints in this process's memory, as encoded JSON; thread-safe, lost on exit.
 
     Stored bytes are decoded on every read, so changing a returned checkpoint never changes
-    the store.
+    the store. Works in any event loop, and in several at once: it holds no connections, and
+    one thread lock guards it.
 
     Args:
         max_checkpoints: Keep at most this many checkpoints per thread (newest kept).

@@ -1,7 +1,13 @@
-"""Building the `AsyncEngine` of a SQL store from a URL, with memweave's connection settings."""
+"""Building the `AsyncEngine`s of a SQL store from a URL, with memweave's connection settings,
+one per event loop (`Engines`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, exc
@@ -9,10 +15,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
+from memweave._loops import PerLoop
 from memweave._urls import mask_url
 from memweave.errors import ConfigurationError, MissingDependency
 
-__all__ = ["DEFAULT_URL", "resolve_engine"]
+__all__ = ["DEFAULT_URL", "Engines", "LoopEngine", "resolve_engine"]
 
 DEFAULT_URL = "sqlite+aiosqlite:///memweave.db"
 """Where a provider built with neither `url` nor `engine` stores its histories."""
@@ -26,6 +33,9 @@ _DEFAULT_DRIVERS = {
 }
 _EXTRAS = {"asyncpg": "postgres", "aiomysql": "mysql", "asyncmy": "mysql"}
 _SQLITE_BUSY_TIMEOUT = 30.0
+
+_AIOMYSQL_CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()
+"""aiomysql connections our engines opened (see `Engines._abandon`)."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -45,6 +55,10 @@ def _aiomysql_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) 
         return
     if dbapi_connection.driver_connection.get_transaction_status():
         dbapi_connection.rollback()
+
+
+def _aiomysql_opened(dbapi_connection: Any, _record: Any) -> None:
+    _AIOMYSQL_CONNECTIONS.add(dbapi_connection.driver_connection)
 
 
 def resolve_engine(url: str | None, engine: AsyncEngine | None) -> tuple[AsyncEngine, bool]:
@@ -99,4 +113,113 @@ def _create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     elif driver == "aiomysql":
         event.listen(engine.sync_engine, "reset", _aiomysql_reset)
+        event.listen(engine.sync_engine, "connect", _aiomysql_opened)
     return engine
+
+
+@dataclass(slots=True, eq=False)
+class LoopEngine:
+    """What a SQL store uses in one event loop: an engine and the locks that queue its calls."""
+
+    engine: AsyncEngine
+    write_lock: AbstractAsyncContextManager[Any]
+    """SQLite's: one writer per file, so the store queues its own writers (beats busy-polling)."""
+    read_lock: AbstractAsyncContextManager[Any]
+    """An in-memory SQLite database is one connection, so reads queue behind writes too."""
+    setup_lock: asyncio.Lock
+
+
+class Engines:
+    """The engines of one SQL store: one per event loop when it was given a URL, each built
+    with the same settings and disposed of (on its loop) when that loop shuts down; else the
+    engine given, or the one connection of an in-memory SQLite database, serving the loop that
+    first used it only (see `memweave._loops.PerLoop`).
+
+    Args:
+        url: The store's URL, or None.
+        engine: The caller's engine, or None.
+        owner: The store's class name, for errors.
+
+    Raises:
+        ConfigurationError: As `resolve_engine`.
+        MissingDependency: As `resolve_engine`.
+    """
+
+    def __init__(self, url: str | None, engine: AsyncEngine | None, *, owner: str) -> None:
+        self.template, self.owned = resolve_engine(url, engine)
+        """The engine built (or given) first; the first loop's."""
+        self._source = url if url is not None else DEFAULT_URL
+        self.url = self.template.url.render_as_string(hide_password=True)
+        """The URL, without its password."""
+        self.dialect_name = self.template.dialect.name
+        self.sqlite = self.dialect_name == "sqlite"
+        self.in_memory = self.sqlite and self.template.url.database in (None, "", ":memory:")
+        # Engines of loops that shut down: disposed of, so reusable in any loop, and they keep
+        # what the dialect learned on first connect.
+        self._spares = [self.template]
+        self._closed = False
+        self.bound_to = "its engine"
+        """What ties the store to one event loop, when something does (for errors)."""
+        if not self.owned:
+            self.bound_to = "the engine passed in"
+        elif self.in_memory:
+            self.bound_to = "its in-memory SQLite database"
+        if self.owned and not self.in_memory:
+            self._loops: PerLoop[LoopEngine] = PerLoop(
+                self._make, close=self._dispose, discard=self._abandon
+            )
+        else:
+            close = self._dispose if self.owned else None
+            self._loops = PerLoop(self._make, close=close, bound=(owner, self.bound_to))
+
+    def get(self) -> LoopEngine:
+        """The running loop's engine and locks.
+
+        Raises:
+            EventLoopMismatch: The engine was given (or is an in-memory SQLite database) and
+                another loop used it first.
+        """
+        return self._loops.get()
+
+    def current(self) -> AsyncEngine:
+        """The running loop's engine; outside any loop, or when the engine was given or is
+        an in-memory database, the one built (or given) first."""
+        if not self.owned or self.in_memory or asyncio._get_running_loop() is None:
+            return self.template
+        return self._loops.get().engine
+
+    async def aclose(self) -> None:
+        """Dispose of the engines built here (a given one is left as it is)."""
+        self._closed = True
+        await self._loops.aclose()
+
+    def _make(self) -> LoopEngine:
+        if not self.owned or self.in_memory:
+            engine = self.template
+        else:
+            try:
+                engine = self._spares.pop()
+            except IndexError:
+                engine = _create_engine(self._source)
+        write: AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if self.sqlite else contextlib.nullcontext()
+        )
+        read = write if self.in_memory else contextlib.nullcontext()
+        return LoopEngine(engine, write, read, asyncio.Lock())
+
+    async def _dispose(self, link: LoopEngine) -> None:
+        await link.engine.dispose()
+        if not self._closed and not self.in_memory:
+            self._spares.append(link.engine)
+
+    @staticmethod
+    def _abandon(link: LoopEngine) -> None:
+        """Drop the engine of a loop closed without shutting down: its connections can only
+        be left to the garbage collector, and their sockets are closed when collected."""
+        # aiomysql's finalizer would then fail with "Event loop is closed" (asyncpg's and
+        # redis-py's check for that). Closing the connection here fails the same way, but
+        # marks its transport closed first, which keeps that finalizer quiet.
+        for connection in list(_AIOMYSQL_CONNECTIONS):
+            if connection.loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    connection.close()

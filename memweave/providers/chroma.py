@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from memweave._codec import OnCorrupt, decode_one
 from memweave._group_commit import GroupCommit
+from memweave._loops import PerLoop
 from memweave._urls import mask_url
 from memweave.embeddings import ChromaDefaultEmbeddings, EmbeddingFunction
 from memweave.errors import (
@@ -134,6 +135,11 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
     Embedded Chroma (`chroma:///path`, the default) serves one process; use a Chroma server
     (`chroma+http://host:port`) to share histories between processes.
 
+    Event loops: the provider works in any event loop (consecutive `asyncio.run` calls, a test
+    framework's loop per test, threads each running a loop), also with a `client` passed in:
+    Chroma's client is blocking and runs on the provider's own worker thread, whichever loop
+    calls, and what waits in a loop (group commit, the opening lock) is kept per loop.
+
     Args:
         url: `chroma:///path/to/folder` (embedded) or `chroma+http://host:port` /
             `chroma+https://...` (a server); `?collection=name` picks the collection.
@@ -232,7 +238,7 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         self._client: Any = None
         self._legacy = False
         self._close_client: Callable[[], None] | None = None
-        self._open_lock = asyncio.Lock()
+        self._open_lock = PerLoop(asyncio.Lock)
         # One thread makes every Chroma call, in order: the provider's own writes never
         # interleave, and Chroma's blocking client stays off the event loop.
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="memweave")
@@ -257,16 +263,21 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
 
     async def _ready(self) -> Any:
         if self._collection is None:
-            async with self._open_lock:
+            async with self._open_lock.get():
                 if self._collection is None:
                     embedder = self.embedder
                     loop = asyncio.get_running_loop()
-                    self._collection = await loop.run_in_executor(
+                    await loop.run_in_executor(
                         self._worker, self._open, embedder.name, embedder.dimensions
                     )
         return self._collection
 
-    def _open(self, embedder: str, dimensions: int) -> Any:
+    def _open(self, embedder: str, dimensions: int) -> None:
+        # On the worker: a loop that waited for another loop's open finds it done here.
+        if self._collection is None:
+            self._collection = self._open_client(embedder, dimensions)
+
+    def _open_client(self, embedder: str, dimensions: int) -> Any:
         client, self._close_client = self._make_client()
         self._client = client
         try:

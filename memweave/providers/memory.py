@@ -78,6 +78,9 @@ class InMemoryChatHistoryProvider(ChatHistoryProvider):
     list after `add_messages` never changes the stored history. Fast enough to be the default
     in tests and short-lived agents.
 
+    Works in any event loop, and in several at once (consecutive `asyncio.run` calls, threads
+    each running a loop): it holds no connections, and one thread lock guards its sessions.
+
     Example:
         ```python
         async with InMemoryChatHistoryProvider(max_messages=100) as history:

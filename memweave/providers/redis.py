@@ -7,13 +7,20 @@ import contextlib
 import hashlib
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from memweave._codec import OnCorrupt
+from memweave._loops import PerLoop, is_loop_error
 from memweave._urls import mask_url
-from memweave.errors import BackendUnavailable, ConfigurationError, MissingDependency
+from memweave.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    EventLoopMismatch,
+    MissingDependency,
+)
 from memweave.providers.base import (
     ChatHistoryProvider,
     DeleteOutcome,
@@ -34,9 +41,11 @@ from memweave.providers import _redis_scripts as scripts
 from memweave.providers._redis_index import SessionIndex, SessionKeys
 from memweave.providers._redis_index import text as _text
 
-__all__ = ["RedisChatHistoryProvider"]
+__all__ = ["RedisChatHistoryProvider", "loop_clients"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
+
+T = TypeVar("T")
 
 _KEY_CACHE_SIZE = 4096  # key names of recently used sessions, kept pre-encoded
 _CACHE_SIZE = 4096  # entries of the listed-sessions and page-position caches
@@ -45,6 +54,17 @@ _SCAN = 64  # expired index members such a step looks at
 
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 _BAD_PREFIX = re.compile(r"[{}\x00-\x20\x7f]")
+
+
+@dataclass(slots=True, eq=False)
+class _Link:
+    """What the provider uses in one event loop."""
+
+    client: Redis | RedisCluster
+    index: SessionIndex
+    cold: bool
+    """A cluster client that has not read the slot map yet (see `_warm`)."""
+    warm_lock: asyncio.Lock
 
 
 def _session_tag(session_id: str) -> str:
@@ -82,6 +102,12 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
     members leave the index in bounded batches: `purge_expired()`, one small step per
     `list_sessions` call and one per 16 sessions created. The unsharded index of earlier
     releases (`<prefix>:{<prefix>}:sessions`) is still read, purged and pruned.
+
+    Event loops: built from a URL, the provider works in any event loop (consecutive
+    `asyncio.run` calls, a test framework's loop per test, threads each running a loop): each
+    loop gets a client and pool of its own, closed on that loop when it shuts down, and
+    `aclose()` closes those of loops still running. A `client` you pass in serves the loop
+    that first used the provider; a call from another loop raises `EventLoopMismatch`.
 
     Args:
         url: `redis://`, `rediss://` or `unix://` for one server; `redis+cluster://host:port`
@@ -131,26 +157,18 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
                 f"prefix must be a non-empty str without braces, spaces or control characters "
                 f"(braces would change the cluster hash tag), got {prefix!r}"
             )
-        if client is not None and url is not None:
-            raise ConfigurationError("pass either url or client, not both")
-        if client is None:
-            self._url = url if url is not None else DEFAULT_URL
-            self._client: Redis | RedisCluster = client_from_url(self._url)
-            self._owns_client = True
-        elif isinstance(client, Redis | RedisCluster):
-            self._url = _describe(client)
-            self._client = client
-            self._owns_client = False
-        else:
-            raise ConfigurationError(
-                f"client must be a redis.asyncio Redis or RedisCluster, got {client!r}"
-            )
         self.prefix = prefix
-        self._cluster = isinstance(self._client, RedisCluster)
-        self._cold = self._cluster
-        self._warm_lock = asyncio.Lock()
-        self._index = SessionIndex(
-            self._client, prefix, cluster=self._cluster, keys_of=self._session_keys
+        self._links, first = loop_clients(
+            url, client, owner=type(self).__name__, link=self._link, client_of=_client_of
+        )
+        if client is not None:
+            self._url = _describe(first)
+        else:
+            self._url = url if url is not None else DEFAULT_URL
+        self._cluster = isinstance(first, RedisCluster)
+        # The index's key layout (shards, legacy keys), the same on every loop's client.
+        self._layout = SessionIndex(
+            first, prefix, cluster=self._cluster, keys_of=self._session_keys
         )
         self._key_cache: dict[str, SessionKeys] = {}
         # Cluster only: sessions this provider has listed in the index (or saw created).
@@ -168,8 +186,9 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
             tag = _session_tag(session_id)
             base = f"{self.prefix}:{{{tag}}}:".encode()
             session = (base + b"msgs", base + b"meta", base + b"ids", base + b"sys", base + b"info")
-            shard = self._index.shard_for(tag)
-            script = session if self._cluster else (*session, *shard.keys, *self._index.legacy.keys)
+            shard = self._layout.shard_for(tag)
+            legacy = self._layout.legacy.keys
+            script = session if self._cluster else (*session, *shard.keys, *legacy)
             keys = SessionKeys(session, shard, script)
             self._key_cache[session_id] = keys
         return keys
@@ -184,59 +203,59 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
     ) -> None:
         if not records and ttl is None:
             return
-        await self._ready()
+        link = await self._ready()
         keys = self._session_keys(session_id)
         scan = _SCAN if self._creations % _SCAN_EVERY == _SCAN_EVERY - 1 else 0
         args: list[str | bytes | int] = [max_messages or 0, _milliseconds(ttl), session_id, scan]
         for record in records:
             args += (record.role[0] + record.id, record.data)
-        length, created, pttl, expired = await scripts.APPEND(self._client, keys.script, args)
+        length, created, pttl, expired = await scripts.APPEND(link.client, keys.script, args)
         if created:
             self._creations += 1
         if self._cluster and length and (created or session_id not in self._listed):
-            expired = await self._index.touch(
+            expired = await link.index.touch(
                 keys.shard, session_id, int(pttl), scan if created else 0
             )
             _remember(self._listed, session_id, None)
         if expired:
-            await self._index.settle(keys.shard, expired)
+            await link.index.settle(keys.shard, expired)
 
     async def _read(self, session_id: str, limit: int | None) -> list[bytes]:
-        await self._ready()
+        link = await self._ready()
         msgs = self._session_keys(session_id).msgs
-        rows = await self._client.lrange(msgs, -limit if limit else 0, -1)
+        rows = await link.client.lrange(msgs, -limit if limit else 0, -1)
         return [_bytes(row) for row in rows]
 
     async def _read_system(self, session_id: str) -> list[bytes]:
         """One `LRANGE` of the session's copy of its system entries, whatever its length."""
-        await self._ready()
-        rows = await self._client.lrange(self._session_keys(session_id).session[3], 0, -1)
+        link = await self._ready()
+        rows = await link.client.lrange(self._session_keys(session_id).session[3], 0, -1)
         return [_bytes(row) for row in rows]
 
     async def _count(self, session_id: str) -> int:
-        await self._ready()
-        return int(await self._client.llen(self._session_keys(session_id).msgs))
+        link = await self._ready()
+        return int(await link.client.llen(self._session_keys(session_id).msgs))
 
     async def _clear(self, session_id: str) -> None:
-        await self._ready()
+        link = await self._ready()
         keys = self._session_keys(session_id)
         self._listed.pop(session_id, None)
         if not self._cluster:
-            await scripts.CLEAR(self._client, keys.script, [session_id])
+            await scripts.CLEAR(link.client, keys.script, [session_id])
             return
-        await self._client.delete(*keys.session)
-        await self._index.unindex([session_id])
+        await link.client.delete(*keys.session)
+        await link.index.unindex([session_id])
 
     async def _list_sessions(
         self, prefix: str | None, *, after: str | None, limit: int | None
     ) -> list[str]:
-        await self._ready()
-        return await self._index.page(prefix, after, limit)
+        link = await self._ready()
+        return await link.index.page(prefix, after, limit)
 
     async def _session_info(self, session_id: str) -> SessionInfo | None:
-        await self._ready()
+        link = await self._ready()
         keys = self._session_keys(session_id)
-        reply = await scripts.SESSION_INFO(self._client, [keys.msgs, keys.info], [])
+        reply = await scripts.SESSION_INFO(link.client, [keys.msgs, keys.info], [])
         count = int(reply[0])
         if not count:
             return None
@@ -251,13 +270,13 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
     async def _read_page(
         self, session_id: str, *, after: str | None, before: str | None, limit: int
     ) -> list[PageRow] | None:
-        await self._ready()
+        link = await self._ready()
         keys = self._session_keys(session_id)
         cursor = after if after is not None else before
         mode = "n" if cursor is None else "a" if after is not None else "b"
         position, initial = self._hints.get((session_id, cursor or ""), (-1, ""))
         reply = await scripts.READ_PAGE(
-            self._client, keys.session[:3], [mode, limit, cursor or "", position, initial]
+            link.client, keys.session[:3], [mode, limit, cursor or "", position, initial]
         )
         if reply is None:
             return None
@@ -270,41 +289,41 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         return rows
 
     async def _delete(self, session_id: str, message_ids: Sequence[str]) -> DeleteOutcome:
-        await self._ready()
+        link = await self._ready()
         keys = self._session_keys(session_id)
         reply = await scripts.DELETE(
-            self._client, keys.script, [session_id, _tombstone(), *message_ids]
+            link.client, keys.script, [session_id, _tombstone(), *message_ids]
         )
         deleted, orphan, change = int(reply[0]), _text(reply[1]), int(reply[2])
         if orphan:
             return DeleteOutcome(0, orphan=orphan)
-        await self._emptied(session_id, change)
+        await self._emptied(link, session_id, change)
         return DeleteOutcome(deleted)
 
     async def _truncate_after(self, session_id: str, message_id: str) -> int | None:
-        await self._ready()
+        link = await self._ready()
         keys = self._session_keys(session_id)
         position, initial = self._hints.get((session_id, message_id), (-1, ""))
         deleted = int(
-            await scripts.TRUNCATE(self._client, keys.session, [message_id, position, initial])
+            await scripts.TRUNCATE(link.client, keys.session, [message_id, position, initial])
         )
         return None if deleted < 0 else deleted
 
     async def _prune(self, older_than: timedelta, *, dry_run: bool) -> int:
-        await self._ready()
-        return await self._index.prune(_milliseconds(older_than), dry_run=dry_run)
+        link = await self._ready()
+        return await link.index.prune(_milliseconds(older_than), dry_run=dry_run)
 
     async def _purge_expired(self) -> int:
-        await self._ready()
-        return await self._index.purge_expired()
+        link = await self._ready()
+        return await link.index.purge_expired()
 
     async def _remove(self, session_id: str, message_ids: Sequence[str]) -> None:
-        await self._ready()
+        link = await self._ready()
         keys = self._session_keys(session_id)
         change = await scripts.REMOVE(
-            self._client, keys.script, [session_id, _tombstone(), *message_ids]
+            link.client, keys.script, [session_id, _tombstone(), *message_ids]
         )
-        await self._emptied(session_id, int(change))
+        await self._emptied(link, session_id, int(change))
 
     async def _replace(
         self,
@@ -313,7 +332,7 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         *,
         expected_last_id: str | None,
     ) -> bool:
-        await self._ready()
+        link = await self._ready()
         keys = self._session_keys(session_id)
         args: list[str | bytes | int] = [
             session_id,
@@ -322,34 +341,49 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         ]
         for record in records:
             args += (record.role[0] + record.id, record.data)
-        replaced, change, pttl = await scripts.REPLACE(self._client, keys.script, args)
+        replaced, change, pttl = await scripts.REPLACE(link.client, keys.script, args)
         if self._cluster and int(change) > 0:
-            await self._index.touch(keys.shard, session_id, int(pttl), 0)
+            await link.index.touch(keys.shard, session_id, int(pttl), 0)
             _remember(self._listed, session_id, None)
-        await self._emptied(session_id, int(change))
+        await self._emptied(link, session_id, int(change))
         return bool(replaced)
 
-    async def _emptied(self, session_id: str, change: int) -> None:
+    async def _emptied(self, link: _Link, session_id: str, change: int) -> None:
         """Unlist a session a script left empty; on a single server the script did."""
         if change < 0 and self._cluster:
             self._listed.pop(session_id, None)
-            await self._index.unindex([session_id])
+            await link.index.unindex([session_id])
 
     async def _aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        await self._links.aclose()
 
-    async def _ready(self) -> None:
-        if self._cold:
-            await self._warm()
+    @property
+    def _client(self) -> Redis | RedisCluster:
+        """The running event loop's client."""
+        return self._links.get().client
 
-    async def _warm(self) -> None:
+    @property
+    def _index(self) -> SessionIndex:
+        """The sessions index on the running event loop's client."""
+        return self._links.get().index
+
+    def _link(self, client: Redis | RedisCluster) -> _Link:
+        index = SessionIndex(client, self.prefix, cluster=self._cluster, keys_of=self._session_keys)
+        return _Link(client, index, self._cluster, asyncio.Lock())
+
+    async def _ready(self) -> _Link:
+        link = self._links.get()
+        if link.cold:
+            await self._warm(link)
+        return link
+
+    async def _warm(self, link: _Link) -> None:
         # redis-py's RedisCluster mis-routes commands sent concurrently before it has read the
         # slot map, then tears down connections still in use; so it is initialized once, first.
-        async with self._warm_lock:
-            if self._cold and isinstance(self._client, RedisCluster):
-                await self._client.initialize()
-            self._cold = False
+        async with link.warm_lock:
+            if link.cold and isinstance(link.client, RedisCluster):
+                await link.client.initialize()
+            link.cold = False
 
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:
@@ -364,13 +398,64 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
             raise BackendUnavailable(f"{type(exc).__name__}: {exc}", url=self._url) from exc
         except (RedisError, RedisClusterException) as exc:
             raise BackendUnavailable(f"{type(exc).__name__}: {exc}", url=self._url) from exc
+        except RuntimeError as exc:
+            if is_loop_error(exc):
+                # A client passed in after the caller used it in another loop.
+                raise EventLoopMismatch(type(self).__name__, "the client passed in") from exc
+            raise
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
     """Store in a bounded cache, forgetting the oldest entry when full."""
     if key not in cache and len(cache) >= _CACHE_SIZE:
-        del cache[next(iter(cache))]
+        # Threads running loops of their own may evict at the same time.
+        with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+            del cache[next(iter(cache))]
     cache[key] = value
+
+
+def _client_of(link: _Link) -> Redis | RedisCluster:
+    return link.client
+
+
+def loop_clients(
+    url: str | None,
+    client: Redis | RedisCluster | None,
+    *,
+    owner: str,
+    link: Callable[[Redis | RedisCluster], T],
+    client_of: Callable[[T], Redis | RedisCluster],
+) -> tuple[PerLoop[T], Redis | RedisCluster]:
+    """The clients of a Redis store, per event loop (see `memweave._loops.PerLoop`), and the
+    first one (built now, so a bad URL fails at once).
+
+    From a URL, each loop gets a client of its own, closed on that loop when it shuts down. A
+    client passed in serves the loop that first used it. `link` wraps a client in what the
+    store keeps per loop; `client_of` finds the client in it again.
+
+    Raises:
+        ConfigurationError: Both or a bad `client`, or a bad URL.
+    """
+    if client is not None and url is not None:
+        raise ConfigurationError("pass either url or client, not both")
+    if client is None:
+        source = url if url is not None else DEFAULT_URL
+        first = client_from_url(source)
+        spare = [first]
+
+        def make() -> T:
+            return link(spare.pop() if spare else client_from_url(source))
+
+        async def close(value: T) -> None:
+            await client_of(value).aclose()
+
+        return PerLoop(make, close=close), first
+    if not isinstance(client, Redis | RedisCluster):
+        raise ConfigurationError(
+            f"client must be a redis.asyncio Redis or RedisCluster, got {client!r}"
+        )
+    given = client
+    return PerLoop(lambda: link(given), bound=(owner, "the client passed in")), client
 
 
 def _tombstone() -> str:

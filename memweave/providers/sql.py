@@ -7,7 +7,6 @@ import contextlib
 import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -15,14 +14,16 @@ from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from memweave._codec import OnCorrupt
+from memweave._loops import is_loop_error
 from memweave.errors import (
     BackendUnavailable,
     ConfigurationError,
+    EventLoopMismatch,
     InvalidSessionId,
     MemweaveError,
     SchemaMismatch,
 )
-from memweave.providers._sql_engine import DEFAULT_URL, resolve_engine
+from memweave.providers._sql_engine import DEFAULT_URL, Engines
 from memweave.providers._sql_schema import (
     SCHEMA_VERSION,
     SchemaState,
@@ -101,7 +102,14 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
 
     An engine built from a URL gets SQLite's WAL journal, `synchronous=NORMAL` and a 30 s busy
     timeout (so several processes can share one file), and READ COMMITTED on MariaDB/MySQL.
-    An engine you pass in is used as it is and never closed here. Change the tables only
+    An engine you pass in is used as it is and never closed here.
+
+    Event loops: built from a URL, the provider works in any event loop (consecutive
+    `asyncio.run` calls, a test framework's loop per test, threads each running a loop): each
+    loop gets an engine and pool of its own, disposed of on that loop when it shuts down, and
+    `aclose()` disposes of those of loops still running. An `engine` you pass in, and an
+    in-memory SQLite database (one connection), serve the loop that first used the provider;
+    a call from another loop raises `EventLoopMismatch`. Change the tables only
     through a provider, since each write keeps the session's count in step with its rows.
     Ids compare exactly on every database (see `ExactString`), which needs MariaDB 10.2+ or
     MySQL 8.0.17+. Tables of schema version 1 (before session times) are upgraded in place
@@ -159,28 +167,21 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         self.table_prefix = table_prefix
         self.metadata = self._tables.metadata
         """The `MetaData` of this provider's tables (see `build_metadata`)."""
-        self._engine, self._owns_engine = resolve_engine(url, engine)
+        # Per event loop: the engine and the locks queueing SQLite's writers.
+        self._engines = Engines(url, engine, owner=type(self).__name__)
         self._create_tables = bool(create_tables)
-        self._url = self._engine.url.render_as_string(hide_password=True)
-        sqlite = self._engine.dialect.name == "sqlite"
-        in_memory = sqlite and self._engine.url.database in (None, "", ":memory:")
-        # SQLite has one writer per file; queueing our own writers here beats busy-polling.
-        self._write_lock: AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if sqlite else contextlib.nullcontext()
-        )
-        # An in-memory database is one shared connection, so reads queue behind writes too.
-        self._read_lock = self._write_lock if in_memory else contextlib.nullcontext()
+        self._url = self._engines.url
         # Our own SQLite connections open a write transaction with BEGIN IMMEDIATE by
         # themselves before the first write (see `_sqlite_pragmas`); others need it sent.
-        self._sqlite = sqlite
-        self._send_begin = sqlite and not self._owns_engine
+        self._sqlite = self._engines.sqlite
+        self._send_begin = self._sqlite and not self._engines.owned
         self._statements: Statements | None = None
-        self._setup_lock = asyncio.Lock()
 
     @property
     def engine(self) -> AsyncEngine:
-        """The SQLAlchemy engine this provider runs on."""
-        return self._engine
+        """The SQLAlchemy engine this provider runs on in the running event loop (outside
+        any loop, the one it was built with)."""
+        return self._engines.current()
 
     # -- primitives ---------------------------------------------------------------------------
 
@@ -394,7 +395,8 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
 
     async def _prune(self, older_than: timedelta, *, dry_run: bool) -> int:
         st = await self._ready()
-        async with self._read_lock, self._engine.connect() as conn:
+        link = self._engines.get()
+        async with link.read_lock, link.engine.connect() as conn:
             now = float((await conn.execute(st.clock)).scalar_one())
         cutoff = now - older_than.total_seconds()
         if not dry_run:
@@ -473,14 +475,13 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         return await self._write(work)
 
     async def _aclose(self) -> None:
-        if self._owns_engine:
-            await self._engine.dispose()
+        await self._engines.aclose()
 
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _ready(self) -> Statements:
         if self._statements is None:
-            async with self._setup_lock:
+            async with self._engines.get().setup_lock:
                 if self._statements is None:
                     self._statements = await self._setup()
         return self._statements
@@ -492,7 +493,8 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         attempt = 1
         while True:
             try:
-                async with self._read_lock, self._engine.connect() as conn:
+                link = self._engines.get()
+                async with link.read_lock, link.engine.connect() as conn:
                     # SQLite also looks for its system-message index, which older tables lack.
                     full = self._create_tables and self._sqlite
                     state = await conn.run_sync(read_schema_state, tables, full=full)
@@ -559,7 +561,8 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
     @contextlib.asynccontextmanager
     async def _transaction(self, *, reads_first: bool = False) -> AsyncIterator[AsyncConnection]:
         """A write transaction; pass `reads_first` when its first statement is not a write."""
-        async with self._write_lock, self._engine.begin() as conn:
+        link = self._engines.get()
+        async with link.write_lock, link.engine.begin() as conn:
             if self._send_begin or (reads_first and self._sqlite):
                 # Take SQLite's write lock up front: a transaction that reads and then
                 # writes fails with SQLITE_BUSY instead of waiting its turn.
@@ -587,11 +590,13 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             attempt += 1
 
     async def _scalars(self, statement: Any, params: dict[str, Any]) -> list[Any]:
-        async with self._read_lock, self._engine.connect() as conn:
+        link = self._engines.get()
+        async with link.read_lock, link.engine.connect() as conn:
             return list((await conn.execute(statement, params)).scalars())
 
     async def _rows(self, statement: Any, params: dict[str, Any]) -> list[Any]:
-        async with self._read_lock, self._engine.connect() as conn:
+        link = self._engines.get()
+        async with link.read_lock, link.engine.connect() as conn:
             return list((await conn.execute(statement, params)).all())
 
     async def _touch(
@@ -629,6 +634,11 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             raise BackendUnavailable(reason, url=self._url) from error
         except (exc.SQLAlchemyError, OSError) as error:
             raise BackendUnavailable(_reason(error), url=self._url) from error
+        except RuntimeError as error:
+            if is_loop_error(error):
+                # An engine passed in after the caller used it in another loop.
+                raise EventLoopMismatch(type(self).__name__, self._engines.bound_to) from error
+            raise
 
 
 def _is_denied(error: exc.DBAPIError) -> bool:

@@ -20,13 +20,6 @@ def store(harness: BackendHarness) -> Iterator[sync.CheckpointStore]:
         yield built
 
 
-MYSQL_BYTES_BUG = (
-    "backend bug, also in the async SQLCheckpointStore: aiomysql 0.3.2 escapes a bytes "
-    "parameter with pymysql's escape_bytes_prefixed, which PyMySQL 1.2 replaced by a string, "
-    "so saving a checkpoint on MariaDB raises a raw TypeError"
-)
-
-
 def _checkpoint(workflow: str, session_id: str, n: int) -> Checkpoint:
     return Checkpoint(
         workflow=workflow, session_id=session_id, status="idle", current_agent=f"agent{n}"
@@ -48,15 +41,10 @@ def test_checkpoint_store_from_url_builds_the_backends_blocking_store(
 
 
 def test_checkpoints_round_trip_newest_first_and_trimmed(
-    store: sync.CheckpointStore,
-    session_id: str,
-    harness: BackendHarness,
-    request: pytest.FixtureRequest,
+    store: sync.CheckpointStore, session_id: str
 ) -> None:
     """Saved checkpoints come back newest first, a saved id is not saved twice, only the
     newest `max_checkpoints` are kept, and delete empties the thread."""
-    if harness.name == "mysql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=MYSQL_BYTES_BUG))
     saved = [_checkpoint("wf", session_id, n) for n in range(5)]
     for checkpoint in saved:
         store.save_checkpoint(checkpoint)
