@@ -14,7 +14,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-__all__ = ["f1_chart", "history_charts", "latency_chart", "recall_chart", "reducer_charts"]
+__all__ = [
+    "f1_chart",
+    "history_charts",
+    "latency_chart",
+    "recall_chart",
+    "reducer_charts",
+    "scale_charts",
+]
 
 _DPI = 120
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
@@ -193,6 +200,69 @@ def reducer_charts(result: dict[str, Any], out: Path) -> list[Path]:
     _style(axes)
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize="small")
     return [_save(figure, out / "reducers.png")]
+
+
+_SCALE_PANELS = (
+    # (part, operation, floor, title, x label)
+    ("turn", "turn", "floor", "Agent turn, TokenBudgetReducer(8000)", "messages in the session"),
+    ("sessions", "list_page", "list_floor", "list_sessions(limit=100, after=...)", "sessions"),
+    ("sessions", "info", "info_floor", "session_info(id)", "sessions"),
+)
+
+
+def scale_charts(result: dict[str, Any], out: Path) -> list[Path]:
+    """Service scale: p50 of a turn, a session page and a session lookup against size, per
+    backend, with each one's floor; one PNG (none when neither part ran)."""
+    panels = [panel for panel in _SCALE_PANELS if result.get(panel[0])]
+    if not panels:
+        return []
+    figure = Figure(figsize=(5.2 * len(panels), 4.6), layout="constrained")
+    axes_list = figure.subplots(1, len(panels), squeeze=False)[0]
+    for axes, (part, operation, floor, title, label) in zip(axes_list, panels, strict=True):
+        rows: list[dict[str, Any]] = result[part]
+        backends = list(dict.fromkeys(row["backend"] for row in rows))
+        for index, backend in enumerate(backends):
+            color = _COLORS[index % len(_COLORS)]
+            mine = sorted((r for r in rows if r["backend"] == backend), key=lambda r: r["n"])
+            sizes = [r["n"] for r in mine]
+            axes.plot(
+                sizes,
+                [r[operation]["p50_ms"] for r in mine],
+                marker="o",
+                color=color,
+                label=f"{backend} p50",
+            )
+            if part == "turn":
+                axes.plot(
+                    sizes,
+                    [r["windowed_read"]["p50_ms"] for r in mine],
+                    marker=".",
+                    linestyle="-.",
+                    color=color,
+                    alpha=0.8,
+                    label=f"{backend} windowed read alone",
+                )
+            axes.plot(
+                sizes,
+                [r[floor]["p50_ms"] for r in mine],
+                marker="x",
+                linestyle="--",
+                color=color,
+                alpha=0.8,
+                label=f"{backend} raw-client floor",
+            )
+        axes.set_xscale("log")
+        sizes = sorted({r["n"] for r in rows})
+        axes.set_xticks(sizes, [_number(n) for n in sizes])
+        axes.xaxis.set_minor_formatter(NullFormatter())
+        _log_y(axes)
+        axes.set_title(title)
+        axes.set_xlabel(f"{label} (log scale)")
+        axes.set_ylabel("p50 latency (ms, log scale)")
+        _style(axes)
+        axes.legend(fontsize="x-small")
+    figure.suptitle("memweave at service scale: p50 against size, beside the raw client")
+    return [_save(figure, out / "scale.png")]
 
 
 def recall_chart(

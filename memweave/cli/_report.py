@@ -22,6 +22,7 @@ __all__ = [
     "base_manifest",
     "markdown_report",
     "markdown_table",
+    "ms",
     "write_results",
 ]
 
@@ -203,7 +204,8 @@ def _table(header: list[str], rows: list[list[str]], right: set[int] | None = No
     return lines
 
 
-def _ms(value: object) -> str:
+def ms(value: object) -> str:
+    """A latency in ms for a table: four significant digits, `-` for none."""
     return "-" if value is None else f"{float(value):.4g}"  # type: ignore[arg-type]
 
 
@@ -217,9 +219,9 @@ def _history_section(result: dict[str, Any]) -> list[str]:
                 row["backend"],
                 f"{row['n']:,}",
                 row["operation"],
-                _ms(row["p50_ms"]),
-                _ms(row["p95_ms"]),
-                _ms(floor),
+                ms(row["p50_ms"]),
+                ms(row["p95_ms"]),
+                ms(floor),
                 ratio,
             ]
         )
@@ -255,10 +257,10 @@ def _history_peers(result: dict[str, Any]) -> list[str]:
                     f"{row['n']:,}",
                     row["operation"],
                     peer["peer"],
-                    _ms(peer["p50_ms"]),
-                    _ms(peer["p95_ms"]),
+                    ms(peer["p50_ms"]),
+                    ms(peer["p95_ms"]),
                     str(peer["samples"]),
-                    _ms(row["p50_ms"]),
+                    ms(row["p50_ms"]),
                     "-" if ratio is None else f"{ratio:.2f}x",
                     peer.get("note") or "",
                 ]
@@ -294,12 +296,12 @@ def _reducers_section(result: dict[str, Any]) -> list[str]:
     results = result["results"]
     params = result.get("parameters", {})
     rows: list[list[str]] = [
-        ["TokenBudgetReducer, first call", _ms(results.get("first_call_ms")), "-", ""]
+        ["TokenBudgetReducer, first call", ms(results.get("first_call_ms")), "-", ""]
     ]
 
     def add(label: str, summary: dict[str, Any] | None, note: str = "") -> None:
         if summary:
-            rows.append([label, _ms(summary["p50_ms"]), _ms(summary["p95_ms"]), note])
+            rows.append([label, ms(summary["p50_ms"]), ms(summary["p95_ms"]), note])
 
     add("TokenBudgetReducer, per turn", results.get("per_turn"))
     add("MessageCountReducer, per turn", results.get("count_reducer_per_turn"))

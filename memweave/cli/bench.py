@@ -1,4 +1,4 @@
-"""`memweave bench history|reducers|retrieval|all`: run the benchmark suites, record everything.
+"""`memweave bench <suite>|all`: run the benchmark suites, record everything.
 
 Each run writes into `--out DIR` (default `./bench-results/<UTC timestamp>`): `results.json`
 (a manifest with the command, versions, machine, git commit, backends, dataset hash and
@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from memweave.cli import _report, _retrieval
+from memweave.cli import _report, _retrieval, _scale
 from memweave.cli._common import (
     err_console,
     positive_int,
@@ -32,7 +32,7 @@ from memweave.errors import MissingDependency
 
 __all__ = ["add_parser", "run_bench"]
 
-SUITES = ("history", "reducers", "retrieval")
+SUITES = ("history", "reducers", "retrieval", "scale")
 
 
 def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
@@ -48,7 +48,8 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
         "history": "append and read latency of history backends against N, with raw floors",
         "reducers": "per-turn cost of cutting a long history to a token budget",
         "retrieval": "LoCoMo evidence recall@k per category and mode, and query latency",
-        "all": "all three suites into one report",
+        "scale": "agent turns, session pages and streaming export at 1k to 1M, with floors",
+        "all": "every suite into one report (scale: its quick run on memory and SQLite)",
     }
     for name, text in helps.items():
         parser = sub.add_parser(name, help=text, description=text)
@@ -62,8 +63,8 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
             parser.add_argument(
                 "--quick",
                 action="store_true",
-                help="few repetitions and small inputs for history and reducers (smoke runs); "
-                "retrieval always reads the whole data file",
+                help="few repetitions and small inputs for history, reducers and scale "
+                "(smoke runs); retrieval always reads the whole data file",
             )
         if name in ("history", "all"):
             parser.add_argument(
@@ -80,7 +81,9 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
                 metavar="N",
                 help="history lengths (default: 100 1000 10000; --quick: 100 1000)",
             )
-        if name != "retrieval":
+        if name == "scale":
+            _scale.add_arguments(parser)
+        if name not in ("retrieval", "scale"):
             peers = {
                 "history": "Agent Framework and LangChain histories",
                 "reducers": "LangChain",
@@ -203,6 +206,8 @@ def _print_summary(console: Console, results: dict[str, Any]) -> None:
                 "LangChain trim_messages", f"{summary['p50_ms']:.4f}", f"{summary['p95_ms']:.4f}"
             )
         console.print(table)
+    if "scale" in results:
+        _scale.print_summary(console, results["scale"])
     if "retrieval" in results:
         _retrieval.print_summary(console, results["retrieval"])
 
@@ -314,6 +319,12 @@ async def _run_suites(
             manifest["reducers"] = results["reducers"].get("parameters")
             _report.write_results(out, results, secrets)
             charts += charting.reducer_charts(results["reducers"], out)
+        if "scale" in suites:
+            results["scale"] = await _scale.run(args, console)
+            manifest["scale"] = results["scale"].get("parameters")
+            _report.write_results(out, results, secrets)
+            charts += charting.scale_charts(results["scale"], out)
+            sections.append(_scale.section(results["scale"]))
         if prepared is not None:
             results["retrieval"] = await _retrieval.run(args, prepared, console, manifest)
             _report.write_results(out, results, secrets)

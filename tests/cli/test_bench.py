@@ -224,10 +224,45 @@ def test_bench_retrieval_answers_are_scored_by_token_f1(
     assert "## Answer quality (LoCoMo token F1)" in report
 
 
+def test_bench_scale_writes_results_report_and_chart(cli: Cli, tmp_path: Path) -> None:
+    """bench scale records its parameters, each figure beside its floor, and one chart."""
+    out = tmp_path / "out"
+    result = cli(
+        "bench", "scale", "--backends", "memory", "sqlite", "--parts", "turn", "sessions",
+        "export", "--sizes", "30", "60", "--export-messages", "200", "--out", str(out),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    results, report, charts = _outputs(out)
+    assert [c.name for c in charts] == ["scale.png"]
+    manifest = results["manifest"]
+    assert manifest["suites"] == ["scale"]
+    assert manifest["scale"]["turn_sizes"] == [30, 60]
+    assert manifest["scale"]["session_sizes"] == [30, 60]
+    scale = results["scale"]
+    assert {(r["backend"], r["n"]) for r in scale["turn"]} == {
+        (b, n) for b in ("memory", "sqlite") for n in (30, 60)
+    }
+    assert all(row["floor"]["p50_ms"] >= 0 for row in scale["turn"])
+    assert all(row["list_floor"]["p50_ms"] >= 0 for row in scale["sessions"])
+    assert [row["messages"] for row in scale["export"]] == [200, 200]
+    assert "## Service scale" in report
+    assert "| sqlite | 60 |" in report
+    assert "### Targets (issue 11)" in report
+    assert "- sqlite, export of 200 messages: peak growth" in report
+
+
 def test_bench_all_writes_every_suite_into_one_report(
-    cli: Cli, tmp_path: Path, locomo: Path
+    cli: Cli, tmp_path: Path, locomo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """bench all runs the three suites into one results.json, one report and every chart."""
+    """bench all runs every suite into one results.json, one report and every chart."""
+    from benchmarks import scale
+
+    tiny = {"turn_sizes": (20,), "session_sizes": (20,), "export_messages": 50, "turns": 2}
+
+    def quick(cls: type[scale.Options], **overrides: object) -> scale.Options:
+        return cls(backends=("memory",), parts=("turn", "sessions", "export"), **tiny)
+
+    monkeypatch.setattr(scale.Options, "quick", classmethod(quick))
     out = tmp_path / "out"
     result = cli(
         "bench", "all", "--url", "memory://", "--sizes", "10", "--quick", "--messages", "200",
@@ -236,10 +271,16 @@ def test_bench_all_writes_every_suite_into_one_report(
     )  # fmt: skip
     assert result.code == 0, result.err
     results, report, charts = _outputs(out)
-    assert {"history", "reducers", "retrieval"} <= set(results)
-    assert results["manifest"]["suites"] == ["history", "reducers", "retrieval"]
-    assert len(charts) == 5
-    for heading in ("## History backends", "## Reducers", "## Retrieval (LoCoMo)"):
+    assert {"history", "reducers", "retrieval", "scale"} <= set(results)
+    assert results["manifest"]["suites"] == ["history", "reducers", "retrieval", "scale"]
+    assert results["scale"]["parameters"]["turn_sizes"] == [20]
+    assert len(charts) == 6
+    for heading in (
+        "## History backends",
+        "## Reducers",
+        "## Retrieval (LoCoMo)",
+        "## Service scale",
+    ):
         assert heading in report
 
 
