@@ -32,6 +32,8 @@ class _Session:
     """A rising number per record, parallel to `records`, so a page finds its cursor by
     bisection instead of a scan."""
     seq_of: dict[str, int] = field(default_factory=dict)
+    system_seqs: list[int] = field(default_factory=list)
+    """The numbers of the system records, so a windowed read finds them without a scan."""
     next_seq: int = 0
     expires_at: float | None = None
     created_at: float = field(default_factory=time.time)
@@ -43,21 +45,30 @@ class _Session:
         self.records.append(record)
         self.seqs.append(self.next_seq)
         self.seq_of[record.id] = self.next_seq
+        if record.role == "system":
+            self.system_seqs.append(self.next_seq)
         self.next_seq += 1
         return True
 
     def drop(self, doomed: set[int]) -> None:
         """Delete the records at these positions."""
+        gone = {self.seqs[at] for at in doomed}
         for at in doomed:
             del self.seq_of[self.records[at].id]
         self.records = [r for i, r in enumerate(self.records) if i not in doomed]
         self.seqs = [q for i, q in enumerate(self.seqs) if i not in doomed]
+        self.system_seqs = [q for q in self.system_seqs if q not in gone]
 
     def drop_head(self, n: int) -> None:
         for record in self.records[:n]:
             del self.seq_of[record.id]
         del self.records[:n]
         del self.seqs[:n]
+        first = self.seqs[0] if self.seqs else self.next_seq
+        del self.system_seqs[: bisect.bisect_left(self.system_seqs, first)]
+
+    def system_records(self) -> list[StoredRecord]:
+        return [self.records[bisect.bisect_left(self.seqs, q)] for q in self.system_seqs]
 
     def position(self, message_id: str) -> int | None:
         seq = self.seq_of.get(message_id)
@@ -154,7 +165,7 @@ class InMemoryChatHistoryProvider(ChatHistoryProvider):
             session = self._live(session_id)
             if session is None:
                 return []
-            return [record.data for record in session.records if record.role == "system"]
+            return [record.data for record in session.system_records()]
 
     async def _read_page(
         self, session_id: str, *, after: str | None, before: str | None, limit: int

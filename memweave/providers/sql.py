@@ -495,8 +495,9 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             try:
                 link = self._engines.get()
                 async with link.read_lock, link.engine.connect() as conn:
-                    # SQLite also looks for its system-message index, which older tables lack.
-                    full = self._create_tables and self._sqlite
+                    # SQLite and MariaDB also look for their system-message index, which
+                    # older tables lack.
+                    full = self._create_tables and conn.dialect.name != "postgresql"
                     state = await conn.run_sync(read_schema_state, tables, full=full)
                     st = build_statements(tables, conn.dialect)
                 break
