@@ -34,6 +34,7 @@ from importlib import metadata
 from typing import Any
 
 from benchmarks._budgeted_read import TARGET_BUDGETED_READ_MS, run_budgeted_reads
+from benchmarks._cli import positive_int
 from benchmarks._stats import Timings
 from benchmarks._workload import make_conversation
 from memweave._urls import mask_url
@@ -419,13 +420,6 @@ def _format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -441,13 +435,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time memweave's reducers against a naive baseline and LangChain.",
     )
     parser.add_argument(
-        "--messages", type=_positive, default=defaults.messages, help="history length"
+        "--messages", type=positive_int, default=defaults.messages, help="history length"
     )
     parser.add_argument(
-        "--max-tokens", type=_positive, default=defaults.max_tokens, help="token budget"
+        "--max-tokens", type=positive_int, default=defaults.max_tokens, help="token budget"
     )
     parser.add_argument(
-        "--turns", type=_positive, default=defaults.turns, help="turns timed for memweave"
+        "--turns", type=positive_int, default=defaults.turns, help="turns timed for memweave"
     )
     parser.add_argument(
         "--baseline-turns",
@@ -475,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--read-repeats",
-        type=_positive,
+        type=positive_int,
         default=defaults.read_repeats,
         help="budgeted reads timed per backend",
     )

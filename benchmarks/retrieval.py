@@ -44,6 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
+from benchmarks._cli import positive_int
 from benchmarks._stats import percentile
 from memweave.context import ChromaDefaultEmbeddings, EmbeddingFunction, VectorMemory
 from memweave.context.vector import RetrievalMode
@@ -479,16 +480,6 @@ def _print_table(report: dict[str, Any]) -> None:
     print(f"ingest {rate:.0f} turns/s ({report['ingest']})")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: parse options, run, print."""
     parser = argparse.ArgumentParser(
@@ -503,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--k",
-        type=_positive_int,
+        type=positive_int,
         nargs="+",
         metavar="K",
         help="recall@k cut-offs (default: 5 10 25)",

@@ -43,6 +43,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks._cli import positive_int
 from benchmarks._scale_backends import Target, make_target
 from benchmarks._scale_parts import bench_cluster, bench_export, bench_sessions, bench_turns
 from benchmarks._scale_redis import (
@@ -465,13 +466,6 @@ def format_table(report: dict[str, Any]) -> str:
 # -- command line -------------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of `python -m benchmarks.scale`."""
     parser = argparse.ArgumentParser(
@@ -487,33 +481,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--parts", nargs="+", choices=PARTS, help="default: all")
     parser.add_argument(
         "--sizes",
-        type=_positive,
+        type=positive_int,
         nargs="+",
         metavar="N",
         help="history lengths and session counts both (see the next two)",
     )
     parser.add_argument(
         "--turn-sizes",
-        type=_positive,
+        type=positive_int,
         nargs="+",
         metavar="N",
         help="history lengths for agent turns (default 1000 10000 100000)",
     )
     parser.add_argument(
         "--session-sizes",
-        type=_positive,
+        type=positive_int,
         nargs="+",
         metavar="N",
         help="sessions stored (default 10000 100000 1000000)",
     )
     parser.add_argument(
         "--export-messages",
-        type=_positive,
+        type=positive_int,
         metavar="N",
         help="messages in the exported session (default 1000000)",
     )
-    parser.add_argument("--turns", type=_positive, help="rounds timed per size")
-    parser.add_argument("--lookups", type=_positive, help="session rounds timed per size")
+    parser.add_argument("--turns", type=positive_int, help="rounds timed per size")
+    parser.add_argument("--lookups", type=positive_int, help="session rounds timed per size")
     parser.add_argument(
         "--quick", action="store_true", help="1k / 10k on memory and SQLite, a few seconds"
     )
