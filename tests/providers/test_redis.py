@@ -140,6 +140,7 @@ async def test_add_messages_in_cluster_writes_the_index_only_for_a_new_session(
     )
     sent: list[tuple[int, str]] = []
     original = Connection.send_packed_command
+    handshake = {"CLIENT", "HELLO", "AUTH", "SELECT", "READONLY"}  # a new connection's, not ours
 
     async def recording(self: Connection, command: Any, check_health: bool = True) -> None:
         first = command if isinstance(command, bytes) else b"".join(command)
@@ -155,8 +156,8 @@ async def test_add_messages_in_cluster_writes_the_index_only_for_a_new_session(
         sent.clear()
         await provider.add_messages(session, make_messages(3))
         monkeypatch.undo()
-        assert [name for _, name in created] == ["EVALSHA", "EVALSHA"]
-        assert [name for _, name in sent] == ["EVALSHA"]
+        assert [name for _, name in created if name not in handshake] == ["EVALSHA", "EVALSHA"]
+        assert [name for _, name in sent if name not in handshake] == ["EVALSHA"]
         assert await provider.count_messages(session) == 5
     finally:
         monkeypatch.undo()
