@@ -1,6 +1,7 @@
 """memweave: pluggable chat history, long-term memory and reducers for LLM agents."""
 
 from memweave.errors import (
+    BackendTimeout,
     BackendUnavailable,
     ConfigurationError,
     CorruptRecord,
@@ -9,6 +10,7 @@ from memweave.errors import (
     InvalidMessage,
     InvalidSessionId,
     MemweaveError,
+    MessageTooLarge,
     MissingDependency,
     ModelError,
     ModelHTTPError,
@@ -37,6 +39,7 @@ from memweave.session import Session
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendTimeout",
     "BackendUnavailable",
     "ChatClient",
     "ChatHistoryProvider",
@@ -53,6 +56,7 @@ __all__ = [
     "InvalidSessionId",
     "MemweaveError",
     "MessageCountReducer",
+    "MessageTooLarge",
     "MissingDependency",
     "ModelError",
     "ModelHTTPError",

@@ -6,12 +6,14 @@ Every error memweave raises on purpose derives from `MemweaveError`; no driver e
 ```
 * MemweaveError
   x InvalidMessage          (also ValueError)     a message broke a rule of the data model
+    + MessageTooLarge                             a message is larger than the backend can hold
   x InvalidSessionId        (also ValueError)     a session id cannot be stored safely
   x InvalidArgument         (also ValueError)     a call got an argument outside its range
   x CorruptRecord                                 a stored entry could not be decoded
   x SessionChanged                                a session changed under a paged read
   x ProviderClosed                                a method was called after aclose()
   x BackendUnavailable      (also ConnectionError) a server could not be reached or failed
+    + BackendTimeout        (also TimeoutError)   a call did not finish within its timeout
   x ConfigurationError                            memweave was set up wrongly
     + MissingDependency     (also ImportError)    an optional extra is not installed
     + SchemaMismatch                              stored data was written by another schema
@@ -27,6 +29,7 @@ from __future__ import annotations
 from memweave._urls import mask_url
 
 __all__ = [
+    "BackendTimeout",
     "BackendUnavailable",
     "ConfigurationError",
     "CorruptRecord",
@@ -35,6 +38,7 @@ __all__ = [
     "InvalidMessage",
     "InvalidSessionId",
     "MemweaveError",
+    "MessageTooLarge",
     "MissingDependency",
     "ModelError",
     "ModelHTTPError",
@@ -65,6 +69,29 @@ class InvalidMessage(MemweaveError, ValueError):
         where = f"message {position}: " if position is not None else ""
         what = f"field {field!r}: " if field is not None else ""
         super().__init__(f"invalid message: {where}{what}{reason}")
+
+
+class MessageTooLarge(InvalidMessage):
+    """A message's stored form is larger than the backend can hold; nothing was sent.
+
+    Retrying cannot help: shorten the message, or store large payloads elsewhere and keep a
+    reference in the message.
+
+    Attributes:
+        size: The message's stored size in bytes.
+        limit: The most bytes one message may take on this backend.
+        backend: The backend's class name.
+    """
+
+    def __init__(self, size: int, limit: int, *, backend: str, position: int | None = None):
+        self.size = size
+        self.limit = limit
+        self.backend = backend
+        super().__init__(
+            f"its stored form is {size:,} bytes, over the {limit:,}-byte limit of one message "
+            f"on {backend}",
+            position=position,
+        )
 
 
 class InvalidSessionId(MemweaveError, ValueError):
@@ -175,13 +202,34 @@ class BackendUnavailable(MemweaveError, ConnectionError):
     Attributes:
         url: The backend's URL with any password masked, when known.
         reason: The driver's description of the failure.
+        transient: True when the same call may succeed if tried again (a dropped
+            connection, a timeout, a failover, a server still loading); memweave retries
+            such failures of idempotent calls itself before raising.
     """
 
-    def __init__(self, reason: str, *, url: str | None = None):
+    def __init__(self, reason: str, *, url: str | None = None, transient: bool = False):
         self.url = mask_url(url) if url is not None else None
         self.reason = reason
+        self.transient = transient
         where = f" at {self.url}" if self.url else ""
         super().__init__(f"backend unavailable{where}: {reason}")
+
+
+class BackendTimeout(BackendUnavailable, TimeoutError):
+    """A call to a storage server did not finish within its time limit.
+
+    Attributes:
+        operation: The public method that timed out (e.g. `"add_messages"`).
+        timeout: The limit in seconds.
+    """
+
+    def __init__(self, operation: str, timeout: float, *, url: str | None = None):
+        self.operation = operation
+        self.timeout = timeout
+        super().__init__(
+            f"{operation} did not finish within its timeout of {timeout:g} s", url=url,
+            transient=True,
+        )
 
 
 class ConfigurationError(MemweaveError):
