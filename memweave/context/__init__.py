@@ -1,10 +1,18 @@
-"""Long-term memory: `ContextProvider`, `Context`, vector memory on Chroma, and embeddings."""
+"""Long-term memory: `ContextProvider`, `Context`, vector memory on Chroma, fact extraction, and
+embeddings."""
 
 from memweave.context.base import Context, ContextProvider
 from memweave.context.embeddings import (
     ChromaDefaultEmbeddings,
     EmbeddingFunction,
     OpenAIEmbeddings,
+)
+from memweave.context.facts import (
+    ExtractionStats,
+    FactExtractor,
+    MemoryKind,
+    MemoryVersion,
+    RememberResult,
 )
 from memweave.context.vector import MemoryHit, RetrievalMode, VectorMemory
 
@@ -13,8 +21,13 @@ __all__ = [
     "Context",
     "ContextProvider",
     "EmbeddingFunction",
+    "ExtractionStats",
+    "FactExtractor",
     "MemoryHit",
+    "MemoryKind",
+    "MemoryVersion",
     "OpenAIEmbeddings",
+    "RememberResult",
     "RetrievalMode",
     "VectorMemory",
 ]

@@ -4,90 +4,56 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import json
 import os
-import re
-import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import JsonValue
 
 from memweave._group_commit import GroupCommit
 from memweave._loops import PerLoop
+from memweave.context._facts_engine import FactStore
+from memweave.context._facts_queue import ExtractionQueue, Job
 from memweave.context._records import check_id, memory_key, new_memory, read_scope
 from memweave.context._render import CountsTextTokens, default_token_counter, render_memories
-from memweave.context.base import Context, ContextProvider
-from memweave.context.embeddings import ChromaDefaultEmbeddings, EmbeddingFunction
-from memweave.errors import (
-    BackendUnavailable,
-    ConfigurationError,
-    InvalidArgument,
-    MissingDependency,
-    ProviderClosed,
+from memweave.context._vector_parts import (
+    MemoryHit,
+    RetrievalMode,
+    check_kind,
+    check_options,
+    check_search,
+    check_setup,
+    client_factory,
+    count_kinds,
+    hit_of,
+    map_errors,
+    open_index,
+    search_kinds,
+    write_batch,
 )
+from memweave.context.base import Context, ContextProvider
+from memweave.context.embeddings import EmbeddingFunction
+from memweave.context.facts import (
+    ExtractionStats,
+    FactExtractor,
+    MemoryKind,
+    MemoryVersion,
+    RememberResult,
+)
+from memweave.errors import MissingDependency, ProviderClosed
 from memweave.messages import ChatMessage
 from memweave.session import Session
 
 if TYPE_CHECKING:
     from memweave.context._index import HybridIndex
-    from memweave.context._lexical import NewMemory, Row
+    from memweave.context._lexical import NewMemory
 
-__all__ = ["MemoryHit", "RetrievalMode", "VectorMemory"]
+__all__ = ["MemoryHit", "MemoryKind", "RetrievalMode", "VectorMemory"]
 
-RetrievalMode = Literal["dense", "lexical", "hybrid"]
-"""`dense` (embeddings), `lexical` (BM25) or `hybrid` (both, fused; the default)."""
-
-_MODES = ("dense", "lexical", "hybrid")
-_COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 _MAX_BATCH = 256
 _T = TypeVar("_T")
-
-
-_ClientFactory = Callable[[], tuple[Any, Callable[[], None] | None]]
-"""Makes the Chroma client, and says how to close it (None: the caller's, left open)."""
-
-
-def _embedded(folder: Path) -> tuple[Any, Callable[[], None] | None]:
-    from memweave.providers._chroma_client import EmbeddedChroma
-
-    embedded = EmbeddedChroma(folder)
-    return embedded.client, embedded.close
-
-
-def _private(folder: Path) -> tuple[Any, Callable[[], None] | None]:
-    import chromadb
-
-    # A private temporary folder: no other process can know of it to share it.
-    client: Any = chromadb.PersistentClient(str(folder))
-    return client, client.close
-
-
-class MemoryHit(BaseModel):
-    """One memory found by a search."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str
-    """The memory's id (the message id, for memories stored by `invoked`)."""
-    text: str
-    """The remembered text."""
-    score: float = Field(ge=0.0, le=1.0)
-    """Similarity to the query in [0, 1], higher is better; 1 for an exact match."""
-    created_at: datetime
-    """When the remembered text was written (UTC)."""
-    metadata: dict[str, JsonValue] = Field(default_factory=dict)
-    """The metadata given to `add`."""
-    speaker: str | None = None
-    """Who said it, when known (a message's `name`, else its role)."""
-    role: str | None = None
-    """The role of the message it came from, for memories stored by `invoked`."""
-    session_id: str | None = None
-    """The session it was written in, when known."""
 
 
 class VectorMemory(ContextProvider):
@@ -117,10 +83,18 @@ class VectorMemory(ContextProvider):
     `session_id`, which reads the memories written without a user in that session. No call
     spans every user. Ids and metadata are stored as data and never become filter operators.
 
+    Turns and facts: what `add` and `invoked` store are turns, texts kept word for word. With
+    an `extractor`, the memory also learns facts (`remember`, and `invoked` in the background):
+    statements extracted from messages and kept up to date, each change recorded in its
+    `history` (see `memweave.context.facts`). Facts live in the same collection, in a scope of
+    their own beside their user's (or session's) turns. `search`, `count`, `delete` and `clear`
+    cover both kinds unless given `kind="turn"` or `kind="fact"`; every hit says its `kind`.
+
     As a `ContextProvider`, `invoked` stores each turn's user and assistant texts (idempotent by
-    message id) and `invoking` searches with the newest user message, returning the hits as
-    fenced reference data in `Context.instructions`, within `max_memory_tokens` and at or above
-    `min_score`.
+    message id), and with an `extractor` queues them for fact extraction (off the turn's
+    critical path; see `remember` and `flush`). `invoking` searches with the newest user
+    message (both kinds, unless `inject_kind` says one), returning the hits as fenced reference
+    data in `Context.instructions`, within `max_memory_tokens` and at or above `min_score`.
 
     Event loops: a memory works in any event loop (consecutive `asyncio.run` calls, a test
     framework's loop per test, threads each running a loop), also with a `client` passed in:
@@ -150,6 +124,10 @@ class VectorMemory(ContextProvider):
         token_counter: Anything with `count_text(text) -> int`; a tiktoken `TokenCounter` when
             None (about 4 characters per token without tiktoken).
         context_window: Turns on each side of a memory, in its session, indexed with it.
+        extractor: Learns facts from messages with a chat model (`FactExtractor`); None
+            stores turns only.
+        inject_kind: The kind of memories `invoking` injects, `"turn"` or `"fact"`; None
+            injects both.
 
     Raises:
         MissingDependency: chromadb is not installed (`pip install 'memweave[chroma]'`).
@@ -180,42 +158,22 @@ class VectorMemory(ContextProvider):
         max_memory_tokens: int = 1000,
         token_counter: CountsTextTokens | None = None,
         context_window: int = 2,
+        extractor: FactExtractor | None = None,
+        inject_kind: MemoryKind | None = None,
     ) -> None:
         try:
             import chromadb  # noqa: F401 - only checks that the extra is installed
         except ImportError as exc:
             raise MissingDependency("chromadb", "chroma") from exc
-        if path is not None and client is not None:
-            raise ConfigurationError("pass either path= or client=, not both")
-        if not isinstance(collection, str) or not _COLLECTION_NAME.match(collection):
-            raise ConfigurationError(
-                f"collection must be 3-512 characters of [a-zA-Z0-9._-], starting and ending "
-                f"with a letter or digit; got {collection!r}"
-            )
-        if embedder is None:
-            embedder = ChromaDefaultEmbeddings()
-        elif not isinstance(embedder, EmbeddingFunction):
-            raise ConfigurationError(
-                f"embedder must have embed(), name and dimensions; got {embedder!r}"
-            )
-        self._check_options(mode, k, min_score, max_memory_tokens, context_window)
+        embedder = check_setup(collection, embedder, extractor, inject_kind)
+        check_options(mode, k, min_score, max_memory_tokens, context_window)
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
-        if client is None:
-            if path is None:
-                self._tempdir = tempfile.TemporaryDirectory(prefix="memweave-memory-")
-                path = self._tempdir.name
-            folder = Path(path)
-            if lexical_path is None:
-                lexical_path = folder / f"memweave-{collection}.sqlite3"
-            make = _private if self._tempdir is not None else _embedded
-            self._make_client: _ClientFactory = lambda: make(folder)
-        else:
-            if lexical_path is None:
-                raise ConfigurationError(
-                    "with client=, pass lexical_path= (a SQLite file for the catalogue and "
-                    "BM25 index, or ':memory:')"
-                )
-            self._make_client = lambda: (client, None)
+        if client is None and path is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="memweave-memory-")
+            path = self._tempdir.name
+        self._make_client, lexical_path = client_factory(
+            path, client, collection, lexical_path, private=self._tempdir is not None
+        )
         self.collection_name = collection
         self.embedder = embedder
         self.lexical_path = str(lexical_path)
@@ -225,54 +183,32 @@ class VectorMemory(ContextProvider):
         self.max_memory_tokens = max_memory_tokens
         self._token_counter = token_counter
         self.context_window = context_window
+        self.extractor = extractor
+        self.inject_kind: MemoryKind | None = inject_kind
         self._index: HybridIndex | None = None
+        self._client: Any = None
         self._open_lock = PerLoop(asyncio.Lock)
         # One thread does every Chroma and SQLite call, in submission order: a search queued
         # after a write sees it, and the SQLite connection is never shared between threads.
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="memweave")
         self._adds: GroupCommit[NewMemory, str] = GroupCommit(self._write, max_batch=_MAX_BATCH)
         self._closed = False
-
-    @staticmethod
-    def _check_options(
-        mode: object, k: object, min_score: object, max_tokens: object, window: object
-    ) -> None:
-        if mode not in _MODES:
-            raise ConfigurationError(f"mode must be one of {_MODES}, got {mode!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
-            raise ConfigurationError(f"k must be an int from 1 to 1000, got {k!r}")
-        if (
-            isinstance(min_score, bool)
-            or not isinstance(min_score, int | float)
-            or not 0 <= min_score <= 1
-        ):
-            raise ConfigurationError(f"min_score must be a number in [0, 1], got {min_score!r}")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ConfigurationError(
-                f"max_memory_tokens must be a positive int, got {max_tokens!r}"
-            )
-        if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= 10:
-            raise ConfigurationError(f"context_window must be an int from 0 to 10, got {window!r}")
+        self._facts = FactStore(
+            extractor,
+            run=self._run,
+            open_index=self._open,
+            client=lambda: self._client,
+            collection=collection,
+            embedder=embedder,
+        )
+        self._queue: ExtractionQueue | None = self._facts.background_queue()
 
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
-        with self._map_errors():
+        with map_errors(self.lexical_path):
             return await loop.run_in_executor(self._worker, function, *args)
-
-    @contextlib.contextmanager
-    def _map_errors(self) -> Iterator[None]:
-        import chromadb.errors
-
-        try:
-            yield
-        except chromadb.errors.ChromaError as exc:
-            raise BackendUnavailable(f"Chroma failed: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise BackendUnavailable(
-                f"the memory catalogue {self.lexical_path!r} failed: {exc}"
-            ) from exc
 
     def _check_open(self, method: str) -> None:
         if self._closed:
@@ -291,37 +227,14 @@ class VectorMemory(ContextProvider):
     def _open_once(self) -> HybridIndex:
         # On the worker: a loop that waited for another loop's open finds it done here.
         if self._index is None:
-            self._index = self._open_blocking()
-        return self._index
-
-    def _open_blocking(self) -> HybridIndex:
-        from memweave.context._fusion import CONTEXT_WEIGHT, DATE_WEIGHT
-        from memweave.context._index import HybridIndex, open_collection
-        from memweave.context._lexical import LexicalStore
-
-        name, dimensions = self.embedder.name, self.embedder.dimensions
-        client, close_client = self._make_client()
-        lexical = None
-        try:
-            collection = open_collection(client, self.collection_name, name, dimensions)
-            lexical = LexicalStore(
+            self._index, self._client = open_index(
+                self._make_client,
+                self.collection_name,
+                self.embedder,
                 self.lexical_path,
-                context_window=self.context_window,
-                context_weight=CONTEXT_WEIGHT,
-                date_weight=DATE_WEIGHT,
+                self.context_window,
             )
-            lexical.check_owner(self.collection_name, name, dimensions)
-            index = HybridIndex(
-                collection, lexical, dimensions=dimensions, close_client=close_client
-            )
-            index.catch_up(full=True)
-        except BaseException:
-            if lexical is not None:
-                lexical.close()
-            if close_client is not None:
-                close_client()
-            raise
-        return index
+        return self._index
 
     @property
     def token_counter(self) -> CountsTextTokens:
@@ -386,48 +299,7 @@ class VectorMemory(ContextProvider):
 
     async def _write(self, items: list[NewMemory]) -> list[str]:
         index = await self._open("add")
-        known = await self._run(index.lookup, items)
-        fresh: list[NewMemory] = []
-        seen: dict[tuple[str, str], NewMemory] = {}
-        fresh_keys: set[str] = set()
-        for item, stored in zip(items, known, strict=True):
-            duplicate = (item.scope, item.text_key) in seen or item.key in fresh_keys
-            if stored is None and not duplicate:
-                seen[(item.scope, item.text_key)] = item
-                fresh_keys.add(item.key)
-                fresh.append(item)
-        if fresh:
-            vectors = await self.embedder.embed([item.text for item in fresh])
-            if len(vectors) != len(fresh):
-                raise ConfigurationError(
-                    f"embedder {self.embedder.name!r} returned {len(vectors)} vectors "
-                    f"for {len(fresh)} texts"
-                )
-            stored_ids = dict(
-                zip(
-                    (item.key for item in fresh),
-                    await self._run(index.write, fresh, vectors),
-                    strict=True,
-                )
-            )
-        else:
-            stored_ids = {}
-        out: list[str] = []
-        repeated: list[NewMemory] = []
-        for item, stored in zip(items, known, strict=True):
-            if stored is not None:
-                out.append(stored)
-            elif item.key in stored_ids:
-                out.append(stored_ids[item.key])
-            else:
-                twin = seen.get((item.scope, item.text_key))
-                out.append(stored_ids[twin.key] if twin is not None else item.id)
-            if item.session_id and (stored is not None or out[-1] != item.id):
-                repeated.append(item)
-        if repeated:
-            # Stored once, under its first session; visible from the new one too.
-            await self._run(index.attach, repeated)
-        return out
+        return await write_batch(items, index=index, embedder=self.embedder, run=self._run)
 
     async def _flush(self) -> None:
         """Wait until every add queued so far is written."""
@@ -442,19 +314,22 @@ class VectorMemory(ContextProvider):
         k: int = 5,
         mode: RetrievalMode | None = None,
         min_score: float = 0.0,
+        kind: MemoryKind | None = None,
     ) -> list[MemoryHit]:
         """Return the `k` memories of the scope most similar to `query`, best first.
 
         An exact match (same text, ignoring case and whitespace) ranks first with score 1.
+        Turns and facts are scored alike and merged by score.
 
         Args:
             query: The text to search for.
             user_id: Search this user's memories.
-            session_id: With `user_id`, only that session's; alone, the memories written
-                without a user in that session.
+            session_id: With `user_id`, only that session's (its turns, and the facts learned
+                or confirmed in it); alone, the memories written without a user in that session.
             k: How many hits at most.
             mode: `dense`, `lexical` or `hybrid`; the memory's `mode` when None.
             min_score: Leave out hits scoring below this.
+            kind: `"turn"` or `"fact"` for one kind only; None for both.
 
         Raises:
             InvalidArgument: A bad argument, or neither `user_id` nor `session_id`.
@@ -462,15 +337,8 @@ class VectorMemory(ContextProvider):
         """
         self._check_open("search")
         scope, session = read_scope(user_id, session_id, operation="search")
-        if not isinstance(query, str):
-            raise InvalidArgument("query", query, "must be a str")
-        mode = self.mode if mode is None else mode
-        if mode not in _MODES:
-            raise InvalidArgument("mode", mode, f"must be one of {_MODES}")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
-            raise InvalidArgument("k", k, "must be an int from 1 to 1000")
-        if isinstance(min_score, bool) or not isinstance(min_score, int | float):
-            raise InvalidArgument("min_score", min_score, "must be a number")
+        kinds = check_kind(kind)
+        mode = check_search(query, self.mode if mode is None else mode, k, min_score)
         if not query.strip():
             return []
         await self._flush()
@@ -478,15 +346,24 @@ class VectorMemory(ContextProvider):
         vector = None
         if mode != "lexical":
             [vector] = await self.embedder.embed([query])
-        found = await self._run(lambda: index.search(scope, session, query, vector, k=k, mode=mode))
-        return [_hit(row, score) for row, score in found if score >= min_score]
+        found = await self._run(
+            lambda: search_kinds(index, scope, session, kinds, query, vector, k=k, mode=mode)
+        )
+        return [hit_of(row, score, what) for row, score, what in found if score >= min_score]
 
     async def delete(
-        self, id: str, *, user_id: str | None = None, session_id: str | None = None
+        self,
+        id: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        kind: MemoryKind | None = None,
     ) -> bool:
         """Forget the memory `id` of the scope; returns whether it existed.
 
-        Memory ids are unique per scope, so the scope is named here as in `search`.
+        Memory ids are unique per scope and kind, so the scope is named here as in `search`;
+        `kind` None looks for a turn, then a fact. A deleted fact keeps its history, which
+        records the deletion.
 
         Raises:
             ProviderClosed: The memory was closed.
@@ -494,13 +371,24 @@ class VectorMemory(ContextProvider):
         self._check_open("delete")
         memory_id = check_id("id", id, optional=False)
         scope, session = read_scope(user_id, session_id, operation="delete")
+        kinds = check_kind(kind)
         await self._flush()
         index = await self._open("delete")
-        memory = (memory_id, memory_key(scope, memory_id))
-        return await self._run(index.delete, scope, session, memory) > 0
+        if "turn" in kinds:
+            memory = (memory_id, memory_key(scope, memory_id))
+            if await self._run(index.delete, scope, session, memory) > 0:
+                return True
+        return "fact" in kinds and await self._facts.delete(scope, session, memory_id) > 0
 
-    async def clear(self, *, user_id: str | None = None, session_id: str | None = None) -> int:
-        """Forget every memory of the scope; returns how many were deleted.
+    async def clear(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        kind: MemoryKind | None = None,
+    ) -> int:
+        """Forget every memory of the scope (of one `kind`, if given); returns how many were
+        deleted. Each deleted fact's history records the deletion.
 
         With `user_id` and `session_id`, that is every memory visible from the session,
         including one first said in another session (see `add`), which is then gone from both.
@@ -510,30 +398,107 @@ class VectorMemory(ContextProvider):
         """
         self._check_open("clear")
         scope, session = read_scope(user_id, session_id, operation="clear")
+        kinds = check_kind(kind)
         await self._flush()
         index = await self._open("clear")
-        return await self._run(index.delete, scope, session, None)
+        deleted = 0
+        if "turn" in kinds:
+            deleted += await self._run(index.delete, scope, session, None)
+        if "fact" in kinds:
+            deleted += await self._facts.delete(scope, session, None)
+        return deleted
 
-    async def count(self, *, user_id: str | None = None, session_id: str | None = None) -> int:
-        """Return how many memories the scope holds.
+    async def count(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        kind: MemoryKind | None = None,
+    ) -> int:
+        """Return how many memories the scope holds (of one `kind`, if given).
 
         Raises:
             ProviderClosed: The memory was closed.
         """
         self._check_open("count")
         scope, session = read_scope(user_id, session_id, operation="count")
+        kinds = check_kind(kind)
         await self._flush()
         index = await self._open("count")
-        return await self._run(index.count, scope, session)
+        return await self._run(count_kinds, index, scope, session, kinds)
+
+    # -- facts --------------------------------------------------------------------------------
+
+    async def remember(
+        self,
+        messages: str | Sequence[ChatMessage],
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+    ) -> RememberResult:
+        """Learn the facts `messages` state, consolidated with the facts the scope holds.
+
+        The model lists the facts of the user and assistant messages (a str is one user
+        message); each one the scope does not hold already (`facts.DUPLICATE_THRESHOLD`) is
+        shown to the model with the similar stored facts, and its ADD, UPDATE, DELETE and NONE
+        decisions are checked and applied, each change recorded in the fact's `history`. A
+        fact stated again changes nothing, and is never deleted for it. The scope is the
+        user's (all their sessions), else the session's. A reply still malformed after its
+        retries skips its step (logged), changing nothing. Returns what was found and changed.
+
+        Raises:
+            ConfigurationError: The memory has no `extractor`.
+            InvalidArgument: Neither `user_id` nor `session_id`, or a bad id.
+            InvalidMessage: An item of `messages` is not a `ChatMessage`.
+            ModelError: A model call failed (nothing of the failed step was changed).
+            BackendUnavailable: Chroma or SQLite failed.
+            ProviderClosed: The memory was closed.
+        """
+        self._check_open("remember")
+        return await self._facts.remember(messages, user_id=user_id, session_id=session_id)
+
+    async def history(
+        self, memory_id: str, *, user_id: str | None = None, session_id: str | None = None
+    ) -> list[MemoryVersion]:
+        """Return the changes of fact `memory_id` of the scope, oldest first (version 1, its
+        ADD, first); empty for an unknown id or a turn (turns are never changed).
+
+        History outlives the fact: a deleted fact's history ends with its DELETE. It is kept
+        in the sibling Chroma collection `<collection>-history`. A `session_id` beside
+        `user_id` does not narrow it.
+
+        Raises:
+            InvalidArgument: A bad id, or neither `user_id` nor `session_id`.
+            ProviderClosed: The memory was closed.
+        """
+        self._check_open("history")
+        return await self._facts.history(memory_id, user_id=user_id, session_id=session_id)
+
+    async def flush(self) -> None:
+        """Wait until the adds and the background extraction queued so far in this event
+        loop are done (failed batches are logged and counted, see `extraction_stats`).
+
+        Raises:
+            ProviderClosed: The memory was closed.
+        """
+        self._check_open("flush")
+        await self._flush()
+        if self._queue is not None:
+            await self._queue.flush()
+
+    @property
+    def extraction_stats(self) -> ExtractionStats:
+        """Counters of the background extraction of `invoked` (all zero without an extractor)."""
+        return ExtractionStats() if self._queue is None else self._queue.stats
 
     # -- ContextProvider ----------------------------------------------------------------------
 
     async def invoking(self, session: Session, messages: Sequence[ChatMessage]) -> Context:
         """Search with the newest user message and return the hits as fenced reference data.
 
-        The scope is the session's user, else the session. Memories that are among `messages`
-        already are left out. Returns `Context()` when nothing scores `min_score` or fits
-        `max_memory_tokens`.
+        The scope is the session's user, else the session; the kinds are `inject_kind`'s (both
+        by default). Memories that are among `messages` already are left out. Returns
+        `Context()` when nothing scores `min_score` or fits `max_memory_tokens`.
 
         Raises:
             ProviderClosed: The memory was closed.
@@ -550,6 +515,7 @@ class VectorMemory(ContextProvider):
             # Hits already in the conversation are dropped below; ask for enough spares.
             k=min(1000, self.k + min(len(present), 50)),
             min_score=self.min_score,
+            kind=self.inject_kind,
         )
         instructions = render_memories(
             [hit for hit in hits if hit.id not in present][: self.k],
@@ -565,9 +531,13 @@ class VectorMemory(ContextProvider):
         response_messages: Sequence[ChatMessage],
         error: BaseException | None = None,
     ) -> None:
-        """Store the turn's user and assistant texts, idempotently by message id.
+        """Store the turn's user and assistant texts, idempotently by message id, and with an
+        `extractor` queue them for fact extraction in the background.
 
-        Nothing is stored for a failed call (`error` set); a retry stores the turn.
+        Nothing is stored for a failed call (`error` set); a retry stores the turn. The
+        extraction queue holds `extractor.queue_size` batches per event loop: when it is full,
+        this waits for room (backpressure; nothing is dropped). `flush()` and `aclose()` wait
+        for it; see `extraction_stats` for its failures.
 
         Raises:
             ProviderClosed: The memory was closed.
@@ -575,28 +545,38 @@ class VectorMemory(ContextProvider):
         self._check_open("invoked")
         if error is not None:
             return
-        adds = [
-            self.add(
-                message.text,
-                user_id=session.user_id,
-                session_id=session.id,
-                id=message.id,
-                speaker=message.name or message.role,
-                role=message.role,
-                created_at=message.created_at,
-            )
+        said = [
+            message
             for message in (*request_messages, *response_messages)
             if message.role in ("user", "assistant") and message.text.strip()
         ]
-        await asyncio.gather(*adds)
+        await asyncio.gather(
+            *(
+                self.add(
+                    message.text,
+                    user_id=session.user_id,
+                    session_id=session.id,
+                    id=message.id,
+                    speaker=message.name or message.role,
+                    role=message.role,
+                    created_at=message.created_at,
+                )
+                for message in said
+            )
+        )
+        if self._queue is not None and said:
+            await self._queue.submit(Job(tuple(said), session.user_id, session.id))
 
     async def aclose(self) -> None:
-        """Finish queued writes and close the catalogue. Idempotent; a `client=` passed in is
-        left open. An ephemeral memory (no `path`, no `client`) is deleted. Any other method
-        called afterwards raises `ProviderClosed`."""
+        """Finish queued writes and background extraction (every event loop's), and close the
+        catalogue. Idempotent; a `client=` passed in is left open. An ephemeral memory (no
+        `path`, no `client`) is deleted. Any other method called afterwards raises
+        `ProviderClosed`."""
         if self._closed:
             return
         try:
+            if self._queue is not None:
+                await self._queue.aclose()
             await self._flush()
         finally:
             self._closed = True
@@ -617,16 +597,3 @@ class VectorMemory(ContextProvider):
             f"VectorMemory(collection={self.collection_name!r}, "
             f"embedder={self.embedder.name!r}, mode={self.mode!r})"
         )
-
-
-def _hit(row: Row, score: float) -> MemoryHit:
-    return MemoryHit(
-        id=row.id,
-        text=row.text,
-        score=max(0.0, min(1.0, score)),
-        created_at=datetime.fromtimestamp(row.created_at, UTC),
-        metadata=json.loads(row.metadata),
-        speaker=row.speaker,
-        role=row.role,
-        session_id=row.session_id or None,
-    )

@@ -12,6 +12,7 @@ from memweave.context import base as _base
 from memweave.context import vector as _vector
 from memweave.context._render import CountsTextTokens
 from memweave.context.base import Context
+from memweave.context.facts import ExtractionStats, MemoryKind, MemoryVersion, RememberResult
 from memweave.context.vector import MemoryHit, RetrievalMode
 from memweave.errors import InvalidArgument
 from memweave.messages import ChatMessage
@@ -124,6 +125,7 @@ class VectorMemory(ContextProvider):
         k: int = 5,
         mode: RetrievalMode | None = None,
         min_score: float = 0.0,
+        kind: MemoryKind | None = None,
     ) -> list[MemoryHit]:
         """Return the `k` memories of the scope most similar to `query`, best first."""
         return self._call(
@@ -134,16 +136,61 @@ class VectorMemory(ContextProvider):
             k=k,
             mode=mode,
             min_score=min_score,
+            kind=kind,
         )
 
-    def delete(self, id: str, *, user_id: str | None = None, session_id: str | None = None) -> bool:
+    def delete(
+        self,
+        id: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        kind: MemoryKind | None = None,
+    ) -> bool:
         """Forget the memory `id` of the scope; return whether it existed."""
-        return self._call(self._async.delete, id, user_id=user_id, session_id=session_id)
+        return self._call(self._async.delete, id, user_id=user_id, session_id=session_id, kind=kind)
 
-    def clear(self, *, user_id: str | None = None, session_id: str | None = None) -> int:
+    def clear(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        kind: MemoryKind | None = None,
+    ) -> int:
         """Forget every memory of the scope; return how many were deleted."""
-        return self._call(self._async.clear, user_id=user_id, session_id=session_id)
+        return self._call(self._async.clear, user_id=user_id, session_id=session_id, kind=kind)
 
-    def count(self, *, user_id: str | None = None, session_id: str | None = None) -> int:
+    def count(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        kind: MemoryKind | None = None,
+    ) -> int:
         """Return how many memories the scope holds."""
-        return self._call(self._async.count, user_id=user_id, session_id=session_id)
+        return self._call(self._async.count, user_id=user_id, session_id=session_id, kind=kind)
+
+    def remember(
+        self,
+        messages: str | Sequence[ChatMessage],
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+    ) -> RememberResult:
+        """Learn the facts `messages` state, consolidated with the scope's (needs an extractor)."""
+        return self._call(self._async.remember, messages, user_id=user_id, session_id=session_id)
+
+    def history(
+        self, memory_id: str, *, user_id: str | None = None, session_id: str | None = None
+    ) -> list[MemoryVersion]:
+        """Return the changes of fact `memory_id` of the scope, oldest first."""
+        return self._call(self._async.history, memory_id, user_id=user_id, session_id=session_id)
+
+    def flush(self) -> None:
+        """Wait until the queued adds and background fact extraction are done."""
+        self._call(self._async.flush)
+
+    @property
+    def extraction_stats(self) -> ExtractionStats:
+        """Counters of the background fact extraction."""
+        return self._async.extraction_stats
