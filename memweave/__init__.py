@@ -19,7 +19,7 @@ from memweave.errors import (
     SessionChanged,
     SyncCallInEventLoop,
 )
-from memweave.llm import ChatClient, ChatResponse, OpenAIChatClient, Usage
+from memweave.llm import ChatClient, ChatResponse, OpenAIChatClient, StreamingChatClient, Usage
 from memweave.messages import ChatMessage, ContentPart, Role, ToolCall
 from memweave.providers import (
     ChatHistoryProvider,
@@ -67,6 +67,7 @@ __all__ = [
     "Session",
     "SessionChanged",
     "SessionInfo",
+    "StreamingChatClient",
     "SummarizingReducer",
     "SyncCallInEventLoop",
     "TokenBudgetReducer",

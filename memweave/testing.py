@@ -6,14 +6,15 @@ network and no pytest dependency, so they work in any test runner.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from memweave.errors import InvalidArgument, MemweaveError
-from memweave.llm import ChatResponse, ToolSpec, tools_to_openai
+from memweave.llm import ChatChunk, ChatResponse, ToolSpec, chunks_of, tools_to_openai
 from memweave.messages import ChatMessage, validate_messages
 
 __all__ = ["RecordedRequest", "Reply", "ReplyFunction", "ScriptExhausted", "ScriptedChatClient"]
@@ -81,9 +82,18 @@ class ScriptedChatClient:
     zero unless a `ChatResponse` says otherwise. Asking for more replies than a list holds
     raises `ScriptExhausted`.
 
+    It also streams (`StreamingChatClient`): `stream` takes the next reply just as `complete`
+    does (and records the request the same way), then yields its text and each tool call's
+    arguments in pieces of `chunk_size` characters, and finally the very `ChatResponse`
+    `complete` would have returned, so a streamed run stores exactly what a plain one does.
+
     Args:
         replies: The replies in order, or a function of `(messages, tools, options)`.
         model: The model name reported in each `ChatResponse`.
+        chunk_size: How many characters each streamed fragment holds.
+        chunk_delay: Seconds to wait before each streamed chunk, to play a slow model (for
+            tests of cancellation and timeouts). With 0 the stream still lets other tasks
+            run between chunks.
 
     Example:
         ```python
@@ -107,8 +117,22 @@ class ScriptedChatClient:
         replies: Iterable[Reply] | ReplyFunction,
         *,
         model: str = "scripted",
+        chunk_size: int = 4,
+        chunk_delay: float = 0.0,
     ) -> None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise InvalidArgument("chunk_size", chunk_size, "must be a positive int")
+        if (
+            isinstance(chunk_delay, bool)
+            or not isinstance(chunk_delay, int | float)
+            or not chunk_delay >= 0
+        ):
+            raise InvalidArgument("chunk_delay", chunk_delay, "must be a number of seconds >= 0")
         self.model = model
+        self.chunk_size = chunk_size
+        """How many characters each streamed fragment holds."""
+        self.chunk_delay = float(chunk_delay)
+        """Seconds waited before each streamed chunk."""
         self.requests: list[RecordedRequest] = []
         """Every request received, oldest first."""
         self._function: ReplyFunction | None = None
@@ -140,6 +164,35 @@ class ScriptedChatClient:
             InvalidArgument: A tool is malformed, or the function returned something that is
                 not a reply.
         """
+        return await self._answer(messages, tools, options)
+
+    async def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[ToolSpec] | None = None,
+        **options: Any,
+    ) -> AsyncIterator[ChatChunk]:
+        """Record the request and stream the next scripted reply in `chunk_size` pieces,
+        ending with the `ResponseChunk` that holds the reply itself.
+
+        Raises:
+            ScriptExhausted: The list of replies is used up.
+            InvalidMessage: An item of `messages` is not a `ChatMessage`.
+            InvalidArgument: A tool is malformed, or the function returned something that is
+                not a reply.
+        """
+        response = await self._answer(messages, tools, options)
+        for chunk in chunks_of(response, size=self.chunk_size):
+            await asyncio.sleep(self.chunk_delay)
+            yield chunk
+
+    async def _answer(
+        self,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec] | None,
+        options: dict[str, Any],
+    ) -> ChatResponse:
         batch = validate_messages(messages)
         converted = tools_to_openai(tools)
         request = RecordedRequest(

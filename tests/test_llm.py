@@ -1,10 +1,11 @@
-"""OpenAIChatClient on the real openai SDK over httpx.MockTransport: bodies, replies, errors."""
+"""OpenAIChatClient on the real openai SDK over httpx.MockTransport: bodies, replies, errors,
+streaming (server-sent events); `stream_chat` and `chunks_of`."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -19,7 +20,20 @@ from memweave.errors import (
     ModelError,
     ModelHTTPError,
 )
-from memweave.llm import ChatClient, ChatResponse, OpenAIChatClient, Usage, tool_to_openai
+from memweave.llm import (
+    ChatChunk,
+    ChatClient,
+    ChatResponse,
+    OpenAIChatClient,
+    ResponseChunk,
+    StreamingChatClient,
+    TextChunk,
+    ToolCallChunk,
+    Usage,
+    chunks_of,
+    stream_chat,
+    tool_to_openai,
+)
 from memweave.messages import ChatMessage, ToolCall
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -338,3 +352,249 @@ async def test_aclose_closes_own_client_only() -> None:
     client, _ = make_client(reply_with({"role": "assistant", "content": "x"}))
     await client.aclose()
     assert not client._client.is_closed()
+
+
+# -- streaming ----------------------------------------------------------------------------------
+
+
+def chunk_body(delta: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """A chat.completion.chunk as OpenAI streams it; `delta=None` gives a chunk without choices."""
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": None}]
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-2024-08-06",
+        "choices": choices,
+        **fields,
+    }
+
+
+class EventStream(httpx.AsyncByteStream):
+    """A server-sent-event body that records whether the client closed it."""
+
+    def __init__(self, events: Sequence[dict[str, Any]], *, done: bool = True) -> None:
+        self.lines = [f"data: {json.dumps(event)}\n\n".encode() for event in events]
+        if done:
+            self.lines.append(b"data: [DONE]\n\n")
+        self.sent = 0
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for line in self.lines:
+            self.sent += 1
+            yield line
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def sse(events: Sequence[dict[str, Any]], *, done: bool = True) -> Handler:
+    """A handler answering every request with `events` as a server-sent-event stream."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            stream=EventStream(events, done=done),
+        )
+
+    return handler
+
+
+def text_events(*parts: str, usage: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """The events of a streamed text reply: a role chunk, one chunk per part, a finish chunk
+    and (by default) the usage chunk."""
+    events = [chunk_body({"role": "assistant", "content": ""})]
+    events.extend(chunk_body({"content": part}) for part in parts)
+    finish = chunk_body({})
+    finish["choices"][0]["finish_reason"] = "stop"
+    events.append(finish)
+    events.append(
+        chunk_body(
+            None, usage=usage or {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+        )
+    )
+    return events
+
+
+async def collect(chunks: AsyncIterator[ChatChunk]) -> list[ChatChunk]:
+    return [chunk async for chunk in chunks]
+
+
+async def test_stream_sends_stream_flags_and_yields_text_then_the_response() -> None:
+    """stream() asks for a stream with usage, yields each text delta, and ends with the whole
+    reply, its usage and model."""
+    client, server = make_client(sse(text_events("Hel", "lo", "!")))
+    chunks = await collect(client.stream([ChatMessage.user("Hi")], temperature=0))
+    assert server.body["stream"] is True
+    assert server.body["stream_options"] == {"include_usage": True}
+    assert server.body["temperature"] == 0
+    assert chunks[:-1] == [TextChunk(text="Hel"), TextChunk(text="lo"), TextChunk(text="!")]
+    final = chunks[-1]
+    assert isinstance(final, ResponseChunk)
+    assert final.response.message.text == "Hello!"
+    assert final.response.usage == Usage(prompt_tokens=9, completion_tokens=3)
+    assert final.response.model == "gpt-4o-2024-08-06"
+
+
+async def test_stream_assembles_interleaved_tool_calls_by_index() -> None:
+    """Tool-call deltas are assembled per index, as the SDK assembles them, even interleaved."""
+
+    def call_delta(index: int, **fields: Any) -> dict[str, Any]:
+        return chunk_body({"tool_calls": [{"index": index, **fields}]})
+
+    events = [
+        chunk_body({"role": "assistant", "content": None}),
+        call_delta(0, id="call_a", type="function", function={"name": "get_weather"}),
+        call_delta(1, id="call_b", type="function", function={"name": "get_weather"}),
+        call_delta(0, function={"arguments": '{"city"'}),
+        call_delta(1, function={"arguments": '{"city": "Oslo"}'}),
+        call_delta(0, function={"arguments": ':"Paris"}'}),
+        chunk_body(None, usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}),
+    ]
+    client, _ = make_client(sse(events))
+    chunks = await collect(client.stream([ChatMessage.user("Paris and Oslo?")]))
+    assert chunks[0] == ToolCallChunk(index=0, id="call_a", name="get_weather")
+    assert chunks[2] == ToolCallChunk(index=0, arguments='{"city"')
+    final = chunks[-1]
+    assert isinstance(final, ResponseChunk)
+    assert final.response.message.tool_calls == (
+        ToolCall(id="call_a", name="get_weather", arguments='{"city":"Paris"}'),
+        ToolCall(id="call_b", name="get_weather", arguments='{"city": "Oslo"}'),
+    )
+
+
+async def test_stream_reply_matches_complete() -> None:
+    """The streamed reply is the message complete() parses from the same answer."""
+    streamed, _ = make_client(sse(text_events("Bonjour", " Ada")))
+    plain, _ = make_client(reply_with({"role": "assistant", "content": "Bonjour Ada"}))
+    final = (await collect(streamed.stream([ChatMessage.user("hi")])))[-1]
+    whole = await plain.complete([ChatMessage.user("hi")])
+    assert isinstance(final, ResponseChunk)
+    fields = {"id", "created_at"}
+    assert final.response.message.model_dump(exclude=fields) == whole.message.model_dump(
+        exclude=fields
+    )
+
+
+async def test_stream_keeps_a_reply_cut_by_max_tokens() -> None:
+    """A reply that stops for length streams to the same truncated message complete() gives."""
+    events = text_events("Once upon")
+    events[-2]["choices"][0]["finish_reason"] = "length"
+    client, _ = make_client(sse(events))
+    final = (await collect(client.stream([ChatMessage.user("A story")], max_tokens=2)))[-1]
+    assert isinstance(final, ResponseChunk)
+    assert final.response.message.text == "Once upon"
+
+
+async def test_stream_merges_stream_options_and_refuses_stream() -> None:
+    """stream() keeps a caller's stream_options under include_usage and refuses `stream`."""
+    client, server = make_client(sse(text_events("ok")))
+    await collect(client.stream([ChatMessage.user("hi")], stream_options={"include_usage": False}))
+    assert server.body["stream_options"] == {"include_usage": False}
+    with pytest.raises(InvalidArgument, match="set by stream"):
+        await collect(client.stream([ChatMessage.user("hi")], stream=True))
+    with pytest.raises(InvalidArgument, match="call stream"):
+        await client.complete([ChatMessage.user("hi")], stream_options={"include_usage": True})
+
+
+async def test_stream_closed_early_closes_the_response() -> None:
+    """Closing the stream after the first chunk closes the HTTP response."""
+    body = EventStream(text_events("a", "b", "c", "d"))
+    client, _ = make_client(
+        lambda request: httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=body
+        )
+    )
+    chunks = client.stream([ChatMessage.user("hi")])
+    assert await anext(chunks) == TextChunk(text="a")
+    await chunks.aclose()  # type: ignore[attr-defined]
+    assert body.closed
+    assert body.sent < len(body.lines)
+
+
+async def test_stream_http_error_becomes_model_http_error() -> None:
+    """An error status before the stream starts becomes ModelHTTPError."""
+    error = {"error": {"message": "slow down", "type": "rate_limit", "code": None}}
+    client, _ = make_client(lambda request: httpx.Response(429, json=error))
+    with pytest.raises(ModelHTTPError) as caught:
+        await collect(client.stream([ChatMessage.user("hi")]))
+    assert caught.value.status_code == 429
+
+
+async def test_stream_error_event_becomes_model_error() -> None:
+    """An error the server sends inside the stream becomes ModelError."""
+    events = [chunk_body({"content": "par"}), {"error": {"message": "overloaded"}}]
+    client, _ = make_client(sse(events))
+    with pytest.raises(ModelError, match="overloaded"):
+        await collect(client.stream([ChatMessage.user("hi")]))
+
+
+async def test_stream_without_chunks_is_model_error() -> None:
+    """A stream that ends before any chunk is a ModelError."""
+    client, _ = make_client(sse([]))
+    with pytest.raises(ModelError, match="empty stream"):
+        await collect(client.stream([ChatMessage.user("hi")]))
+
+
+def test_openai_client_is_a_streaming_chat_client() -> None:
+    """OpenAIChatClient satisfies StreamingChatClient."""
+    client = make_client(sse([]))[0]
+    assert isinstance(client, StreamingChatClient)
+
+
+class CompleteOnly:
+    """A ChatClient with only complete(), as users wrote them before streaming existed."""
+
+    def __init__(self, response: ChatResponse) -> None:
+        self.response = response
+
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, tools: Any = None, **options: Any
+    ) -> ChatResponse:
+        return self.response
+
+
+async def test_stream_chat_falls_back_to_complete() -> None:
+    """A client without stream() is called once; its reply arrives whole, then the response."""
+    reply = ChatResponse(
+        message=ChatMessage.assistant("hi there", tool_calls=[ToolCall(id="c1", name="f")])
+    )
+    client = CompleteOnly(reply)
+    assert not isinstance(client, StreamingChatClient)
+    chunks = await collect(stream_chat(client, [ChatMessage.user("hi")]))
+    assert chunks == [
+        TextChunk(text="hi there"),
+        ToolCallChunk(index=0, id="c1", name="f"),
+        ToolCallChunk(index=0, arguments="{}"),
+        ResponseChunk(response=reply),
+    ]
+
+
+async def test_stream_chat_requires_the_final_response() -> None:
+    """A client whose stream ends without a ResponseChunk gets a ModelError."""
+
+    class Truncated(CompleteOnly):
+        async def stream(
+            self, messages: Sequence[ChatMessage], *, tools: Any = None, **options: Any
+        ) -> AsyncIterator[ChatChunk]:
+            yield TextChunk(text="half")
+
+    client = Truncated(ChatResponse(message=ChatMessage.assistant("x")))
+    with pytest.raises(ModelError, match="without its final ResponseChunk"):
+        await collect(stream_chat(client, [ChatMessage.user("hi")]))
+
+
+def test_chunks_of_splits_text_and_arguments() -> None:
+    """chunks_of cuts text and each call's arguments into `size` pieces; the response is last."""
+    call = ToolCall(id="c1", name="f", arguments='{"a":1}')
+    reply = ChatResponse(message=ChatMessage.assistant("abcde", tool_calls=[call]))
+    chunks = chunks_of(reply, size=2)
+    assert [c.text for c in chunks if isinstance(c, TextChunk)] == ["ab", "cd", "e"]
+    pieces = [c for c in chunks if isinstance(c, ToolCallChunk)]
+    assert pieces[0] == ToolCallChunk(index=0, id="c1", name="f")
+    assert "".join(c.arguments for c in pieces) == '{"a":1}'
+    assert chunks[-1] == ResponseChunk(response=reply)
+    with pytest.raises(InvalidArgument, match="size"):
+        chunks_of(reply, size=0)

@@ -8,7 +8,15 @@ import sys
 import pytest
 
 from memweave.errors import InvalidArgument, MemweaveError
-from memweave.llm import ChatClient, ChatResponse, Usage
+from memweave.llm import (
+    ChatClient,
+    ChatResponse,
+    ResponseChunk,
+    StreamingChatClient,
+    TextChunk,
+    ToolCallChunk,
+    Usage,
+)
 from memweave.messages import ChatMessage, ToolCall
 from memweave.testing import RecordedRequest, ScriptedChatClient, ScriptExhausted
 
@@ -126,3 +134,56 @@ def test_module_does_not_import_pytest() -> None:
     """memweave.testing works in any test runner: importing it does not import pytest."""
     code = "import sys, memweave.testing; sys.exit('pytest' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+async def test_stream_yields_the_script_in_chunks_then_the_reply() -> None:
+    """stream() cuts the text and call arguments into chunk_size pieces and ends with the very
+    ChatResponse complete() would return."""
+    call = ToolCall(id="c1", name="search", arguments='{"q":"x"}')
+    reply = ChatMessage.assistant("Looking it up", tool_calls=[call])
+    client = ScriptedChatClient([reply], chunk_size=5)
+    chunks = [chunk async for chunk in client.stream([ChatMessage.user("go")])]
+    texts = [chunk.text for chunk in chunks if isinstance(chunk, TextChunk)]
+    assert texts == ["Looki", "ng it", " up"]
+    pieces = [chunk for chunk in chunks if isinstance(chunk, ToolCallChunk)]
+    assert (pieces[0].id, pieces[0].name) == ("c1", "search")
+    assert "".join(piece.arguments for piece in pieces) == '{"q":"x"}'
+    final = chunks[-1]
+    assert isinstance(final, ResponseChunk)
+    assert final.response.message is reply
+
+
+async def test_stream_records_requests_like_complete() -> None:
+    """A streamed request is recorded as complete() records it, and uses up one reply."""
+    client = ScriptedChatClient(["one", "two"])
+    _ = [chunk async for chunk in client.stream([ChatMessage.user("a")], tools=[TOOL], seed=1)]
+    await client.complete([ChatMessage.user("b")])
+    first, second = client.requests
+    assert first.tool_names == ["search"]
+    assert dict(first.options) == {"seed": 1}
+    assert second.messages[-1].text == "b"
+    assert client.remaining == 0
+    with pytest.raises(ScriptExhausted):
+        _ = [chunk async for chunk in client.stream([ChatMessage.user("c")])]
+
+
+async def test_stream_of_a_function_reply() -> None:
+    """A reply function's answer streams like a scripted one."""
+    client = ScriptedChatClient(lambda messages, tools, options: "echo", chunk_size=3)
+    chunks = [chunk async for chunk in client.stream([ChatMessage.user("hi")])]
+    assert [c.text for c in chunks if isinstance(c, TextChunk)] == ["ech", "o"]
+
+
+def test_bad_chunk_options_are_rejected() -> None:
+    """chunk_size must be a positive int and chunk_delay a number of seconds >= 0."""
+    for size in (0, -1, 1.5, True):
+        with pytest.raises(InvalidArgument, match="chunk_size"):
+            ScriptedChatClient([], chunk_size=size)  # type: ignore[arg-type]
+    for delay in (-1, float("nan"), "1"):
+        with pytest.raises(InvalidArgument, match="chunk_delay"):
+            ScriptedChatClient([], chunk_delay=delay)  # type: ignore[arg-type]
+
+
+def test_scripted_client_is_a_streaming_chat_client() -> None:
+    """ScriptedChatClient satisfies StreamingChatClient."""
+    assert isinstance(ScriptedChatClient([]), StreamingChatClient)

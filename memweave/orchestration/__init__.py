@@ -10,6 +10,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from memweave.orchestration._agent_tool import PARENT_KEY, SUB_SESSION_KEY, sub_session_id
+from memweave.orchestration._state import END, Command, InjectedState
+from memweave.orchestration._streaming import (
+    AgentEvent,
+    AgentStream,
+    ReplyEvent,
+    ResponseEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEvent,
+    ToolResultEvent,
+)
+from memweave.orchestration._team import Team
 from memweave.orchestration.agent import Agent, AgentInput, AgentResponse, ApprovalCallback
 from memweave.orchestration.checkpoints import (
     ApprovalDecision,
@@ -51,10 +64,15 @@ if TYPE_CHECKING:
     from memweave.orchestration._checkpoints_sql import SQLCheckpointStore
 
 __all__ = [
+    "END",
+    "PARENT_KEY",
+    "SUB_SESSION_KEY",
     "Agent",
+    "AgentEvent",
     "AgentInput",
     "AgentMessage",
     "AgentResponse",
+    "AgentStream",
     "Approval",
     "ApprovalCallback",
     "ApprovalDecision",
@@ -62,19 +80,28 @@ __all__ = [
     "ChatSpec",
     "Checkpoint",
     "CheckpointStore",
+    "Command",
     "Handoff",
     "HandoffBuilder",
     "HandoffWorkflow",
     "InMemoryCheckpointStore",
+    "InjectedState",
     "PendingHandoff",
     "PendingRequest",
     "RedisCheckpointStore",
+    "ReplyEvent",
+    "ResponseEvent",
     "SQLCheckpointStore",
     "Sequential",
+    "Team",
     "TerminateRun",
+    "TextDelta",
     "Tool",
     "ToolApprovalRequest",
     "ToolArgumentsInvalid",
+    "ToolCallDelta",
+    "ToolCallEvent",
+    "ToolResultEvent",
     "UserInputRequest",
     "WorkflowEvent",
     "WorkflowOutput",
@@ -82,6 +109,7 @@ __all__ = [
     "initiate_chats",
     "run_tool_call",
     "run_tool_calls",
+    "sub_session_id",
     "tool",
 ]
 

@@ -24,6 +24,7 @@ condition, a `WorkflowOutput`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -31,9 +32,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from memweave.errors import InvalidArgument, ModelError
+from memweave.llm import ChatResponse
 from memweave.messages import ChatMessage, ToolCall
+from memweave.orchestration._events import (
+    Response,
+    ToolApprovalRequest,
+    UserInputRequest,
+    WorkflowEvent,
+    WorkflowOutput,
+)
+from memweave.orchestration._handoff_answers import answer_requests
 from memweave.orchestration._handoff_plan import (
     AUTONOMOUS_KEY,
+    END_ANSWER_KEY,
     NOT_RUN,
     Plan,
     Planner,
@@ -42,22 +53,16 @@ from memweave.orchestration._handoff_plan import (
 from memweave.orchestration._runtime import (
     AgentInput,
     as_input_messages,
-    denied_result,
     notify_failure,
     notify_invoked,
 )
+from memweave.orchestration._step_calls import step_calls
+from memweave.orchestration._streaming import TextDelta, ToolCallDelta
+from memweave.orchestration._team import Team
 from memweave.orchestration._transcript import AgentView, Transcript
 from memweave.orchestration._views import HANDOFF_KEY, agent_of, tag_messages
-from memweave.orchestration.checkpoints import ApprovalDecision, Checkpoint, PendingRequest
-from memweave.orchestration.handoff import (
-    Response,
-    TerminateRun,
-    ToolApprovalRequest,
-    UserInputRequest,
-    WorkflowEvent,
-    WorkflowOutput,
-)
-from memweave.orchestration.tools import TOOL_ERROR_KEY, Tool, run_tool_calls
+from memweave.orchestration.checkpoints import Checkpoint
+from memweave.orchestration.tools import TOOL_ERROR_KEY, Tool
 from memweave.session import Session
 
 if TYPE_CHECKING:
@@ -82,6 +87,8 @@ def _twin_key(message: ChatMessage) -> tuple[str, str]:
         return ("handoff_note", "")
     if message.role == "user" and message.metadata.get(AUTONOMOUS_KEY):
         return ("autonomous_prompt", "")
+    if message.role == "assistant" and message.metadata.get(END_ANSWER_KEY):
+        return ("end_answer", "")
     return ("id", message.id)
 
 
@@ -107,8 +114,11 @@ def _same_input(stored: Sequence[ChatMessage], given: Sequence[ChatMessage]) -> 
 class Run:
     """One call of `HandoffWorkflow.run`: loads the thread, applies the input, drives steps."""
 
-    def __init__(self, workflow: HandoffWorkflow, session: Session | str | None) -> None:
+    def __init__(
+        self, workflow: HandoffWorkflow, session: Session | str | None, *, stream: bool = False
+    ) -> None:
         self.wf = workflow
+        self.stream = bool(stream)
         if session is None:
             self.session_id = workflow.session_id
         elif isinstance(session, Session):
@@ -124,6 +134,7 @@ class Run:
             session_id=self.session_id,
             status="idle",
             current_agent=workflow.start_agent,
+            state=workflow._state.initial() if workflow._state is not None else None,
         )
         self.saved = False
         self.conversation = Transcript(workflow.history, self.session_id)
@@ -156,6 +167,8 @@ class Run:
                 f"the checkpoint's agent {found.current_agent!r} is not a participant of "
                 f"workflow {self.wf.name!r}",
             )
+        if self.wf._state is not None and found.state is None:
+            found = found.model_copy(update={"state": self.wf._state.initial()})
         self.cp = found
         self.saved = True
         if self._given_session is None and found.session:
@@ -257,6 +270,8 @@ class Run:
                     detail=detail,
                     conversation=tuple(await self.conversation.whole()),
                     session_id=self.session_id,
+                    answer=plan.answer,
+                    state=self.cp.state,
                 )
             )
         return events
@@ -325,7 +340,7 @@ class Run:
             # Retried answers whose results were stored are not applied twice.
             retried = isinstance(responses, Mapping) and bool(responses)
             if not (retried and self._answered and set(responses) <= self._answered):
-                async for event in self._answer(responses):
+                async for event in answer_requests(self, responses):
                     yield event
         elif not self.saved:
             raise InvalidArgument(
@@ -350,12 +365,20 @@ class Run:
         before = held[: len(held) - len(ahead)]
         cp = self.cp
         first = ahead[0]
+        participant = self.wf.agents[cp.current_agent]
+        # A team paused on approvals answers from its sub-session; its reply ends the pause.
+        team_paused = cp.status == "waiting" and isinstance(participant, Team)
         if (
-            cp.status == "running"
+            (cp.status == "running" or team_paused)
             and first.role == "assistant"
             and agent_of(first) == cp.current_agent
         ):
-            agent = self.wf.agents[cp.current_agent]
+            if isinstance(participant, Team):
+                plan = await Planner(self.wf, cp).step(participant.name, before, first, {})
+                await self._apply(plan, ahead, persist=persist)
+                self._answered = {p.request_id for p in cp.pending}
+                return await self._events(plan)
+            agent = participant
             routes = self.wf._route_tools(agent.name)
             own = {c.id for c in first.tool_calls if c.name not in routes}
             ran = {
@@ -416,110 +439,47 @@ class Run:
         for event in await self._events(plan):
             yield event
 
-    def _check_responses(self, responses: Mapping[str, Response]) -> dict[str, Response]:
-        if self.cp.status != "waiting":
-            raise InvalidArgument(
-                "responses",
-                responses,
-                f"session {self.session_id!r} has no pending requests; use run(message)",
-            )
-        if not isinstance(responses, Mapping) or not responses:
-            raise InvalidArgument("responses", responses, "expected {request_id: answer}")
-        pending = {p.request_id: p for p in self.cp.pending}
-        for request_id, answer in responses.items():
-            request = pending.get(request_id)
-            if request is None:
-                raise InvalidArgument(
-                    "responses",
-                    request_id,
-                    f"not a pending request id; pending: {sorted(pending)}",
-                )
-            if request.kind == "tool_approval":
-                if request.decision is not None:
-                    raise InvalidArgument("responses", request_id, "this call was answered already")
-                if not isinstance(answer, bool | ApprovalDecision):
-                    raise InvalidArgument(
-                        f"responses[{request_id!r}]",
-                        answer,
-                        "a tool approval takes True/False, request.approve() or request.deny()",
-                    )
-            elif isinstance(answer, bool | ApprovalDecision):
-                raise InvalidArgument(
-                    f"responses[{request_id!r}]",
-                    answer,
-                    "a user input request takes text, messages, or request.terminate()",
-                )
-        return dict(responses)
-
-    async def _answer(self, responses: Mapping[str, Response]) -> AsyncIterator[WorkflowEvent]:
-        answers = self._check_responses(responses)
-        user = next((p for p in self.cp.pending if p.kind == "user_input"), None)
-        if user is not None:
-            answer = answers[user.request_id]
-            if isinstance(answer, TerminateRun):
-                plan = Plan()
-                plan.finish("user_terminated", "the user ended the run")
-                await self._apply(plan)
-                for event in await self._events(plan):
-                    yield event
-                return
-            inputs = as_input_messages(answer)  # type: ignore[arg-type]
-            async for event in self._user_input(inputs):
-                yield event
-            return
-        decided: list[PendingRequest] = []
-        for request in self.cp.pending:
-            given = answers.get(request.request_id)
-            if isinstance(given, bool):
-                given = ApprovalDecision(approved=given)
-            if isinstance(given, ApprovalDecision):
-                request = request.model_copy(update={"decision": given})
-            decided.append(request)
-        if any(request.decision is None for request in decided):
-            await self._checkpoint(pending=tuple(decided))
-            return
-        async for event in self._run_approved(decided):
-            yield event
-
-    async def _tools_for(
-        self, agent: Agent, calls: Sequence[ToolCall]
-    ) -> dict[str, Tool[..., Any]]:
-        """The tools that can run `calls`: the agent's own and, when a call needs one, those
-        its context providers offer now (resolved as `Agent._prepare` resolves them)."""
-        own = {t.name: t for t in agent.tools}
-        if all(call.name in own for call in calls):
-            return own
-        window = await self.conversation.window(agent.reducer, AgentView(agent.name, "assistant"))
-        return (await agent._prepare(self.session, window, reduced=True)).tools
-
-    async def _run_approved(self, decided: list[PendingRequest]) -> AsyncIterator[WorkflowEvent]:
-        results: dict[str, ChatMessage] = {}
-        approved: dict[str, list[ToolCall]] = {}
-        for request in decided:
-            call, decision = request.tool_call, request.decision
-            if call is None or decision is None:
-                continue
-            if decision.approved:
-                approved.setdefault(request.agent, []).append(call)
-            else:
-                denied = denied_result(call, decision.reason)
-                results[call.id] = tag_messages([denied], request.agent)[0]
-        for agent_name, calls in approved.items():
-            tools = await self._tools_for(self.wf.agents[agent_name], calls)
-            ran = await run_tool_calls(calls, tools)
-            for call, result in zip(calls, ran, strict=True):
-                results[call.id] = tag_messages([result], agent_name)[0]
-        plan = await Planner(self.wf, self.cp).approved(
-            self.conversation.messages, decided, results
-        )
-        await self._apply(plan)
-        for event in await self._events(plan):
-            yield event
-
     # -- one step -------------------------------------------------------------------------------
 
+    async def _run_calls(
+        self, agent: Agent, calls: Sequence[ToolCall], tools: Mapping[str, Tool[..., Any]]
+    ) -> list[ChatMessage]:
+        """Run an agent's calls concurrently, handing them the shared state and keeping the
+        state changes and routes they return (see `_step_calls`)."""
+        results: list[ChatMessage] = []
+        async for item in self._calls(agent, calls, tools, stream=False):
+            if isinstance(item, list):
+                results = item
+        return results
+
+    def _calls(
+        self,
+        agent: Agent,
+        calls: Sequence[ToolCall],
+        tools: Mapping[str, Tool[..., Any]],
+        *,
+        stream: bool,
+    ) -> AsyncIterator[TextDelta | ToolCallDelta | list[ChatMessage]]:
+        return step_calls(
+            calls,
+            tools,
+            agent=agent.name,
+            session_id=self.session_id,
+            history=self.wf.history,
+            spec=self.wf._state,
+            state=self.cp.state,
+            stream=stream,
+        )
+
     async def _step(self) -> AsyncIterator[WorkflowEvent]:
-        agent = self.wf.agents[self.cp.current_agent]
+        participant = self.wf.agents[self.cp.current_agent]
+        if isinstance(participant, Team):
+            from memweave.orchestration._team_step import team_step
+
+            async for event in team_step(self, participant):
+                yield event
+            return
+        agent = participant
         routes = self.wf._route_tools(agent.name)
         window = await self.conversation.window(agent.reducer, AgentView(agent.name, "assistant"))
         await self._looks_back(agent.name)
@@ -529,7 +489,22 @@ class Run:
         )
         allow = self.cp.tool_rounds < agent.max_tool_rounds
         try:
-            response = await agent._call_model(prepared, allow_tools=allow)
+            response: ChatResponse | None = None
+            if self.stream:
+                # Deltas are yielded as they come; the step is stored only once it is whole.
+                deltas = agent._stream_model(
+                    prepared, allow_tools=allow, session_id=self.session_id
+                )
+                async with contextlib.aclosing(deltas):
+                    async for item in deltas:
+                        if isinstance(item, ChatResponse):
+                            response = item
+                        else:
+                            yield item
+            else:
+                response = await agent._call_model(prepared, allow_tools=allow)
+            if response is None:
+                raise ModelError(f"agent {agent.name!r}: the model's stream ended without a reply")
             if response.message.tool_calls and not allow:
                 raise ModelError(
                     f"agent {agent.name!r}: the model kept calling tools after "
@@ -544,7 +519,12 @@ class Run:
             selected = prepared.tools.get(call.name)
             if call.name not in routes and (selected is None or selected.approval != "always"):
                 to_run.append(call)
-        ran = await run_tool_calls(to_run, prepared.tools)
+        ran: list[ChatMessage] = []
+        async for done in self._calls(agent, to_run, prepared.tools, stream=self.stream):
+            if isinstance(done, list):
+                ran = done
+            else:
+                yield done
         ran_by_id = {call.id: result for call, result in zip(to_run, ran, strict=True)}
         plan = await Planner(self.wf, self.cp).step(agent.name, before, reply, ran_by_id)
         await self._apply(plan)

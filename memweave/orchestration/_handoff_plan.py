@@ -3,45 +3,60 @@
 A `Planner` turns what happened (user input, a model reply and the results of the calls that
 ran, the answers to tool approvals) into a `Plan`, from the checkpoint taken before it. It
 calls no model and runs no tool, so the engine can plan a transition again from its stored
-messages when the run stopped before checkpointing it, and get the same outcome.
+messages when the run stopped before checkpointing it, and get the same outcome. Which
+routes of a message are carried out is decided by `_routing.RouteDecider`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import JsonValue
+
 from memweave.messages import ChatMessage, ToolCall
-from memweave.orchestration._runtime import call_maybe_async
-from memweave.orchestration._views import HANDOFF_KEY, agent_of, tag_messages
-from memweave.orchestration.checkpoints import Checkpoint, PendingHandoff, PendingRequest
-from memweave.orchestration.handoff import (
-    HANDOFF_TOOL_PREFIX,
-    AgentMessage,
-    Handoff,
-    StopReason,
-    WorkflowEvent,
+from memweave.orchestration._events import AgentMessage, Handoff, StopReason, WorkflowEvent
+from memweave.orchestration._routing import (
+    NOT_RUN,
+    Decision,
+    Route,
+    RouteDecider,
+    handed_over_or_wrote,
 )
+from memweave.orchestration._runtime import call_maybe_async
+from memweave.orchestration._state import StateUpdateInvalid, command_of
+from memweave.orchestration._views import HANDOFF_KEY, tag_messages
+from memweave.orchestration.checkpoints import Checkpoint, PendingHandoff, PendingRequest
 from memweave.orchestration.tools import TOOL_ERROR_KEY, ToolArgumentsInvalid
 
 if TYPE_CHECKING:
     from memweave.orchestration.handoff import HandoffWorkflow
 
-__all__ = ["AUTONOMOUS_KEY", "NOT_RUN", "Plan", "Planner", "handed_over_or_wrote"]
+__all__ = [
+    "AUTONOMOUS_KEY",
+    "END_ANSWER_KEY",
+    "NOT_RUN",
+    "Plan",
+    "Planner",
+    "handed_over_or_wrote",
+]
 
 AUTONOMOUS_KEY = "memweave.autonomous"
 """Metadata key marking a continue prompt sent to an autonomous agent."""
 
-NOT_RUN = "not_run"
-"""`TOOL_ERROR_KEY` of the result the workflow writes for a call it did not carry out."""
+END_ANSWER_KEY = "memweave.end_answer"
+"""Metadata key marking the answer an agent passed to `end_run`, stored as its message."""
 
 _TERMINATED: tuple[StopReason, str] = ("termination_condition", "the termination condition was met")
 _FINISHED: dict[str, Any] = {
     "status": "idle",
     "pending": (),
     "pending_handoff": None,
+    "queue": (),
     "tool_rounds": 0,
 }
 
@@ -57,29 +72,6 @@ def _request_id(*parts: str) -> str:
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
 
 
-def _since_handoff(conversation: Sequence[ChatMessage], agent: str) -> bool | None:
-    """Whether `agent` wrote any text since the conversation was last handed over to it, or
-    None when `conversation` holds neither."""
-    for message in reversed(conversation):
-        note = message.metadata.get(HANDOFF_KEY)
-        if message.role == "system" and isinstance(note, dict) and note.get("target") == agent:
-            return False
-        if message.role == "assistant" and agent_of(message) == agent and message.text.strip():
-            return True
-    return None
-
-
-def _wrote_since_handoff(conversation: Sequence[ChatMessage], agent: str) -> bool:
-    """Whether `agent` wrote any text since the conversation was last handed over to it."""
-    return bool(_since_handoff(conversation, agent))
-
-
-def handed_over_or_wrote(conversation: Sequence[ChatMessage], agent: str) -> bool:
-    """Whether `conversation` holds a handoff to `agent` or text by it: the newest part of a
-    conversation that does tells `_wrote_since_handoff` what the whole one would."""
-    return _since_handoff(conversation, agent) is not None
-
-
 @dataclass
 class Plan:
     """One transition: the messages it stores, its checkpoint changes, the events it yields."""
@@ -92,6 +84,8 @@ class Plan:
     """Yielded once the checkpoint is saved (a final `WorkflowOutput` is added then)."""
     stop: tuple[StopReason, str] | None = None
     """Why the run ends here, when it does."""
+    answer: str = ""
+    """The final answer, when an agent ended the run."""
 
     def finish(self, reason: StopReason, detail: str) -> None:
         """End the run with this transition."""
@@ -112,6 +106,27 @@ class Planner:
             return False
         return bool(await call_maybe_async(condition, list(conversation)))
 
+    def _tool_updates(
+        self, state: dict[str, JsonValue] | None, results: Sequence[ChatMessage]
+    ) -> tuple[dict[str, JsonValue] | None, list[tuple[ChatMessage, str]]]:
+        """Apply the state updates stored on tool results (checked when the tools ran) and
+        return the new state and the routes the results ask for."""
+        gotos: list[tuple[ChatMessage, str]] = []
+        spec = self.wf._state
+        for result in results:
+            found = command_of(result)
+            if found is None:
+                continue
+            goto, update = found
+            if update and spec is not None:
+                # Checked when the tool ran; should the schema have changed since, the update
+                # is dropped (the tool's result already says it ran).
+                with contextlib.suppress(StateUpdateInvalid):
+                    state = spec.apply(state or {}, update)
+            if goto is not None:
+                gotos.append((result, goto))
+        return state, gotos
+
     async def input(self, before: Sequence[ChatMessage], inputs: Sequence[ChatMessage]) -> Plan:
         """The user said something: the agent in control answers next, counters restart."""
         plan = Plan(
@@ -120,9 +135,11 @@ class Planner:
                 "status": "running",
                 "pending": (),
                 "pending_handoff": None,
+                "queue": (),
                 "handoffs": 0,
                 "trail": (self.cp.current_agent,),
                 "autonomous_turns": {},
+                "delegations": {},
                 "tool_rounds": 0,
             },
         )
@@ -137,21 +154,57 @@ class Planner:
         results: Mapping[str, ChatMessage],
     ) -> Plan:
         """Every pending approval was answered and `results` holds a result per call: store
-        them, then carry out the step's handoff or let the agent go on."""
+        them, then carry out the step's handoff (or a route a tool asked for) or let the
+        agent go on."""
+        agent = decided[0].agent if decided else self.cp.current_agent
         batch = [results[r.tool_call.id] for r in decided if r.tool_call is not None]
+        state, gotos = self._tool_updates(self.cp.state, batch)
+        calls = {r.tool_call.id: r.tool_call for r in decided if r.tool_call is not None}
+        decider = RouteDecider(self.wf, self.cp, agent, before, "")
+        d = decider.start(state, self.cp.pending_handoff)
+        for result, goto in gotos:
+            call = calls[result.tool_call_id or ""]
+            route = Route(call=call, target=goto, from_tool=True, answer=result.text)
+            text, kind = decider.decide(route, d)
+            if kind is not None:
+                position = batch.index(result)
+                batch[position] = result.model_copy(update={"content": f"{result.text} {text}"})
         plan = Plan(batch=batch)
+        self._keep(plan, d)
         conversation = [*before, *batch]
-        if await self._terminated(conversation):
-            plan.finish(*_TERMINATED)
-            return plan
-        handoff = self.cp.pending_handoff
-        if handoff is not None:
-            await self._handoff(plan, conversation, handoff)
-            return plan
-        plan.changes.update(
-            status="running", pending=(), pending_handoff=None, tool_rounds=self.cp.tool_rounds + 1
-        )
+        if d.stop is None and await self._terminated(conversation):
+            d.stop = _TERMINATED
+        if d.stop is not None:
+            if d.stop[0] == "ended":
+                self._end_answer(plan, agent, "", d.answer)
+            plan.finish(*d.stop)
+        elif d.handoff is not None:
+            plan.changes["queue"] = (*d.queue, *self.cp.queue)
+            await self._handoff(plan, conversation, d.handoff)
+        else:
+            plan.changes.update(
+                status="running",
+                pending=(),
+                pending_handoff=None,
+                tool_rounds=self.cp.tool_rounds + 1,
+            )
         return plan
+
+    def _end_answer(self, plan: Plan, agent: str, text: str, answer: str) -> None:
+        """The run ends: its answer is the agent's text, or else the answer it passed (to
+        `end_run`, or as the result of the tool that ended it), stored as its message."""
+        plan.answer = text if text.strip() else answer
+        if not text.strip() and answer.strip():
+            final = ChatMessage.assistant(answer, metadata={END_ANSWER_KEY: True})
+            tagged = tag_messages([final], agent)[0]
+            plan.batch.append(tagged)
+            plan.events.append(AgentMessage(agent=agent, message=tagged))
+
+    def _keep(self, plan: Plan, d: Decision) -> None:
+        """Record the decision's counters and state in the plan's checkpoint changes."""
+        plan.changes.update(handoffs=d.handoffs, delegations=d.delegations)
+        if self.wf._state is not None:
+            plan.changes["state"] = d.state
 
     async def step(
         self,
@@ -161,31 +214,29 @@ class Planner:
         ran: Mapping[str, ChatMessage],
     ) -> Plan:
         """Plan a step from the model's reply and the results of the calls that ran; calls
-        that neither ran nor are handoffs wait for approval."""
-        routes = self.wf._route_tools(agent)
-        handoff: PendingHandoff | None = None
-        stop: tuple[StopReason, str] | None = None
+        that neither ran nor are routes wait for approval."""
+        route_tools = self.wf._route_tools(agent)
         results: dict[str, ChatMessage] = {}
         waiting: list[ToolCall] = []
+        routes: list[Route] = []
+        own = [ran[c.id] for c in reply.tool_calls if c.id in ran]
+        state, gotos = self._tool_updates(self.cp.state, own)
+        asked = {result.tool_call_id: goto for result, goto in gotos}
         for call in reply.tool_calls:
-            if call.name not in routes:
+            target = self.wf._route_target(agent, call.name)
+            if target is None:
                 if call.id in ran:
                     results[call.id] = ran[call.id]
+                    if call.id in asked:
+                        answer = ran[call.id].text
+                        routes.append(
+                            Route(call=call, target=asked[call.id], from_tool=True, answer=answer)
+                        )
                 else:
                     waiting.append(call)
                 continue
-            target = call.name.removeprefix(HANDOFF_TOOL_PREFIX)
-            if handoff is not None or stop is not None:
-                went = f"went to {handoff.target}" if handoff else "stopped"
-                results[call.id] = _note(
-                    call,
-                    f"Not handed off to {target}: one handoff per turn is carried out, and "
-                    f"this turn's conversation {went}.",
-                    NOT_RUN,
-                )
-                continue
             try:
-                args = routes[call.name].validate_arguments(call.arguments)
+                args = route_tools[call.name].validate_arguments(call.arguments)
             except ToolArgumentsInvalid as exc:
                 results[call.id] = _note(
                     call,
@@ -193,16 +244,28 @@ class Planner:
                     "invalid_arguments",
                 )
                 continue
-            stop = self._refusal(agent, target, before, reply)
-            if stop is not None:
-                results[call.id] = _note(
-                    call, f"Handoff to {target} was not carried out: {stop[1]}.", "refused"
+            routes.append(
+                Route(
+                    call=call,
+                    target=target,
+                    reason=args.get("reason", ""),
+                    task=args.get("task", ""),
+                    update=args.get("update"),
+                    answer=args.get("answer", ""),
                 )
-                continue
-            handoff = PendingHandoff(
-                source=agent, target=target, reason=args["reason"], task=args["task"]
             )
-            results[call.id] = _note(call, f"Handed off to {target}.")
+        decider = RouteDecider(self.wf, self.cp, agent, before, reply.text)
+        d = decider.start(state)
+        for route in routes:
+            text, kind = decider.decide(route, d)
+            if not route.from_tool:
+                results[route.call.id] = _note(route.call, text, kind)
+            elif kind is not None:
+                result = results[route.call.id]
+                results[route.call.id] = result.model_copy(
+                    update={"content": f"{result.text} {text}"}
+                )
+        stop = d.stop
         if stop is not None:
             for call in waiting:
                 results[call.id] = _note(call, "Not run: the workflow stopped.", NOT_RUN)
@@ -212,6 +275,9 @@ class Planner:
             batch=[reply, *tag_messages(answered, agent)],
             events=[AgentMessage(agent=agent, message=reply)],
         )
+        self._keep(plan, d)
+        if stop is not None and stop[0] == "ended":
+            self._end_answer(plan, agent, reply.text, d.answer)
         conversation = [*before, *plan.batch]
         if stop is None and await self._terminated(conversation):
             stop = _TERMINATED
@@ -230,65 +296,64 @@ class Planner:
                 )
                 for call in waiting
             )
-            plan.changes.update(status="waiting", pending=pending, pending_handoff=handoff)
-        elif handoff is not None:
-            await self._handoff(plan, conversation, handoff)
+            plan.changes.update(
+                status="waiting",
+                pending=pending,
+                pending_handoff=d.handoff,
+                queue=(*d.queue, *self.cp.queue),
+            )
+        elif d.handoff is not None:
+            plan.changes["queue"] = (*d.queue, *self.cp.queue)
+            await self._handoff(plan, conversation, d.handoff)
         elif reply.tool_calls:
             plan.changes.update(tool_rounds=self.cp.tool_rounds + 1)
         else:
             await self._turn_end(plan, conversation, agent, reply)
         return plan
 
-    def _refusal(
-        self, source: str, target: str, before: Sequence[ChatMessage], reply: ChatMessage
-    ) -> tuple[StopReason, str] | None:
-        limit = self.wf._max_handoffs
-        if limit is not None and self.cp.handoffs >= limit:
-            return "max_handoffs", f"the limit of {limit} handoffs per user message was reached"
-        trail = self.cp.trail
-        if not self.wf._ping_pong or len(trail) < 2 or trail[-2:] != (target, source):
-            return None
-        # A hand-back is fine when the agent said why (a wrongly routed question goes back to
-        # triage, which routes it again); bouncing between the same two agents again is not.
-        if len(trail) >= 3 and trail[-3] == source:
-            return (
-                "ping_pong",
-                f"{source} would hand the conversation to {target} again after {target} "
-                f"handed it back ({source} -> {target} -> {source} -> {target})",
-            )
-        if not reply.text.strip() and not _wrote_since_handoff(before, source):
-            return (
-                "ping_pong",
-                f"{source} would hand the conversation straight back to {target}, which just "
-                f"handed it over, without writing anything ({target} -> {source} -> {target})",
-            )
-        return None
-
     async def _handoff(
-        self, plan: Plan, conversation: Sequence[ChatMessage], handoff: PendingHandoff
+        self,
+        plan: Plan,
+        conversation: Sequence[ChatMessage],
+        handoff: PendingHandoff,
+        *,
+        automatic: bool = False,
     ) -> None:
-        lines = [f"{handoff.source} handed the conversation over to you ({handoff.target})."]
+        source, target = handoff.source, handoff.target
+        if source == target:
+            lines = [f"You ({target}) routed the conversation back to yourself."]
+        elif automatic and self.wf._returns.get(source) == target:
+            lines = [
+                f"{source} finished its task and handed the conversation back to you "
+                f"({target}); its answer is above."
+            ]
+        else:
+            lines = [f"{source} handed the conversation over to you ({target})."]
         if handoff.reason:
             lines.append(f"Reason: {handoff.reason}")
         if handoff.task:
             lines.append(f"Task: {handoff.task}")
-        note = ChatMessage.system("\n".join(lines), metadata={HANDOFF_KEY: handoff.model_dump()})
+        if handoff.update:
+            lines.append(f"State update: {json.dumps(handoff.update, ensure_ascii=False)}")
+        note = ChatMessage.system(
+            "\n".join(lines), metadata={HANDOFF_KEY: handoff.model_dump(mode="json")}
+        )
         plan.batch.append(note)
         plan.changes.update(
             status="running",
-            current_agent=handoff.target,
+            current_agent=target,
             pending=(),
             pending_handoff=None,
-            handoffs=self.cp.handoffs + 1,
-            trail=(*self.cp.trail, handoff.target),
+            trail=(*self.cp.trail, target),
             tool_rounds=0,
         )
         plan.events.append(
             Handoff(
-                source=handoff.source,
-                target=handoff.target,
+                source=source,
+                target=target,
                 reason=handoff.reason,
                 task=handoff.task,
+                automatic=automatic,
             )
         )
         if await self._terminated([*conversation, note]):
@@ -297,7 +362,18 @@ class Planner:
     async def _turn_end(
         self, plan: Plan, conversation: Sequence[ChatMessage], agent: str, reply: ChatMessage
     ) -> None:
-        """The agent answered without handing off: continue it (autonomous) or ask the user."""
+        """The agent answered without handing off: return to its supervisor (or go on to the
+        next queued worker), continue it (autonomous), or ask the user."""
+        supervisor = self.wf._returns.get(agent)
+        if supervisor is not None:
+            queue = self.cp.queue
+            if queue:
+                plan.changes["queue"] = queue[1:]
+                await self._handoff(plan, conversation, queue[0], automatic=True)
+            else:
+                back = PendingHandoff(source=agent, target=supervisor)
+                await self._handoff(plan, conversation, back, automatic=True)
+            return
         autonomous = self.wf._autonomous.get(agent)
         used = self.cp.autonomous_turns.get(agent, 0)
         if autonomous is not None and used < autonomous[1]:

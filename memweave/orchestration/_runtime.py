@@ -1,36 +1,42 @@
-"""Helpers shared by the orchestrators: input coercion, one model request, provider hooks,
-and what a failed turn keeps."""
+"""Helpers shared by the orchestrators: input coercion, one model request, a run's response,
+provider hooks, and what a failed turn keeps."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from pydantic import BaseModel, ConfigDict
+
 from memweave.context.base import ContextProvider
 from memweave.errors import InvalidArgument, InvalidMessage
-from memweave.llm import ToolSpec, Usage
+from memweave.llm import SupportsOpenAITool, ToolSpec, Usage, tool_to_openai
 from memweave.messages import ChatMessage, ToolCall, validate_messages
-from memweave.orchestration.tools import TOOL_ERROR_KEY, Tool
+from memweave.orchestration.tools import TOOL_ERROR_KEY, Tool, tool
 from memweave.providers.base import ChatHistoryProvider
 from memweave.session import Session
 
 __all__ = [
     "DENIED_RESULT",
     "AgentInput",
+    "AgentResponse",
     "Prepared",
     "TurnResult",
     "as_input_messages",
     "as_session",
     "call_maybe_async",
+    "check_providers",
+    "check_tools",
     "completed_rounds",
     "denied_result",
     "final_text",
     "notify_failure",
     "notify_invoked",
+    "offered_tools",
     "store_after_failure",
 ]
 
@@ -90,6 +96,22 @@ class Prepared:
     """Every tool definition offered to the model."""
     tools: dict[str, Tool[..., Any]] = field(default_factory=dict)
     """The tools the agent can run, by name."""
+
+
+class AgentResponse(BaseModel):
+    """What one run of an agent (or an orchestrator) produced."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    messages: tuple[ChatMessage, ...]
+    """The new messages, oldest first: assistant replies and tool results, tagged with their
+    agent's name."""
+    text: str
+    """The text of the final assistant message."""
+    usage: Usage = Usage()
+    """Tokens used by every model call of the run."""
+    session_id: str
+    """The session the run was stored under; pass it again to continue the conversation."""
 
 
 @dataclass
@@ -197,3 +219,78 @@ async def notify_failure(
     except Exception as hook_error:
         logger.error("a context provider failed in invoked() after a failed run", exc_info=True)
         error.add_note(f"memweave: a context provider's invoked() failed: {hook_error!r}")
+
+
+def offered_tools(
+    offered: Sequence[object], agent: str
+) -> tuple[list[ToolSpec], dict[str, Tool[..., Any]]]:
+    """Return the tool definitions to send, and the runnable `Tool`s by name, from what an
+    agent offers (its tools, then extra and context tools); a repeated name keeps the first.
+
+    Raises:
+        InvalidArgument: An item is not a `Tool`, a tool dict or an object with `to_openai()`.
+    """
+    runnable: dict[str, Tool[..., Any]] = {}
+    specs: list[ToolSpec] = []
+    names: set[str] = set()
+    for item in offered:
+        if not isinstance(item, Mapping | SupportsOpenAITool):
+            raise InvalidArgument(
+                "Context.tools", item, "expected a Tool, a dict or an object with to_openai()"
+            )
+        name = str(tool_to_openai(item)["function"]["name"])
+        if name in names:
+            # Two definitions under one name would make the request invalid; first wins.
+            logger.warning("agent %r: tool %r is offered twice; keeping the first", agent, name)
+            continue
+        specs.append(item)
+        names.add(name)
+        if isinstance(item, Tool):
+            runnable[name] = item
+    return specs, runnable
+
+
+def check_tools(tools: Sequence[Tool[..., Any] | Callable[..., Any]]) -> dict[str, Tool[..., Any]]:
+    """Return an agent's tools by name, wrapping plain functions with `tool`.
+
+    Raises:
+        InvalidArgument: Not a sequence of tools or functions, or two tools share a name.
+    """
+    if isinstance(tools, str | bytes | Mapping) or not isinstance(tools, Sequence):
+        raise InvalidArgument("tools", tools, "expected a sequence of tools")
+    out: dict[str, Tool[..., Any]] = {}
+    for item in tools:
+        if isinstance(item, Tool):
+            made = item
+        elif callable(item):
+            made = tool(item)
+        else:
+            raise InvalidArgument("tools", item, "expected a Tool (from @tool) or a function")
+        if made.name in out:
+            raise InvalidArgument("tools", made.name, "two tools have this name")
+        out[made.name] = made
+    return out
+
+
+def check_providers(providers: Sequence[ContextProvider]) -> tuple[ContextProvider, ...]:
+    """Return an agent's context providers as a tuple.
+
+    Raises:
+        InvalidArgument: Not a sequence of `ContextProvider`, or two share a `source_id`.
+    """
+    if isinstance(providers, ContextProvider) or not isinstance(providers, Sequence):
+        raise InvalidArgument(
+            "context_providers", providers, "expected a sequence of ContextProvider"
+        )
+    seen: set[str] = set()
+    for provider in providers:
+        if not isinstance(provider, ContextProvider):
+            raise InvalidArgument("context_providers", provider, "expected a ContextProvider")
+        if provider.source_id in seen:
+            raise InvalidArgument(
+                "context_providers",
+                provider.source_id,
+                "two context providers share this source_id; give each a unique one",
+            )
+        seen.add(provider.source_id)
+    return tuple(providers)

@@ -114,6 +114,8 @@ class PendingHandoff(BaseModel):
     """Why, as the model wrote it."""
     task: str = ""
     """What the target should do, as the model wrote it."""
+    update: dict[str, JsonValue] | None = None
+    """The shared-state update the handoff carried (already applied), shown to the target."""
 
 
 class Checkpoint(BaseModel):
@@ -156,6 +158,14 @@ class Checkpoint(BaseModel):
     """Rounds of tool calls in the current agent's turn so far."""
     session: dict[str, JsonValue] = Field(default_factory=dict)
     """The `Session` (user id and context-provider state), as `Session.to_dict()`."""
+    state: dict[str, JsonValue] | None = None
+    """The workflow's shared state as JSON (None for a workflow without one)."""
+    queue: tuple[PendingHandoff, ...] = ()
+    """Delegations a supervisor made in one message, after the first: carried out in order,
+    each when the worker before it answers."""
+    delegations: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """Per target, digests of what each supervisor delegation or self-route since the last
+    user message gave it (the ping-pong guard's record of progress)."""
 
     def to_json(self) -> bytes:
         """Return the stored form: UTF-8 JSON."""

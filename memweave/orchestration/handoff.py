@@ -1,8 +1,10 @@
 """Handoff workflows: agents pass one conversation between them with `handoff_to_<name>` tools.
 
-`HandoffBuilder` sets up who may hand off to whom, autonomous mode, limits, a termination
-condition and checkpointing; `HandoffWorkflow.run` yields events (`AgentMessage`, `Handoff`,
-`UserInputRequest`, `ToolApprovalRequest`, `WorkflowOutput`) and pauses when a person must
+`HandoffBuilder` sets up who may hand off to whom (a supervisor and its workers, routes to
+`END` and to oneself), autonomous mode, limits, a typed shared state, a termination
+condition and checkpointing; participants may be nested workflows (`Team`).
+`HandoffWorkflow.run` yields events (`AgentMessage`, `Handoff`, `UserInputRequest`,
+`ToolApprovalRequest`, `WorkflowOutput`, and streamed deltas) and pauses when a person must
 answer. The conversation is stored once, in one `ChatHistoryProvider`; each agent sees all
 user and agent text plus only its own tool calls. Every step is stored and checkpointed
 before its events are yielded, so a run resumes in another process: a failed model call is
@@ -13,13 +15,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, Any, Literal, Self, TypeAlias
-
-from pydantic import BaseModel, ConfigDict
+from typing import Any, Self, TypeAlias
 
 from memweave.errors import InvalidArgument
-from memweave.messages import ChatMessage, ToolCall
+from memweave.messages import ChatMessage
+from memweave.orchestration._events import (
+    AgentMessage,
+    Handoff,
+    Response,
+    StopReason,
+    TerminateRun,
+    ToolApprovalRequest,
+    UserInputRequest,
+    WorkflowEvent,
+    WorkflowOutput,
+)
+from memweave.orchestration._routes import END_TOOL, HANDOFF_TOOL_PREFIX, route_tables
 from memweave.orchestration._runtime import AgentInput
+from memweave.orchestration._state import END, StateSpec
+from memweave.orchestration._team import Team
 from memweave.orchestration.agent import Agent
 from memweave.orchestration.checkpoints import (
     ApprovalDecision,
@@ -34,12 +48,15 @@ from memweave.session import Session
 __all__ = [
     "DEFAULT_AUTONOMOUS_PROMPT",
     "DEFAULT_TURN_LIMIT",
+    "END",
+    "END_TOOL",
     "HANDOFF_TOOL_PREFIX",
     "AgentMessage",
     "ApprovalDecision",
     "Handoff",
     "HandoffBuilder",
     "HandoffWorkflow",
+    "Participant",
     "Response",
     "StopReason",
     "TerminateRun",
@@ -50,9 +67,6 @@ __all__ = [
     "WorkflowOutput",
 ]
 
-HANDOFF_TOOL_PREFIX = "handoff_to_"
-"""Handoff tools are named `handoff_to_<agent name>`; no other tool may use the prefix."""
-
 DEFAULT_AUTONOMOUS_PROMPT = "User did not respond. Continue assisting autonomously."
 """The user turn an autonomous agent receives instead of waiting for the user."""
 
@@ -62,157 +76,30 @@ DEFAULT_TURN_LIMIT = 50
 TerminationCondition: TypeAlias = Callable[[list[ChatMessage]], bool | Awaitable[bool]]
 """Called with the whole conversation after every stored step; True ends the run."""
 
-StopReason = Literal["termination_condition", "user_terminated", "max_handoffs", "ping_pong"]
-"""Why a run ended with a `WorkflowOutput`."""
+Participant: TypeAlias = Agent | Team
+"""A member of a workflow: an agent, or a nested workflow wrapped in a `Team`."""
 
-
-class _Event(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class AgentMessage(_Event):
-    """An agent wrote a message (its text, tool calls, or both)."""
-
-    kind: Literal["agent_message"] = "agent_message"
-    """Event discriminator."""
-    agent: str
-    """The agent's name."""
-    message: ChatMessage
-    """The assistant message, as stored."""
-
-    @property
-    def text(self) -> str:
-        """The message's text."""
-        return self.message.text
-
-
-class Handoff(_Event):
-    """Control passed from one agent to another."""
-
-    kind: Literal["handoff"] = "handoff"
-    """Event discriminator."""
-    source: str
-    """The agent that handed off."""
-    target: str
-    """The agent that took over."""
-    reason: str = ""
-    """Why, as the source's model wrote it."""
-    task: str = ""
-    """What the target should do, as the source's model wrote it."""
-
-
-class TerminateRun(_Event):
-    """The response to a `UserInputRequest` that ends the run instead of answering it."""
-
-    kind: Literal["terminate"] = "terminate"
-    """Event discriminator."""
-
-
-class UserInputRequest(_Event):
-    """The run paused: an agent answered without handing off and waits for the user.
-
-    Answer with `workflow.run(responses={request.request_id: "text"})`, or end the run with
-    `responses={request.request_id: request.terminate()}`.
-    """
-
-    kind: Literal["user_input_request"] = "user_input_request"
-    """Event discriminator."""
-    request_id: str
-    """The id to answer under."""
-    agent: str
-    """The agent waiting for the user."""
-    messages: tuple[ChatMessage, ...] = ()
-    """What the agents said since the user's last message."""
-
-    @staticmethod
-    def terminate() -> TerminateRun:
-        """Return the response that ends the run instead of answering."""
-        return TerminateRun()
-
-
-class ToolApprovalRequest(_Event):
-    """The run paused: a call to an `approval="always"` tool needs a person's approval.
-
-    Answer with `True`/`False`, `request.approve()` or `request.deny(reason)`; a denial
-    reaches the model as the tool's result.
-    """
-
-    kind: Literal["tool_approval_request"] = "tool_approval_request"
-    """Event discriminator."""
-    request_id: str
-    """The id to answer under."""
-    agent: str
-    """The agent that made the call."""
-    tool_call: ToolCall
-    """The call waiting for approval."""
-
-    @staticmethod
-    def approve(reason: str | None = None) -> ApprovalDecision:
-        """Return the response that lets the call run."""
-        return ApprovalDecision(approved=True, reason=reason)
-
-    @staticmethod
-    def deny(reason: str | None = None) -> ApprovalDecision:
-        """Return the response that refuses the call; `reason` reaches the model."""
-        return ApprovalDecision(approved=False, reason=reason)
-
-
-class WorkflowOutput(_Event):
-    """The run ended; no request is pending. A new `run(message)` continues the conversation."""
-
-    kind: Literal["workflow_output"] = "workflow_output"
-    """Event discriminator."""
-    reason: StopReason
-    """Why the run ended."""
-    detail: str = ""
-    """A sentence saying what happened, e.g. which limit was reached."""
-    conversation: tuple[ChatMessage, ...] = ()
-    """The whole conversation, as stored."""
-    session_id: str
-    """The history session holding the conversation."""
-
-
-WorkflowEvent: TypeAlias = (
-    AgentMessage | Handoff | UserInputRequest | ToolApprovalRequest | WorkflowOutput
-)
-"""Everything `HandoffWorkflow.run` yields."""
-
-Response: TypeAlias = (
-    str | ChatMessage | Sequence[ChatMessage] | TerminateRun | ApprovalDecision | bool
-)
-"""An answer in `run(responses=...)`: user input (text, messages, or `terminate()`) for a
-`UserInputRequest`; `bool` or `ApprovalDecision` for a `ToolApprovalRequest`."""
-
-AgentRef: TypeAlias = Agent | str
-
-
-def _handoff_tool(target: Agent, description: str) -> Tool[..., Any]:
-    async def handoff(
-        reason: Annotated[str, "Why you hand the conversation over, in one sentence."] = "",
-        task: Annotated[str, "What the other agent should do next."] = "",
-    ) -> str:
-        """Hand the conversation over (the workflow intercepts the call)."""
-        return f"Handed off to {target.name}."
-
-    return Tool(handoff, name=f"{HANDOFF_TOOL_PREFIX}{target.name}", description=description)
+AgentRef: TypeAlias = Agent | Team | str
 
 
 class HandoffBuilder:
-    """Builds a `HandoffWorkflow`: participants, routes, autonomy, limits, checkpoints.
+    """Builds a `HandoffWorkflow`: participants, routes, autonomy, limits, state, checkpoints.
 
     By default every participant may hand off to every other, the first participant starts,
     agents ask the user whenever they answer without handing off, and checkpoints are kept
-    in memory.
+    in memory. `with_supervisor` sets up the supervisor pattern instead, `add_handoff(agent,
+    END)` lets an agent end the run, and `add_handoff(agent, agent)` lets it route to itself.
+    A participant may be a nested workflow wrapped in a `Team`.
 
     Args:
         name: The workflow's name; checkpoints are kept per `(name, session)`.
-        participants: The agents (at least two, unique names).
+        participants: The agents and teams (at least two, unique names).
         history: Where the conversation is stored; a new in-memory provider when None.
         termination_condition: Called with the whole conversation after every stored step
             (sync or async); True ends the run with a `WorkflowOutput`.
 
     Raises:
-        InvalidArgument: A bad name, fewer than two agents, duplicate names, or a tool
+        InvalidArgument: A bad name, fewer than two participants, duplicate names, or a tool
             named with the reserved `handoff_to_` prefix.
 
     Example:
@@ -232,21 +119,21 @@ class HandoffBuilder:
     def __init__(
         self,
         name: str,
-        participants: Sequence[Agent],
+        participants: Sequence[Participant],
         *,
         history: ChatHistoryProvider | None = None,
         termination_condition: TerminationCondition | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip() or len(name) > 255:
             raise InvalidArgument("name", name, "a workflow name is a non-empty str of <= 255")
-        if isinstance(participants, Agent) or not isinstance(participants, Sequence):
+        if isinstance(participants, Agent | Team) or not isinstance(participants, Sequence):
             raise InvalidArgument("participants", participants, "expected a sequence of agents")
         if len(participants) < 2:
             raise InvalidArgument("participants", participants, "a handoff needs two agents")
-        agents: dict[str, Agent] = {}
+        agents: dict[str, Participant] = {}
         for agent in participants:
-            if not isinstance(agent, Agent):
-                raise InvalidArgument("participants", agent, "expected an Agent")
+            if not isinstance(agent, Agent | Team):
+                raise InvalidArgument("participants", agent, "expected an Agent or a Team")
             if agent.name in agents:
                 raise InvalidArgument("participants", agent.name, "two agents share this name")
             for own in agent.tools:
@@ -270,25 +157,42 @@ class HandoffBuilder:
         self._termination = termination_condition
         self._start = next(iter(agents))
         self._routes: dict[str, dict[str, str | None]] | None = None
+        self._returns: dict[str, str] = {}
         self._autonomous: dict[str, tuple[str, int]] = {}
         self._max_handoffs: int | None = None
         self._store: CheckpointStore | None = None
         self._ping_pong = True
+        self._state: StateSpec | None = None
 
-    def _resolve(self, ref: AgentRef, what: str) -> str:
-        name = ref.name if isinstance(ref, Agent) else ref
+    def _resolve(self, ref: AgentRef, what: str, *, end: bool = False) -> str:
+        if end and ref == END:
+            return END
+        name = ref.name if isinstance(ref, Agent | Team) else ref
         if not isinstance(name, str) or name not in self._agents:
             raise InvalidArgument(
                 what, name, f"not a participant; participants: {', '.join(self._agents)}"
             )
-        if isinstance(ref, Agent) and ref is not self._agents[name]:
+        if isinstance(ref, Agent | Team) and ref is not self._agents[name]:
             raise InvalidArgument(what, name, "a different agent object has this name")
         return name
 
-    def _resolve_many(self, refs: AgentRef | Sequence[AgentRef], what: str) -> list[str]:
-        if isinstance(refs, Agent | str):
-            return [self._resolve(refs, what)]
-        return [self._resolve(ref, what) for ref in refs]
+    def _resolve_many(
+        self, refs: AgentRef | Sequence[AgentRef], what: str, *, end: bool = False
+    ) -> list[str]:
+        if isinstance(refs, Agent | Team | str):
+            return [self._resolve(refs, what, end=end)]
+        return [self._resolve(ref, what, end=end) for ref in refs]
+
+    def _agent_source(self, ref: AgentRef, what: str) -> str:
+        name = self._resolve(ref, what)
+        if isinstance(self._agents[name], Team):
+            raise InvalidArgument(
+                what,
+                name,
+                "a team answers without tools, so it cannot hand off, delegate or go on "
+                "autonomously",
+            )
+        return name
 
     def with_start_agent(self, agent: AgentRef) -> Self:
         """Let `agent` answer first (default: the first participant)."""
@@ -306,20 +210,117 @@ class HandoffBuilder:
         Once any route is added, only added routes exist. `description` describes the handoff
         tool to the source's model; by default the target's `description` is used.
 
+        A target may be `END`: the source gets an `end_run` tool that ends the run with its
+        answer (a `WorkflowOutput` with `reason="ended"`), instead of asking the user. A
+        target may be the source itself: it may then route the conversation back to itself,
+        for another step of its own with a new task (LangGraph's self-loop).
+
+        A message that calls two handoff tools hands off once, to the first target; each
+        other call gets a tool error saying it was not carried out (a supervisor's
+        delegations are the exception: they fan out, see `with_supervisor`).
+
         Raises:
-            InvalidArgument: An agent is not a participant, or a route points to itself.
+            InvalidArgument: An agent is not a participant, a source is a `Team`, or the
+                source has a tool of its own named `end_run`.
         """
         if description is not None and not isinstance(description, str):
             raise InvalidArgument("description", description, "must be a str or None")
-        sources = self._resolve_many(source, "source")
-        names = self._resolve_many(targets, "targets")
+        if isinstance(source, Agent | Team | str):
+            sources = [self._agent_source(source, "source")]
+        else:
+            sources = [self._agent_source(ref, "source") for ref in source]
+        names = self._resolve_many(targets, "targets", end=True)
         routes = self._routes if self._routes is not None else {}
         for src in sources:
             for target in names:
-                if target == src:
-                    raise InvalidArgument("targets", target, "an agent cannot hand off to itself")
+                if target == END and any(t.name == END_TOOL for t in self._agents[src].tools):
+                    raise InvalidArgument(
+                        "targets",
+                        END,
+                        f"agent {src!r} has a tool named {END_TOOL!r}, the name of the tool "
+                        "that ends the run",
+                    )
                 routes.setdefault(src, {})[target] = description
         self._routes = routes
+        return self
+
+    def with_supervisor(
+        self, supervisor: AgentRef, workers: Sequence[AgentRef] | None = None
+    ) -> Self:
+        """Set up the supervisor pattern: `supervisor` starts and delegates to `workers`.
+
+        The supervisor gets a `handoff_to_<worker>` tool per worker (its `task` argument is
+        the worker's task). A worker that answers returns control to the supervisor by
+        itself, with no handoff tool: its answer is in the conversation, and the supervisor
+        decides what comes next (delegate again, answer the user, or end the run where a
+        route to `END` was added). When one supervisor message delegates to several workers,
+        they all run, one after another in call order, and control returns to the supervisor
+        after the last one answered.
+
+        The supervisor may give the same worker several tasks after one user message; the
+        ping-pong guard stops only a delegation that makes no progress: one that gives the
+        worker exactly what an earlier delegation since the last user message gave it (the
+        same `task`, the same text written with it, the same state update, and the same
+        shared state). `with_max_handoffs` bounds the number of delegations.
+
+        Other routes (`add_handoff`) may be added before or after, e.g. a worker's route to
+        `END` or to another worker.
+
+        Args:
+            supervisor: The agent that delegates; it answers first.
+            workers: The agents and teams it delegates to; all other participants when None.
+
+        Raises:
+            InvalidArgument: The supervisor is a `Team` or among the workers, or a worker
+                already returns to another supervisor (nest a `Team` for a hierarchy).
+        """
+        boss = self._agent_source(supervisor, "supervisor")
+        if workers is None:
+            chosen = [name for name in self._agents if name != boss]
+        else:
+            chosen = self._resolve_many(workers, "workers")
+        if not chosen:
+            raise InvalidArgument("workers", workers, "a supervisor needs at least one worker")
+        for worker in chosen:
+            if worker == boss:
+                raise InvalidArgument("workers", worker, "the supervisor cannot be its own worker")
+            earlier = self._returns.get(worker)
+            if earlier is not None and earlier != boss:
+                raise InvalidArgument(
+                    "workers",
+                    worker,
+                    f"already a worker of supervisor {earlier!r}; a worker has one supervisor "
+                    "(nest a Team for a hierarchy of supervisors)",
+                )
+        routes = self._routes if self._routes is not None else {}
+        for worker in chosen:
+            routes.setdefault(boss, {}).setdefault(worker, None)
+            self._returns[worker] = boss
+        self._routes = routes
+        self._start = boss
+        return self
+
+    def with_state(self, schema: type[Any] | Mapping[str, Any], *, initial: Any = None) -> Self:
+        """Give the workflow a typed shared state, kept per session and in every checkpoint.
+
+        The state is a pydantic model instance (`schema` is the model class) or a JSON dict
+        (`schema` is the dict, which is also the initial state). Handoff tools get an
+        `update` argument (the schema's fields, none required): a structured payload merged
+        into the state when the handoff is carried out. Tools read and change the state
+        through a parameter annotated `Annotated[MyState, InjectedState]` and may return
+        `Command(update=..., goto=...)`. Every update is checked against the schema; one
+        that breaks it goes back to the model as a tool error, and the run goes on.
+        `HandoffWorkflow.get_state(session=...)` reads it; `WorkflowOutput.state` holds it.
+
+        Args:
+            schema: A pydantic model class, or the initial JSON dict.
+            initial: The initial state for a model class (an instance or a dict); by default
+                the model built from its field defaults.
+
+        Raises:
+            InvalidArgument: `schema` is neither, or the initial state is not valid.
+        """
+        self._state = StateSpec(schema, initial)
         return self
 
     def with_autonomous_mode(
@@ -334,12 +335,15 @@ class HandoffBuilder:
         the next user turn, up to its turn limit per user message; then it asks the user.
 
         Args:
-            agents: The autonomous agents; None means all.
+            agents: The autonomous agents; None means all of them (teams excepted).
             prompts: The continue prompt, for all or per agent name (default
                 `DEFAULT_AUTONOMOUS_PROMPT`).
             turn_limits: The limit, for all or per agent name (default `DEFAULT_TURN_LIMIT`).
         """
-        chosen = list(self._agents) if agents is None else self._resolve_many(agents, "agents")
+        if agents is None:
+            chosen = [n for n, agent in self._agents.items() if isinstance(agent, Agent)]
+        else:
+            chosen = [self._agent_source(ref, "agents") for ref in agents]
         for name in chosen:
             prompt = prompts if isinstance(prompts, str) else (prompts or {}).get(name)
             limit = turn_limits if isinstance(turn_limits, int) else (turn_limits or {}).get(name)
@@ -359,25 +363,29 @@ class HandoffBuilder:
 
     def with_max_handoffs(self, max_handoffs: int) -> Self:
         """Stop the run (with a `WorkflowOutput`) instead of handing off more than
-        `max_handoffs` times after one user message."""
+        `max_handoffs` times after one user message. A worker's automatic return to its
+        supervisor is not counted; each delegation is."""
         if isinstance(max_handoffs, bool) or not isinstance(max_handoffs, int) or max_handoffs < 0:
             raise InvalidArgument("max_handoffs", max_handoffs, "must be an int >= 0")
         self._max_handoffs = max_handoffs
         return self
 
     def with_ping_pong_guard(self, enabled: bool = True) -> Self:
-        """Stop the run when two agents bounce the conversation between them. On by default.
+        """Stop the run when agents bounce the conversation without progress. On by default.
 
         With no user message between, the guard refuses (and ends the run with
         `reason="ping_pong"`):
 
         - a repeated bounce, A -> B -> A -> B: A hands to B a second time after B handed
           it back;
-        - a bare hand-back, A -> B -> A where B wrote no text since it took over.
+        - a bare hand-back, A -> B -> A where B wrote no text since it took over;
+        - a supervisor's delegation, or an agent's route to itself, that makes no progress:
+          it gives the target exactly what an earlier one gave it (same task, same text
+          written with it, same state update, same shared state).
 
         A hand-back in which B says something (say, a tutor explaining that the question
         belongs to another tutor) is allowed, so A can route the conversation again
-        (triage -> math -> triage -> history).
+        (triage -> math -> triage -> history); so is a supervisor giving a worker a new task.
         """
         self._ping_pong = bool(enabled)
         return self
@@ -391,33 +399,21 @@ class HandoffBuilder:
 
     def build(self) -> HandoffWorkflow:
         """Return the workflow. The builder can go on being changed without affecting it."""
-        routes: dict[str, dict[str, Tool[..., Any]]] = {}
-        for source in self._agents:
-            targets: Mapping[str, str | None]
-            if self._routes is None:
-                targets = {name: None for name in self._agents if name != source}
-            else:
-                targets = self._routes.get(source, {})
-            routes[source] = {
-                f"{HANDOFF_TOOL_PREFIX}{target}": _handoff_tool(
-                    self._agents[target],
-                    description
-                    or self._agents[target].description
-                    or f"Hand the conversation over to {target}.",
-                )
-                for target, description in targets.items()
-            }
+        routes, targets = route_tables(self._agents, self._routes, self._state)
         return HandoffWorkflow(
             name=self._name,
             agents=dict(self._agents),
             start=self._start,
             routes=routes,
+            targets=targets,
+            returns=dict(self._returns),
             history=self._history if self._history is not None else InMemoryChatHistoryProvider(),
             checkpoints=self._store if self._store is not None else InMemoryCheckpointStore(),
             termination_condition=self._termination,
             autonomous=dict(self._autonomous),
             max_handoffs=self._max_handoffs,
             ping_pong_guard=self._ping_pong,
+            state=self._state,
         )
 
 
@@ -433,20 +429,23 @@ class HandoffWorkflow:
         self,
         *,
         name: str,
-        agents: dict[str, Agent],
+        agents: dict[str, Participant],
         start: str,
         routes: dict[str, dict[str, Tool[..., Any]]],
+        targets: dict[str, dict[str, str]],
+        returns: dict[str, str],
         history: ChatHistoryProvider,
         checkpoints: CheckpointStore,
         termination_condition: TerminationCondition | None,
         autonomous: dict[str, tuple[str, int]],
         max_handoffs: int | None,
         ping_pong_guard: bool,
+        state: StateSpec | None,
     ) -> None:
         self.name = name
         """The workflow's name."""
-        self.agents: Mapping[str, Agent] = agents
-        """The participants by name."""
+        self.agents: Mapping[str, Participant] = agents
+        """The participants (agents and teams) by name."""
         self.start_agent = start
         """The agent that answers first."""
         self.history = history
@@ -456,17 +455,32 @@ class HandoffWorkflow:
         self.session_id = uuid.uuid4().hex
         """The session `run` uses when given none."""
         self._routes = routes
+        self._targets = targets
+        self._returns = returns
         self._termination = termination_condition
         self._autonomous = autonomous
         self._max_handoffs = max_handoffs
         self._ping_pong = ping_pong_guard
+        self._state = state
 
     def routes(self) -> dict[str, list[str]]:
-        """Return who may hand off to whom: source name to target names."""
-        return {
-            source: [name.removeprefix(HANDOFF_TOOL_PREFIX) for name in tools]
-            for source, tools in self._routes.items()
-        }
+        """Return who may hand off to whom: source name to target names (`END` where an
+        agent may end the run)."""
+        return {source: list(names.values()) for source, names in self._targets.items()}
+
+    def supervisors(self) -> dict[str, str]:
+        """Return each worker's supervisor (see `HandoffBuilder.with_supervisor`)."""
+        return dict(self._returns)
+
+    async def get_state(self, *, session: Session | str | None = None) -> Any:
+        """Return the session's shared state: a model instance or a dict (None when the
+        workflow has no state). A session with no checkpoint yet has the initial state."""
+        if self._state is None:
+            return None
+        session_id = session.id if isinstance(session, Session) else session or self.session_id
+        found = await self.checkpoints.get_checkpoint(self.name, session_id)
+        data = found.state if found is not None and found.state is not None else None
+        return self._state.load(data if data is not None else self._state.initial())
 
     def run(
         self,
@@ -475,6 +489,7 @@ class HandoffWorkflow:
         responses: Mapping[str, Response] | None = None,
         session: Session | str | None = None,
         checkpoint_id: str | None = None,
+        stream: bool = False,
     ) -> AsyncIterator[WorkflowEvent]:
         """Drive the workflow and yield its events until it pauses or ends.
 
@@ -513,6 +528,10 @@ class HandoffWorkflow:
                 checkpoint.
             checkpoint_id: Resume from this checkpoint of the session instead of the latest;
                 only while no message was stored after it.
+            stream: Stream the models' replies: `TextDelta` (and `ToolCallDelta`) events are
+                yielded while a model writes, before the step's `AgentMessage`. What is
+                stored is the same as without streaming; deltas of a step that fails or is
+                abandoned are followed by no `AgentMessage`, and the step is run again.
 
         Raises:
             InvalidArgument: Both or neither of `message` and `responses` where that makes no
@@ -522,7 +541,7 @@ class HandoffWorkflow:
         """
         from memweave.orchestration._handoff_engine import Run
 
-        return Run(self, session).drive(message, responses, checkpoint_id)
+        return Run(self, session, stream=stream).drive(message, responses, checkpoint_id)
 
     async def pending_requests(
         self, *, session: Session | str | None = None
@@ -540,6 +559,9 @@ class HandoffWorkflow:
 
     def _route_tools(self, agent: str) -> dict[str, Tool[..., Any]]:
         return self._routes.get(agent, {})
+
+    def _route_target(self, agent: str, tool_name: str) -> str | None:
+        return self._targets.get(agent, {}).get(tool_name)
 
     def __repr__(self) -> str:
         return f"HandoffWorkflow(name={self.name!r}, agents={list(self.agents)!r})"

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from memweave.errors import InvalidArgument
 from memweave.llm import Usage
 from memweave.messages import ChatMessage
+from memweave.orchestration._events import TerminateRun, UserInputRequest
 from memweave.orchestration._runtime import (
     AgentInput,
     as_input_messages,
@@ -29,9 +29,11 @@ from memweave.orchestration._runtime import (
     notify_invoked,
     store_after_failure,
 )
+from memweave.orchestration._team import Team
 from memweave.orchestration._transcript import AgentView, Transcript
-from memweave.orchestration._views import agent_of, tag_messages
+from memweave.orchestration._views import agent_of
 from memweave.orchestration.agent import Agent, AgentResponse
+from memweave.orchestration.checkpoints import CheckpointStore
 from memweave.providers.base import ChatHistoryProvider
 from memweave.providers.memory import InMemoryChatHistoryProvider
 from memweave.session import Session
@@ -43,6 +45,7 @@ __all__ = [
     "TERMINATE",
     "ChatResult",
     "ChatSpec",
+    "HumanInputMode",
     "Sequential",
     "SummaryFunction",
     "SummaryMethod",
@@ -69,6 +72,10 @@ SummaryFunction: TypeAlias = Callable[[Agent, Agent, list[ChatMessage]], str | A
 
 SummaryMethod: TypeAlias = Literal["last_msg", "reflection_with_llm"] | SummaryFunction
 """How a chat is summarised for the chats after it."""
+
+HumanInputMode: TypeAlias = Literal["NEVER", "TERMINATE", "ALWAYS"]
+"""When a chat asks the human who speaks for its sender (AutoGen's `human_input_mode`): never,
+when the chat would end (a `TERMINATE` or `max_turns` reached), or before every sender turn."""
 
 _CARRYOVER_OPEN = "<carryover>"
 _CARRYOVER_CLOSE = "</carryover>"
@@ -103,6 +110,11 @@ class ChatSpec(BaseModel):
     """Where the transcript is stored; a fresh id when None. Running the same chat again on
     its session resumes it (see `initiate_chats`); a new chat there continues the stored
     transcript."""
+    sender: Agent | None = None
+    """The agent that opens this chat; None means the sender given to `initiate_chats`."""
+    human_input_mode: HumanInputMode | None = None
+    """When the human speaking for the sender is asked (see `initiate_chats`); None means
+    the mode given to `initiate_chats`."""
 
     def __init__(self, recipient: Agent, message: str, **data: Any) -> None:
         try:
@@ -127,7 +139,16 @@ class ChatResult(BaseModel):
     carryover: tuple[str, ...]
     """The carryover this chat's first message actually received, in order."""
     usage: Usage = Usage()
-    """Tokens used by every model call of the chat (summary included)."""
+    """Tokens used by every model call of the chat (summary included), and their cost when
+    the clients know their prices."""
+    request: UserInputRequest | None = None
+    """The question the chat waits on when it paused for human input (then `summary` is
+    empty and no later chat has run); None for a finished chat."""
+
+    @property
+    def cost(self) -> float | None:
+        """What the chat's model calls cost (`usage.cost`); None when no client knows prices."""
+        return self.usage.cost
 
 
 def _check_turns(max_turns: int | None, where: str) -> None:
@@ -135,40 +156,6 @@ def _check_turns(max_turns: int | None, where: str) -> None:
         isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1
     ):
         raise InvalidArgument(f"{where}.max_turns", max_turns, "must be a positive int or None")
-
-
-def _validate_chats(sender: Agent, chats: Sequence[ChatSpec]) -> None:
-    if not isinstance(sender, Agent):
-        raise InvalidArgument("sender", sender, "expected an Agent")
-    if isinstance(chats, ChatSpec) or not isinstance(chats, Sequence):
-        raise InvalidArgument("chats", chats, "expected a sequence of ChatSpec")
-    for index, spec in enumerate(chats):
-        where = f"chats[{index}]"
-        if not isinstance(spec, ChatSpec):
-            raise InvalidArgument(where, spec, "expected a ChatSpec")
-        if spec.recipient.name == sender.name:
-            raise InvalidArgument(
-                f"{where}.recipient", spec.recipient.name, "the sender cannot chat with itself"
-            )
-        _check_turns(spec.max_turns, where)
-        method = spec.summary_method
-        if not callable(method) and method not in ("last_msg", "reflection_with_llm"):
-            raise InvalidArgument(
-                f"{where}.summary_method",
-                method,
-                "use 'last_msg', 'reflection_with_llm' or a function",
-            )
-        for earlier in spec.carryover_from or ():
-            if (
-                isinstance(earlier, bool)
-                or not isinstance(earlier, int)
-                or not (0 <= earlier < index)
-            ):
-                raise InvalidArgument(
-                    f"{where}.carryover_from",
-                    earlier,
-                    f"must name an earlier chat, an index in 0..{index - 1}",
-                )
 
 
 def carryover_block(message: str, carryover: Sequence[str]) -> str:
@@ -267,88 +254,25 @@ def _stored_start(transcript: Sequence[ChatMessage], sender: Agent, spec: ChatSp
     return None
 
 
-def _next_speaker(
-    chat: Sequence[ChatMessage], sender: Agent, recipient: Agent, turns: int
-) -> Agent | None:
-    """Who speaks next in a chat (its messages from the opening on), or None when it is over.
-
-    A chat is over after a message ending with `TERMINATE` or the recipient's `turns`-th
-    answer. A turn cut short (the transcript ends in tool calls or results) is its speaker's
-    to finish; otherwise the side that did not speak last answers.
-    """
-    last = chat[-1]
-    if is_termination(last) and not last.tool_calls:
-        return None
-    answers = sum(1 for m in chat[1:] if _is_answer(m) and agent_of(m) == recipient.name)
-    if answers >= turns:
-        return None
-    spoke_last = sender if agent_of(last) == sender.name else recipient
-    if not _is_answer(last):
-        return spoke_last
-    return recipient if spoke_last is sender else sender
-
-
-async def _run_chat(
-    sender: Agent,
-    spec: ChatSpec,
-    history: ChatHistoryProvider,
-    carryover: Sequence[str],
-) -> ChatResult:
-    session = Session(id=spec.session_id or uuid.uuid4().hex)
-    # Turns read only their agents' windows. Where a resumed chat starts is settled by the
-    # newest chat opening, or by a message from neither agent (no chat goes on past one);
-    # the result's `chat_history` reads the rest.
-    transcript = Transcript(history, session.id)
-    speakers = {sender.name, spec.recipient.name}
-    await transcript.ensure(
-        lambda held: any(
-            CHAT_OPENING_KEY in m.metadata or agent_of(m) not in speakers for m in held
-        )
-    )
-    held = transcript.messages
-    start = _stored_start(held, sender, spec)
-    if start is None:
-        text = carryover_block(spec.message, carryover)
-        marker = {CHAT_OPENING_KEY: {"carryover": list(carryover)}}
-        opening = tag_messages([ChatMessage.assistant(text, metadata=marker)], sender.name)
-        await history.add_messages(session.id, opening)
-        transcript.extend(opening)
-        chat = list(opening)
-        used = tuple(carryover)
-    else:
-        chat = held[start:]
-        stored = chat[0].metadata[CHAT_OPENING_KEY]
-        items = stored.get("carryover") if isinstance(stored, dict) else None
-        used = tuple(str(item) for item in items) if isinstance(items, list) else ()
-    usage = Usage()
-    turns = spec.max_turns if spec.max_turns is not None else DEFAULT_MAX_TURNS
-    while (speaker := _next_speaker(chat, sender, spec.recipient, turns)) is not None:
-        produced, used_now = await _agent_turn(speaker, session, history, transcript)
-        transcript.extend(produced)
-        chat.extend(produced)
-        usage = usage + used_now
-    summary, used_now = await _summarize(spec, sender, session, transcript)
-    return ChatResult(
-        session_id=session.id,
-        chat_history=tuple(await transcript.whole()),
-        summary=summary,
-        carryover=used,
-        usage=usage + used_now,
-    )
-
-
 async def initiate_chats(
-    sender: Agent,
-    chats: Sequence[ChatSpec],
+    sender: Agent | None,
+    chats: Sequence[ChatSpec | Mapping[str, Any]],
     *,
     history: ChatHistoryProvider | None = None,
+    human_input_mode: HumanInputMode = "NEVER",
+    checkpoints: CheckpointStore | None = None,
+    responses: Mapping[str, str | TerminateRun] | None = None,
 ) -> list[ChatResult]:
     """Run two-agent chats one after another, each starting with the earlier ones' summaries.
 
     In each chat the sender opens with `ChatSpec.message`, then the two agents alternate; a
     turn is one message from each side (the first turn: the opening and the recipient's reply).
     A chat ends after `max_turns` turns or on a message ending with `TERMINATE`. Each agent
-    sees its own messages as assistant messages and the other's as user messages.
+    sees its own messages as assistant messages and the other's as user messages. A chat is
+    a `ChatSpec` or an AutoGen-style dict with the same keys (`{"recipient": ..., "message":
+    ..., "max_turns": ..., "summary_method": ..., "carryover": ..., "sender": ...}`, plus
+    AutoGen's `summary_args`, `finished_chat_indexes_to_exclude_from_carryover` and `silent`);
+    each chat may name its own `sender`.
 
     Carryover: a chat's first message gets its explicit `carryover`, then the summaries of
     the earlier chats (all, or those named in `carryover_from`), in a block marked as
@@ -370,17 +294,42 @@ async def initiate_chats(
     chat with another message on a used session starts a new chat there, after the old one
     (so of several chats sharing one session id, only the last is resumed).
 
+    Human input (AutoGen's `human_input_mode`, per chat or for all): a human speaks for the
+    sender. `"NEVER"` never asks. `"TERMINATE"` asks when the chat would end: after the
+    recipient's `TERMINATE`, or when `max_turns` is reached. `"ALWAYS"` asks there and
+    before every other sender turn too. Asking pauses the run: the chat's `ChatResult` has
+    the `request` (a `UserInputRequest`), no later chat runs, and the call returns. Answer
+    by calling again with the same chats and `responses={request.request_id: answer}`:
+    text is sent as the sender's message (stored as its message, marked with
+    `memweave.human_input`) and the recipient answers, even past `max_turns`; an empty
+    answer lets the sender's model reply, or, where the chat would end anyway, ends it;
+    `"exit"` or `request.terminate()` ends the chat. Request ids derive from the session and
+    the message answered, so a run resumes in another process; the human's decisions that
+    store no message are kept in `checkpoints` (required then, as is a `session_id` on every
+    chat). Answers to questions already answered are ignored, so a call can be retried.
+
+    Cost: `ChatResult.usage.cost` (and `ChatResult.cost`) add up what the model calls cost
+    when the clients know their prices (see `memweave.llm.TokenPrices`).
+
     Args:
-        sender: The agent that opens every chat.
-        chats: The chats, in order.
+        sender: The agent that opens every chat without a `sender` of its own; None when
+            every chat names one.
+        chats: The chats, in order: `ChatSpec`s or dicts.
         history: Where transcripts are stored; a new in-memory provider when None.
+        human_input_mode: The mode of every chat without one of its own.
+        checkpoints: Where the human's decisions are kept; needed with human input.
+        responses: Answers to the questions of an earlier call, by request id.
 
     Returns:
-        One `ChatResult` per chat.
+        One `ChatResult` per chat run: all of them, or up to the one that waits for the human
+        (its `request` is set).
 
     Raises:
-        InvalidArgument: A bad chat spec (checked before any chat runs): a `carryover_from`
-            index that is not an earlier chat, a bad `max_turns` or `summary_method`.
+        InvalidArgument: A bad chat spec (checked before any chat runs): an unknown dict key
+            (named), a `carryover_from` index that is not an earlier chat, a bad `max_turns`,
+            `summary_method` or `human_input_mode`, no sender; human input without
+            `checkpoints` or without a `session_id` on every chat; a response to no question
+            these chats asked.
 
     Example:
         ```python
@@ -388,29 +337,34 @@ async def initiate_chats(
             user_proxy,
             [
                 ChatSpec(recipient=numbers, message="Process 14, 3, 8.", max_turns=2),
-                ChatSpec(recipient=analyst, message="Analyze the result.", max_turns=1),
+                {"recipient": analyst, "message": "Analyze the result.", "max_turns": 1},
             ],
         )
         print(results[1].carryover, results[1].summary)
         ```
     """
-    _validate_chats(sender, chats)
+    from memweave.orchestration._chat_run import run_chats
+    from memweave.orchestration._chat_specs import plan_chats
+
+    plan = plan_chats(
+        sender,
+        chats,
+        human_input_mode=human_input_mode,
+        checkpoints=checkpoints,
+        responses=responses,
+    )
     if history is not None and not isinstance(history, ChatHistoryProvider):
         raise InvalidArgument("history", history, "expected a ChatHistoryProvider or None")
     store = history if history is not None else InMemoryChatHistoryProvider()
-    results: list[ChatResult] = []
-    for index, spec in enumerate(chats):
-        explicit = (
-            [spec.carryover] if isinstance(spec.carryover, str) else list(spec.carryover or [])
-        )
-        chosen = range(index) if spec.carryover_from is None else spec.carryover_from
-        summaries = [results[i].summary for i in chosen if results[i].summary]
-        results.append(await _run_chat(sender, spec, store, [*explicit, *summaries]))
-    return results
+    return await run_chats(plan, store, checkpoints)
 
 
 class Sequential:
     """A pipeline of agents: each answers the conversation so far, and the next one follows.
+
+    A step may be a nested workflow wrapped in a `Team` (and a `Sequential` may itself be a
+    `Team` of another workflow): the team is given the newest message it is shown as its
+    task, works in a sub-session of its own, and its answer is stored here as one message.
 
     The user's input and every agent's reply are stored once, in one conversation, and
     repeated runs on the same session continue it. The first agent sees the whole
@@ -419,7 +373,7 @@ class Sequential:
     reducer sees (and the run reads) only the window its reducer keeps of that view.
 
     Args:
-        agents: The agents, in order (at least one, unique names).
+        agents: The agents (or teams), in order (at least one, unique names).
         chain_only_agent_responses: Give each agent after the first only the previous reply.
         history: Where the conversation is stored; a new in-memory provider when None.
 
@@ -436,17 +390,17 @@ class Sequential:
 
     def __init__(
         self,
-        agents: Sequence[Agent],
+        agents: Sequence[Agent | Team],
         *,
         chain_only_agent_responses: bool = False,
         history: ChatHistoryProvider | None = None,
     ) -> None:
-        if isinstance(agents, Agent) or not isinstance(agents, Sequence) or not agents:
+        if isinstance(agents, Agent | Team) or not isinstance(agents, Sequence) or not agents:
             raise InvalidArgument("agents", agents, "expected a non-empty sequence of agents")
         names: set[str] = set()
         for agent in agents:
-            if not isinstance(agent, Agent):
-                raise InvalidArgument("agents", agent, "expected an Agent")
+            if not isinstance(agent, Agent | Team):
+                raise InvalidArgument("agents", agent, "expected an Agent or a Team")
             if agent.name in names:
                 raise InvalidArgument("agents", agent.name, "two agents share this name")
             names.add(agent.name)
@@ -457,8 +411,8 @@ class Sequential:
         self._history = history if history is not None else InMemoryChatHistoryProvider()
 
     @property
-    def agents(self) -> tuple[Agent, ...]:
-        """The agents, in order."""
+    def agents(self) -> tuple[Agent | Team, ...]:
+        """The agents (and teams), in order."""
         return self._agents
 
     @property

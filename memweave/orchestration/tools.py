@@ -22,6 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from memweave.errors import ConfigurationError, InvalidArgument
 from memweave.messages import ChatMessage, ToolCall
+from memweave.orchestration._state import (
+    Command,
+    InjectedState,
+    ToolBatch,
+    command_text,
+    current_batch,
+)
 
 __all__ = [
     "TOOL_ERROR_KEY",
@@ -43,7 +50,9 @@ Approval = Literal["never", "always"]
 
 TOOL_ERROR_KEY = "memweave.tool_error"
 """Metadata key set on a tool result that reports a failure: `"unknown_tool"`,
-`"invalid_arguments"`, `"tool_raised"` or `"denied"`."""
+`"invalid_arguments"`, `"tool_raised"`, `"denied"`, `"no_state"` (a tool reading the
+shared state outside a workflow that has one) or `"invalid_state"` (its state update broke
+the schema)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SECTION = re.compile(
@@ -107,6 +116,16 @@ def _split_description(annotation: Any) -> tuple[Any, str | None]:
     return described, " ".join(texts) if texts else None
 
 
+def _is_injected(annotation: Any) -> bool:
+    """Whether a parameter is annotated `Annotated[..., InjectedState]`."""
+    if typing.get_origin(annotation) is not Annotated:
+        return False
+    return any(
+        item is InjectedState or isinstance(item, InjectedState)
+        for item in typing.get_args(annotation)[1:]
+    )
+
+
 def _strip_titles(schema: dict[str, Any]) -> dict[str, Any]:
     # Pydantic adds a title per field, which only repeats the property name to the model.
     schema.pop("title", None)
@@ -119,6 +138,8 @@ def _strip_titles(schema: dict[str, Any]) -> dict[str, Any]:
 def _to_text(value: object) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, Command):
+        return command_text(value)
     if isinstance(value, BaseModel):
         return value.model_dump_json()
     return pydantic_core.to_json(value, fallback=repr).decode()
@@ -142,6 +163,8 @@ class Tool(Generic[P, R]):
         parameters: The JSON schema of the arguments (an object schema).
         approval: `"always"` when each call needs a person's approval before it runs.
         function: The wrapped function.
+        injected: The parameters annotated `InjectedState`, which the workflow fills in and
+            the schema leaves out.
     """
 
     def __init__(
@@ -170,6 +193,7 @@ class Tool(Generic[P, R]):
         self.approval: Approval = approval
         self.function = function
         self._is_async = inspect.iscoroutinefunction(function)
+        self.injected: tuple[str, ...] = ()
         self._model, self._positional = self._build_model(function, doc_params)
         self.parameters: dict[str, Any] = _strip_titles(
             self._model.model_json_schema(by_alias=True)
@@ -193,6 +217,14 @@ class Tool(Generic[P, R]):
                     f"tool {self.name!r} has parameter {param_name!r} of kind {param.kind}; "
                     "tools take named parameters only, so the model can fill them in"
                 )
+            if _is_injected(hints.get(param_name, Any)):
+                if param.kind is param.POSITIONAL_ONLY:
+                    raise ConfigurationError(
+                        f"tool {self.name!r}: the injected parameter {param_name!r} must not be "
+                        "positional-only"
+                    )
+                self.injected = (*self.injected, param_name)
+                continue
             if param.kind is param.POSITIONAL_ONLY:
                 positional.append(param_name)
             annotation, described = _split_description(hints.get(param_name, Any))
@@ -273,15 +305,28 @@ class Tool(Generic[P, R]):
             for field, info in type(parsed).model_fields.items()
         }
 
-    async def invoke(self, arguments: str | Mapping[str, Any]) -> Any:
+    async def invoke(
+        self, arguments: str | Mapping[str, Any], *, injected: Mapping[str, Any] | None = None
+    ) -> Any:
         """Validate `arguments`, call the function with them, and return what it returns
         (awaited, for an async function).
 
+        Args:
+            arguments: The arguments as the model wrote them.
+            injected: Values for the `InjectedState` parameters, by name.
+
         Raises:
             ToolArgumentsInvalid: The arguments break the schema; the function was not called.
+            InvalidArgument: An injected parameter has no value.
             Exception: Whatever the function raises, unchanged.
         """
         values = self.validate_arguments(arguments)
+        for name in self.injected:
+            if injected is None or name not in injected:
+                raise InvalidArgument(
+                    "injected", name, f"tool {self.name!r} needs the shared state of a workflow"
+                )
+            values[name] = injected[name]
         args = [values.pop(name) for name in self._positional]
         if self._is_async:
             result = await typing.cast(Callable[..., Awaitable[R]], self.function)(*args, **values)
@@ -316,7 +361,9 @@ def tool(
     The parameters' JSON schema comes from the type hints (any type pydantic validates,
     including models, enums and `Literal`), their defaults, and their descriptions: a string
     in `Annotated[int, "..."]`, a `Field(description=...)`, or the docstring's `Args:` section.
-    The docstring (without its sections) describes the tool.
+    The docstring (without its sections) describes the tool. A parameter annotated
+    `Annotated[MyState, InjectedState]` is left out of the schema: a workflow with shared
+    state fills it in (see `InjectedState`), and the tool may return a `Command`.
 
     Args:
         function: The function, when used as a bare `@tool`.
@@ -380,8 +427,32 @@ async def run_tool_call(
             f"there is no tool named {call.name!r}; available tools: {available}.",
             **fields,
         )
+    # A workflow step running its calls makes a batch current: it hands out the shared
+    # state and keeps what each call returned (a `Command`, changes to the state).
+    batch = current_batch()
+    if not selected.injected:
+        return await _invoke(call, selected, {}, batch, fields)
+    if batch is None or not batch.gives_state(call):
+        return _error_result(
+            call,
+            "no_state",
+            f"tool {call.name!r} reads the shared state of a workflow, and this call runs "
+            "outside a workflow that has one.",
+            **fields,
+        )
+    async with batch.turn(call.id) as state:
+        return await _invoke(call, selected, dict.fromkeys(selected.injected, state), batch, fields)
+
+
+async def _invoke(
+    call: ToolCall,
+    selected: Tool[..., Any],
+    injected: Mapping[str, Any],
+    batch: ToolBatch | None,
+    fields: Mapping[str, Any],
+) -> ChatMessage:
     try:
-        value = await selected.invoke(call.arguments)
+        value = await selected.invoke(call.arguments, injected=injected)
     except ToolArgumentsInvalid as exc:
         return _error_result(
             call,
@@ -399,6 +470,8 @@ async def run_tool_call(
             f"tool {call.name!r} failed: {type(exc).__name__}: {exc}",
             **fields,
         )
+    if batch is not None:
+        batch.record(call, value)
     return ChatMessage.tool(call.id, _to_text(value), **fields)
 
 

@@ -13,6 +13,7 @@ from memweave.llm import ChatClient
 from memweave.orchestration import agent as _agent
 from memweave.orchestration import handoff as _handoff
 from memweave.orchestration import sequential as _sequential
+from memweave.orchestration._streaming import AgentEvent
 from memweave.orchestration.agent import AgentInput, AgentResponse, ApprovalCallback
 from memweave.orchestration.checkpoints import CheckpointStore as AsyncCheckpointStore
 from memweave.orchestration.handoff import (
@@ -205,6 +206,25 @@ class Agent(Blocking[_agent.Agent]):
         """Answer `message` in the conversation of `session`, storing input and output."""
         return self._call(self._async.run, message, session=session, approve=off_loop(approve))
 
+    def run_stream(
+        self,
+        message: AgentInput,
+        *,
+        session: Session | str | None = None,
+        approve: ApprovalCallback | None = None,
+    ) -> Iterator[AgentEvent]:
+        """Run the turn `run` runs, yielding its events as they happen; the last is the
+        `ResponseEvent`. Closing the iterator early stops the turn as
+        `memweave.orchestration.Agent.run_stream` describes (input stored, no half message)."""
+        if in_event_loop():
+            raise self._refusal("run_stream")
+        events = self._async.run_stream(message, session=session, approve=off_loop(approve))
+        return iterate(events, 1, lambda: self._refusal("run_stream"))
+
+    def as_tool(self, name: str | None = None, description: str | None = None) -> Tool[..., Any]:
+        """Return a tool that runs this agent (see `memweave.orchestration.Agent.as_tool`)."""
+        return self._async.as_tool(name, description)
+
     def __repr__(self) -> str:
         return f"memweave.sync.{self._async!r}"
 
@@ -220,31 +240,50 @@ class ChatSpec(_sequential.ChatSpec):
     def __init__(self, recipient: Agent | _agent.Agent, message: str, **data: Any) -> None:
         if callable(data.get("summary_method")):
             data["summary_method"] = off_loop(data["summary_method"])
+        if data.get("sender") is not None:
+            data["sender"] = unwrap(data["sender"])
         super().__init__(unwrap(recipient), message, **data)
 
 
+def _chat_spec(chat: Any) -> Any:
+    """A dict chat spec with its blocking agents and sync summary function made async."""
+    if not isinstance(chat, Mapping):
+        return chat
+    spec = {key: unwrap(value) for key, value in chat.items()}
+    if callable(spec.get("summary_method")):
+        spec["summary_method"] = off_loop(spec["summary_method"])
+    return spec
+
+
 def initiate_chats(
-    sender: Agent | _agent.Agent,
-    chats: Sequence[_sequential.ChatSpec],
+    sender: Agent | _agent.Agent | None,
+    chats: Sequence[_sequential.ChatSpec | Mapping[str, Any]],
     *,
     history: ChatHistoryProvider | AsyncChatHistoryProvider | None = None,
+    human_input_mode: _sequential.HumanInputMode = "NEVER",
+    checkpoints: CheckpointStore | AsyncCheckpointStore | None = None,
+    responses: Mapping[str, str | _handoff.TerminateRun] | None = None,
 ) -> list[ChatResult]:
     """Run two-agent chats one after another, each starting with the earlier ones' summaries.
 
     The blocking `memweave.orchestration.initiate_chats`; build the chats with
-    `memweave.sync.ChatSpec` to name blocking agents as recipients.
+    `memweave.sync.ChatSpec` (or dicts) to name blocking agents as recipients and senders.
 
     Raises:
         InvalidArgument: A bad chat spec (checked before any chat runs).
         SyncCallInEventLoop: Called inside a running event loop.
     """
+    given = [_chat_spec(chat) for chat in chats] if isinstance(chats, list | tuple) else chats
     return run(
         "memweave.sync.initiate_chats()",
         "memweave.orchestration.initiate_chats()",
         _sequential.initiate_chats,
         unwrap(sender),
-        chats,
+        given,
         history=unwrap(history),
+        human_input_mode=human_input_mode,
+        checkpoints=unwrap(checkpoints),
+        responses=responses,
     )
 
 
@@ -340,6 +379,21 @@ class HandoffBuilder:
         self._builder.add_handoff(_ref(source), _ref(targets), description)
         return self
 
+    def with_supervisor(
+        self,
+        supervisor: Agent | _agent.Agent | str,
+        workers: Sequence[Agent | _agent.Agent | str] | None = None,
+    ) -> Self:
+        """Set up the supervisor pattern: `supervisor` starts and delegates to `workers`,
+        which return control to it when they answer."""
+        self._builder.with_supervisor(_ref(supervisor), _ref(workers))
+        return self
+
+    def with_state(self, schema: type[Any] | Mapping[str, Any], *, initial: Any = None) -> Self:
+        """Give the workflow a typed shared state (a pydantic model class or a JSON dict)."""
+        self._builder.with_state(schema, initial=initial)
+        return self
+
     def with_autonomous_mode(
         self,
         agents: Sequence[Agent | _agent.Agent | str] | None = None,
@@ -417,6 +471,10 @@ class HandoffWorkflow(Blocking[_handoff.HandoffWorkflow]):
         """Return who may hand off to whom: source name to target names."""
         return self._async.routes()
 
+    def supervisors(self) -> dict[str, str]:
+        """Return each worker's supervisor."""
+        return self._async.supervisors()
+
     def run(
         self,
         message: AgentInput | None = None,
@@ -424,6 +482,7 @@ class HandoffWorkflow(Blocking[_handoff.HandoffWorkflow]):
         responses: Mapping[str, Response] | None = None,
         session: Session | str | None = None,
         checkpoint_id: str | None = None,
+        stream: bool = False,
     ) -> Iterator[WorkflowEvent]:
         """Drive the workflow and yield its events until it pauses or ends.
 
@@ -433,7 +492,11 @@ class HandoffWorkflow(Blocking[_handoff.HandoffWorkflow]):
         if in_event_loop():
             raise self._refusal("run")
         events = self._async.run(
-            message, responses=responses, session=session, checkpoint_id=checkpoint_id
+            message,
+            responses=responses,
+            session=session,
+            checkpoint_id=checkpoint_id,
+            stream=stream,
         )
         return iterate(events, 1, lambda: self._refusal("run"))
 
@@ -442,6 +505,10 @@ class HandoffWorkflow(Blocking[_handoff.HandoffWorkflow]):
     ) -> list[UserInputRequest | ToolApprovalRequest]:
         """Return the requests the session's latest checkpoint waits on (none when idle)."""
         return self._call(self._async.pending_requests, session=session)
+
+    def get_state(self, *, session: Session | str | None = None) -> Any:
+        """Return the session's shared state (a model instance, a dict, or None)."""
+        return self._call(self._async.get_state, session=session)
 
     def __repr__(self) -> str:
         return f"memweave.sync.{self._async!r}"

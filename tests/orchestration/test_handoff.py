@@ -940,7 +940,7 @@ async def test_an_approved_context_provider_tool_runs() -> None:
         (lambda a, b: HandoffBuilder("w", [a]), "needs two agents"),
         (lambda a, b: HandoffBuilder("w", [a, a]), "share this name"),
         (lambda a, b: HandoffBuilder("", [a, b]), "workflow name"),
-        (lambda a, b: HandoffBuilder("w", [a, b]).add_handoff(a, a), "to itself"),
+        (lambda a, b: HandoffBuilder("w", [a, b]).with_supervisor(a, [a]), "its own worker"),
         (lambda a, b: HandoffBuilder("w", [a, b]).add_handoff(a, "zed"), "not a participant"),
         (lambda a, b: HandoffBuilder("w", [a, b]).with_start_agent("zed"), "not a participant"),
         (lambda a, b: HandoffBuilder("w", [a, b]).with_max_handoffs(-1), "max_handoffs"),
