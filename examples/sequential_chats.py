@@ -4,9 +4,13 @@ The AutoGen "sequential chats" scenario on memweave: a user proxy first asks the
 processor to process a list of numbers (with a tool), then asks the result analyzer to analyze
 the result. The analyzer's first message carries the first chat's summary, plus an explicit
 note, in a marked context block. Both transcripts are stored in one SQLite file, each under
-its own session id.
+its own session id. The second chat is written as an AutoGen-style dict.
 
-Run it against any OpenAI-compatible server:
+Run it offline, on a scripted model (the script is at the end of this file):
+
+    python examples/sequential_chats.py --scripted
+
+or against any OpenAI-compatible server:
 
     OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... \
     MEMWEAVE_MODEL=gpt-4o-mini python examples/sequential_chats.py
@@ -14,13 +18,20 @@ Run it against any OpenAI-compatible server:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
+import tempfile
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from memweave.llm import ChatClient, OpenAIChatClient
+from memweave.messages import ChatMessage, ToolCall
 from memweave.orchestration import Agent, ChatResult, ChatSpec, initiate_chats, tool
+from memweave.orchestration.sequential import DEFAULT_SUMMARY_PROMPT
 from memweave.providers import from_url
+from memweave.testing import ScriptedChatClient
 
 NUMBERS = [14, 3, 8, 21]
 
@@ -50,7 +61,7 @@ def build_agents(client: ChatClient) -> tuple[Agent, Agent, Agent]:
     return user, processor, analyzer
 
 
-async def amain(client: ChatClient, *, db_path: str = "sequential_example.db") -> list[ChatResult]:
+async def amain(client: ChatClient, *, db_path: str) -> list[ChatResult]:
     """Run both chats on `client` and print each chat's summary and carryover."""
     user, processor, analyzer = build_agents(client)
     async with from_url(f"sqlite+aiosqlite:///{db_path}") as history:
@@ -63,13 +74,13 @@ async def amain(client: ChatClient, *, db_path: str = "sequential_example.db") -
                     max_turns=2,
                     summary_method="last_msg",
                 ),
-                ChatSpec(
-                    recipient=analyzer,
-                    message="Analyze the processed numbers. What stands out?",
-                    max_turns=1,
-                    carryover="The numbers are this week's daily sign-ups.",
-                    summary_method="reflection_with_llm",
-                ),
+                {
+                    "recipient": analyzer,
+                    "message": "Analyze the processed numbers. What stands out?",
+                    "max_turns": 1,
+                    "carryover": "The numbers are this week's daily sign-ups.",
+                    "summary_method": "reflection_with_llm",
+                },
             ],
             history=history,
         )
@@ -92,9 +103,39 @@ def make_client() -> ChatClient:
     )
 
 
-def main() -> None:
-    """Run the example against the server the environment names."""
-    asyncio.run(amain(make_client()))
+# -- offline mode: one scripted model plays every agent, by its instructions ----------------------
+
+
+def scripted_model(messages: list[ChatMessage], tools: Any, options: Any) -> ChatMessage | str:
+    """Answer as the agent whose instructions open `messages`."""
+    system, last = messages[0].text, messages[-1]
+    if system == PROCESSOR:
+        if last.role == "tool":
+            data = json.loads(last.text)
+            return f"Doubled: {data['doubled']}, sum {data['sum']}. TERMINATE"
+        call = ToolCall(
+            id="call_1", name="process_numbers", arguments=json.dumps({"numbers": NUMBERS})
+        )
+        return ChatMessage.assistant(tool_calls=[call])
+    if system == ANALYZER:
+        return "Sign-ups doubled to 92 in total; day four stands out. TERMINATE"
+    return "Day four stood out." if last.text == DEFAULT_SUMMARY_PROMPT else "Thanks."
+
+
+def scripted_client() -> ScriptedChatClient:
+    """A model that needs no server: `scripted_model` answers every request."""
+    return ScriptedChatClient(scripted_model)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the example on a server, or offline with `--scripted`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scripted", action="store_true", help="run offline, on a scripted model")
+    parser.add_argument("--db", help="the SQLite file to store in (default: a temporary one)")
+    args = parser.parse_args(argv)
+    client = scripted_client() if args.scripted else make_client()
+    with tempfile.TemporaryDirectory() as folder:
+        asyncio.run(amain(client, db_path=args.db or os.path.join(folder, "chats.db")))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,11 @@ file, so a second, freshly built workflow (as a new process would build it) resu
 checkpoint, approves the refund and finishes. A termination condition ends the run once an
 agent marks the case closed.
 
-Run it against any OpenAI-compatible server:
+Run it offline, on a scripted model (the script is at the end of this file):
+
+    python examples/support_handoff.py --scripted
+
+or against any OpenAI-compatible server:
 
     OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... \
     MEMWEAVE_MODEL=gpt-4o-mini python examples/support_handoff.py
@@ -15,14 +19,17 @@ Run it against any OpenAI-compatible server:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
 from memweave.llm import ChatClient, OpenAIChatClient
-from memweave.messages import ChatMessage
+from memweave.messages import ChatMessage, ToolCall
 from memweave.orchestration import (
     Agent,
     AgentMessage,
@@ -37,6 +44,7 @@ from memweave.orchestration import (
     tool,
 )
 from memweave.providers import from_url
+from memweave.testing import ScriptedChatClient
 
 CLOSED = "CASE CLOSED"
 
@@ -167,7 +175,7 @@ async def drain(events: AsyncIterator[WorkflowEvent], seen: list[WorkflowEvent])
 async def amain(
     client: ChatClient,
     *,
-    db_path: str = "support_example.db",
+    db_path: str,
     customer: Sequence[str] = CUSTOMER,
 ) -> list[WorkflowEvent]:
     """Run the support case in two "processes" and return every event."""
@@ -213,9 +221,43 @@ def make_client() -> ChatClient:
     )
 
 
-def main() -> None:
-    """Run the example against the server the environment names."""
-    asyncio.run(amain(make_client()))
+# -- offline mode: one scripted model plays every agent, by its instructions ----------------------
+
+
+def calling(name: str, **arguments: Any) -> ChatMessage:
+    """A reply that calls the tool `name`."""
+    call = ToolCall(id=f"call_{name}", name=name, arguments=json.dumps(arguments))
+    return ChatMessage.assistant(tool_calls=[call])
+
+
+def scripted_model(messages: list[ChatMessage], tools: Any, options: Any) -> ChatMessage | str:
+    """Answer as the agent whose instructions open `messages`."""
+    system, last = messages[0].text, messages[-1]
+    if system == TRIAGE:
+        return calling("handoff_to_refund_agent", reason="damaged item", task="refund order 1234")
+    if last.role == "system":  # the handoff note: the refund agent takes over
+        return calling("lookup_order", order_id="1234")
+    if last.role == "tool" and "tablet" in last.text:
+        return calling("issue_refund", order_id="1234", amount=199.0, reason="cracked screen")
+    if last.role == "tool":
+        return "Your refund of $199.00 is on its way. Anything else?"
+    return f"You're welcome! {CLOSED}"
+
+
+def scripted_client() -> ScriptedChatClient:
+    """A model that needs no server: `scripted_model` answers every request."""
+    return ScriptedChatClient(scripted_model)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the example on a server, or offline with `--scripted`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scripted", action="store_true", help="run offline, on a scripted model")
+    parser.add_argument("--db", help="the SQLite file to store in (default: a temporary one)")
+    args = parser.parse_args(argv)
+    client = scripted_client() if args.scripted else make_client()
+    with tempfile.TemporaryDirectory() as folder:
+        asyncio.run(amain(client, db_path=args.db or os.path.join(folder, "support.db")))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,13 @@
 The Agent Framework / OpenAI Agents "tutor routing" scenario on memweave. Triage decides who
 answers each question and hands the conversation over with a `handoff_to_<tutor>` tool call,
 saying why and what to do; a tutor hands back to triage when the next question is not theirs.
-The conversation is stored once, and each agent sees its own view of it.
+The conversation is stored once (in memory here), and each agent sees its own view of it.
 
-Run it against any OpenAI-compatible server:
+Run it offline, on a scripted model (the script is at the end of this file):
+
+    python examples/tutor_routing.py --scripted
+
+or against any OpenAI-compatible server:
 
     OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=sk-... \
     MEMWEAVE_MODEL=gpt-4o-mini python examples/tutor_routing.py
@@ -13,11 +17,15 @@ Run it against any OpenAI-compatible server:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from memweave.llm import ChatClient, OpenAIChatClient
+from memweave.messages import ChatMessage, ToolCall
 from memweave.orchestration import (
     Agent,
     AgentMessage,
@@ -28,6 +36,7 @@ from memweave.orchestration import (
     WorkflowEvent,
     WorkflowOutput,
 )
+from memweave.testing import ScriptedChatClient
 
 QUESTIONS = [
     "What is the derivative of x^3 + 2x?",
@@ -110,9 +119,43 @@ def make_client() -> ChatClient:
     )
 
 
-def main() -> None:
-    """Run the example against the server the environment names."""
-    asyncio.run(amain(make_client()))
+# -- offline mode: one scripted model plays every agent, by its instructions ----------------------
+
+
+def handoff(target: str, **arguments: str) -> ChatMessage:
+    """A reply that calls the `handoff_to_<target>` tool."""
+    call = ToolCall(
+        id=f"call_{target}", name=f"handoff_to_{target}", arguments=json.dumps(arguments)
+    )
+    return ChatMessage.assistant(tool_calls=[call])
+
+
+def scripted_model(messages: list[ChatMessage], tools: Any, options: Any) -> ChatMessage | str:
+    """Answer as the agent whose instructions open `messages`."""
+    system = messages[0].text
+    question = [m.text for m in messages if m.role == "user"][-1]
+    is_math = "derivative" in question
+    if system == TRIAGE:
+        target = "math_tutor" if is_math else "history_tutor"
+        return handoff(target, reason="homework question", task=question)
+    if system == MATH:
+        if is_math:
+            return "d/dx (x^3 + 2x) = 3x^2 + 2."
+        return handoff("triage", reason="not a math question")
+    return "Augustus became the first Roman emperor in 27 BC."
+
+
+def scripted_client() -> ScriptedChatClient:
+    """A model that needs no server: `scripted_model` answers every request."""
+    return ScriptedChatClient(scripted_model)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the example on a server, or offline with `--scripted`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scripted", action="store_true", help="run offline, on a scripted model")
+    args = parser.parse_args(argv)
+    asyncio.run(amain(scripted_client() if args.scripted else make_client()))
 
 
 if __name__ == "__main__":
