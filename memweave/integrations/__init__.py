@@ -5,6 +5,7 @@
 | `memweave.integrations.agent_framework` | Microsoft Agent Framework | `agent-framework` |
 | `memweave.integrations.autogen` | AutoGen (autogen-core 0.4+) | `autogen` |
 | `memweave.integrations.langchain` | LangChain (langchain-core) | `langchain` |
+| `memweave.integrations.langgraph` | LangGraph (checkpointer and store) | `langgraph` |
 
 This package imports no framework: import the module for yours, e.g.
 `from memweave.integrations.langchain import MemweaveChatMessageHistory`. A module whose

@@ -5,6 +5,8 @@
 - `MemweaveContextProvider`: an Agent Framework `ContextProvider` around a memweave
   `ContextProvider` such as `VectorMemory`.
 - `messages_to_memweave` / `messages_from_memweave`: the message conversion both use.
+- `MemweaveCheckpointStorage`: Agent Framework's `CheckpointStorage` on memweave's SQL and
+  Redis backends (JSON only, no pickle), for AF's own workflows (`HandoffBuilder`, ...).
 
 Conversion is lossless for Agent Framework messages. Text, author names, function calls and
 results, images in user messages and message ids map onto memweave's own fields, so memweave
@@ -43,10 +45,21 @@ try:
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess test
     raise MissingDependency("agent_framework", "agent-framework") from exc
 
+from memweave.integrations._af_checkpoints import (
+    CheckpointNotFound,
+    CorruptWorkflowCheckpoint,
+    MemweaveCheckpointStorage,
+    UnstorableCheckpoint,
+)
+
 __all__ = [
     "METADATA_KEY",
+    "CheckpointNotFound",
+    "CorruptWorkflowCheckpoint",
+    "MemweaveCheckpointStorage",
     "MemweaveContextProvider",
     "MemweaveHistoryProvider",
+    "UnstorableCheckpoint",
     "messages_from_memweave",
     "messages_to_memweave",
 ]

@@ -16,13 +16,22 @@ FRAMEWORKS = (
     "autogen_agentchat",
     "autogen_ext",
     "langchain_core",
+    "langgraph",
 )
 
 _IMPORT_CORE = f"""
 import importlib, json, pkgutil, sys
 import memweave, memweave.integrations
 skipped = {{}}
-for info in pkgutil.walk_packages(memweave.__path__, "memweave.", onerror=lambda name: None):
+def modules(path, prefix):  # walk_packages would import memweave.integrations' subpackages
+    for info in pkgutil.iter_modules(path, prefix):
+        yield info
+        if info.ispkg and info.name != "memweave.integrations":
+            try:
+                yield from modules(importlib.import_module(info.name).__path__, info.name + ".")
+            except ImportError:
+                pass
+for info in modules(memweave.__path__, "memweave."):
     if info.name.startswith("memweave.integrations.") or info.name.endswith(".__main__"):
         continue
     try:
