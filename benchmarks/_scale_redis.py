@@ -92,17 +92,44 @@ def _cli(port: int, *args: str, timeout: float = 10) -> str:
     return result.stdout + result.stderr
 
 
-class RedisProcesses:
-    """`nodes` throwaway `redis-server` processes: one plain server, or a Cluster of masters.
+def _syncing_replica(port: int) -> bool:
+    info = _cli(port, "info", "replication")
+    return "role:slave" in info and "master_link_status:up" not in info
 
-    Nothing is persisted; `stop()` ends the processes and removes their folder.
+
+class RedisProcesses:
+    """`nodes` throwaway `redis-server` processes: one plain server, or a Cluster.
+
+    Nothing is persisted unless `options` turn it on; `stop()` ends the processes and removes
+    their folder.
+
+    Args:
+        nodes: How many servers to start.
+        cluster: Join them into a Cluster.
+        replicas: Replicas per master in the Cluster (`nodes` must allow it).
+        node_timeout_ms: The Cluster's `cluster-node-timeout` (how soon a failover starts).
+        options: More `redis-server` arguments, given last so they override the defaults
+            (e.g. `("--appendonly", "yes")`).
+        parent: Where to make the nodes' folder (default: the system's temporary folder).
     """
 
-    def __init__(self, nodes: int = 1, *, cluster: bool = False) -> None:
+    def __init__(
+        self,
+        nodes: int = 1,
+        *,
+        cluster: bool = False,
+        replicas: int = 0,
+        node_timeout_ms: int = 5000,
+        options: Sequence[str] = (),
+        parent: str | None = None,
+    ) -> None:
         self.cluster = cluster
+        self.replicas = replicas
+        self.node_timeout_ms = node_timeout_ms
+        self.options = tuple(options)
         self.ports = _free_ports(nodes)
         self.processes: list[subprocess.Popen[bytes]] = []
-        self._folder = Path(tempfile.mkdtemp(prefix="memweave-bench-redis-"))
+        self._folder = Path(tempfile.mkdtemp(prefix="memweave-bench-redis-", dir=parent))
 
     @property
     def url(self) -> str:
@@ -118,23 +145,8 @@ class RedisProcesses:
             RuntimeError: A node exited or the Cluster did not become ready in `timeout`.
         """
         for port in self.ports:
-            folder = self._folder / str(port)
-            folder.mkdir(parents=True)
-            command = [
-                "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(folder),
-                "--daemonize", "no",
-            ]  # fmt: skip
-            if self.cluster:
-                command += [
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", str(folder / "nodes.conf"),
-                    "--cluster-node-timeout", "5000",
-                ]  # fmt: skip
-            with (folder / "redis.log").open("wb") as log:
-                self.processes.append(
-                    subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-                )
+            (self._folder / str(port)).mkdir(parents=True)
+            self.processes.append(self.launch(port))
         deadline = time.monotonic() + timeout
         for port in self.ports:
             while "PONG" not in _cli(port, "ping"):
@@ -144,6 +156,24 @@ class RedisProcesses:
             self._create_cluster(deadline, timeout)
         return self
 
+    def launch(self, port: int) -> subprocess.Popen[bytes]:
+        """Start the server of `port` (again, after it stopped: same folder, same files)."""
+        folder = self._folder / str(port)
+        command = [
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(folder),
+            "--daemonize", "no",
+        ]  # fmt: skip
+        if self.cluster:
+            command += [
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(folder / "nodes.conf"),
+                "--cluster-node-timeout", str(self.node_timeout_ms),
+            ]  # fmt: skip
+        command += self.options
+        with (folder / "redis.log").open("ab") as log:
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
     def _create_cluster(self, deadline: float, timeout: float) -> None:
         created = subprocess.run(
             [
@@ -152,7 +182,7 @@ class RedisProcesses:
                 "create",
                 *(f"127.0.0.1:{port}" for port in self.ports),
                 "--cluster-replicas",
-                "0",
+                str(self.replicas),
                 "--cluster-yes",
             ],
             capture_output=True,
@@ -164,6 +194,10 @@ class RedisProcesses:
             raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout}")
         for port in self.ports:
             while "cluster_state:ok" not in _cli(port, "cluster", "info"):
+                self._check_alive(deadline)
+                time.sleep(0.1)
+            # A replica is ready once it has its master's data (else a failover could not start).
+            while _syncing_replica(port):
                 self._check_alive(deadline)
                 time.sleep(0.1)
 

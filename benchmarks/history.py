@@ -21,6 +21,11 @@ windowed read (`list_messages(reducer=TokenBudgetReducer(8000))`), in the same r
 issue 12's target: blocking p50 <= 1.3 x async p50 + 50 microseconds (`sync_face` in the JSON;
 see `benchmarks._history_faces`).
 
+The default timeout and retry wrapper is timed on append_1 against the same provider built with
+`timeout=None, retries=0` (no wrapper), in pairs in the same run, against issue 13's target of
+at most 3% (`retry_overhead` in the JSON); on PostgreSQL and MariaDB, `pool_pre_ping` is timed
+beside it (see `benchmarks._history_overhead`).
+
 Run: `python -m benchmarks.history [--url URL ...] [--sizes 100 1000 10000] [--json] [--no-peers]`
 """
 
@@ -43,6 +48,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from benchmarks._history_faces import FaceMeasurement, bench_faces, print_faces
+from benchmarks._history_overhead import OverheadMeasurement, bench_overhead, print_overhead
 from benchmarks._history_peers import PEERS, Peer, load_peers, storage_kind
 from benchmarks._stats import percentile
 from benchmarks._workload import make_conversation
@@ -117,6 +123,8 @@ async def _time(action: Callable[[], Awaitable[object]], repeat: int) -> tuple[f
     return _p50_p95(await _samples(action, repeat))
 
 
+# Pairs of append_1 calls timed for the wrapper's overhead (keyed by `quick`).
+_OVERHEAD_PAIRS = {False: 1000, True: 30}
 # Seconds a peer may spend on one operation at one N (keyed by `quick`) before it stops early.
 _PEER_BUDGET_S = {False: 5.0, True: 0.5}
 
@@ -424,7 +432,9 @@ def _peer_measurement(
 
 async def _bench_backend(
     url: str, sizes: Sequence[int], quick: bool, peers: bool = True
-) -> tuple[list[Measurement], list[dict[str, Any]], list[FaceMeasurement]]:
+) -> tuple[
+    list[Measurement], list[dict[str, Any]], list[FaceMeasurement], list[OverheadMeasurement]
+]:
     name = _backend_name(url)
     results: list[Measurement] = []
     faces: list[FaceMeasurement] = []
@@ -445,7 +455,8 @@ async def _bench_backend(
             faces.extend(await bench_faces(name, url, history, n, repeat))
     finally:
         await history.aclose()
-    return results, statuses, faces
+    overhead = await bench_overhead(name, url, _OVERHEAD_PAIRS[quick])
+    return results, statuses, faces, overhead
 
 
 def _fresh(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
@@ -472,16 +483,19 @@ async def run(
 
     Each result row's `peers` holds the peers measured beside memweave in that row; the
     top-level `peers` lists, per backend, every peer it has and whether it was measured or
-    skipped (and why). `sync_face` holds the blocking face's calls beside the async ones.
+    skipped (and why). `sync_face` holds the blocking face's calls beside the async ones;
+    `retry_overhead` the cost of the timeout and retry wrapper on append_1.
     """
     results: list[Measurement] = []
     statuses: list[dict[str, Any]] = []
     faces: list[FaceMeasurement] = []
+    overhead: list[OverheadMeasurement] = []
     for url in urls:
-        measured, status, face = await _bench_backend(url, sizes, quick, peers)
+        measured, status, face, costs = await _bench_backend(url, sizes, quick, peers)
         results.extend(measured)
         statuses.extend(status)
         faces.extend(face)
+        overhead.extend(costs)
     return {
         "suite": "history",
         "urls": [mask_url(url) for url in urls],
@@ -490,6 +504,7 @@ async def run(
         "results": [asdict(r) for r in results],
         "peers": statuses,
         "sync_face": [asdict(f) for f in faces],
+        "retry_overhead": [asdict(o) for o in overhead],
     }
 
 
@@ -539,6 +554,7 @@ def _print_table(report: dict[str, Any]) -> None:
             )
         console.print(peers)
     print_faces(console, report.get("sync_face", []))
+    print_overhead(console, report.get("retry_overhead", []))
     for status in report.get("peers", []):
         if status["status"] == "measured":
             notes = "; ".join(status["notes"])

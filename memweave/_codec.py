@@ -14,9 +14,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from memweave.errors import CorruptRecord, InvalidMessage
-from memweave.messages import ChatMessage
+from memweave.messages import ChatMessage, json_problem, storage_problem
 
 __all__ = ["FORMAT_VERSION", "OnCorrupt", "decode_many", "decode_one", "encode"]
 
@@ -87,10 +88,39 @@ def _defaults_of(message: ChatMessage) -> set[str] | dict[str, Any]:
     return {**dict.fromkeys(fields, True), "tool_calls": calls}
 
 
-def encode(message: ChatMessage) -> bytes:
-    """Encode one message as stored JSON bytes (UTF-8), its default-valued fields left out."""
-    body = message.__pydantic_serializer__.to_json(message, exclude=_defaults_of(message))
+def encode(message: ChatMessage, *, position: int | None = None) -> bytes:
+    """Encode one message as stored JSON bytes (UTF-8), its default-valued fields left out.
+
+    Nothing is ever changed on the way: what cannot be stored exactly is refused.
+
+    Args:
+        message: The message.
+        position: Its index in the batch being stored, for the error.
+
+    Raises:
+        InvalidMessage: Naming the field: text holding a lone surrogate (UTF-8 cannot encode
+            it), or a non-finite float in `metadata` or a content part (JSON has none; it
+            would come back as `null`). Validation refuses the floats already, except in
+            messages made by `model_validate_json` or `model_construct`.
+    """
+    # Only JSON-valued fields can hold floats, and only their keys are written lossily by
+    # pydantic (invalid UTF-8 for a lone surrogate); most messages have none, and skip this.
+    if message.metadata or type(message.content) is list:
+        _check_json_fields(message, position)
+    try:
+        body = message.__pydantic_serializer__.to_json(message, exclude=_defaults_of(message))
+    except PydanticSerializationError as exc:
+        # Rare enough to find the field afterwards rather than check every string first.
+        field, reason = storage_problem(message) or (None, f"cannot be encoded as JSON: {exc}")
+        raise InvalidMessage(reason, field=field, position=position) from None
     return _PREFIX + body + b"}"
+
+
+def _check_json_fields(message: ChatMessage, position: int | None) -> None:
+    for field, value in (("metadata", message.metadata), ("content", message.content)):
+        reason = json_problem(value, text_values=False)
+        if reason is not None:
+            raise InvalidMessage(reason, field=field, position=position)
 
 
 def _reason(exc: Exception) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -50,10 +52,14 @@ def _as_utc(value: datetime) -> datetime:
     return value
 
 
+# Errors that explain the input better than their siblings: a union reports one error per
+# branch, and only these say what was wrong with the value itself.
+_EXPLAINING = ("value_error", "finite_number", "string_unicode")
+
+
 def _first_error_field(exc: ValidationError) -> tuple[str | None, str]:
     errors = exc.errors(include_url=False)
-    # A union reports one error per branch; the value_error is the one that explains the input.
-    error = next((e for e in errors if e["type"] == "value_error"), errors[0])
+    error = next((e for e in errors if e["type"] in _EXPLAINING), errors[0])
     original = error.get("ctx", {}).get("error")
     if isinstance(original, InvalidMessage):
         return original.field, original.reason
@@ -62,7 +68,95 @@ def _first_error_field(exc: ValidationError) -> tuple[str | None, str]:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field"
+    elif error["type"] == "finite_number":
+        message = _not_finite(error["input"])
+    elif error["type"] == "string_unicode" and isinstance(error["input"], str):
+        message = _unencodable(error["input"]) or message
     return field, message
+
+
+def _not_finite(value: object) -> str:
+    return (
+        f"holds the number {value!r}, which JSON cannot represent (it would be stored as "
+        "null); use a finite number, a string or None"
+    )
+
+
+def _unencodable(text: str) -> str | None:
+    """Why `text` cannot be stored (a lone surrogate, which UTF-8 cannot encode), or None."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"holds the lone surrogate {text[exc.start]!r} at index {exc.start}, which is not "
+            "Unicode text and cannot be encoded as UTF-8 (join surrogate pairs, e.g. with "
+            "s.encode('utf-16', 'surrogatepass').decode('utf-16'), or drop them)"
+        )
+    return None
+
+
+def json_problem(value: object, *, text_values: bool = True, path: str = "") -> str | None:
+    """What in a JSON value cannot be stored exactly, or None when all of it can.
+
+    A non-finite float (`nan`, `inf`) would be stored as `null`, and a string holding a lone
+    surrogate cannot be encoded at all; as a dict key, pydantic would write it as invalid
+    UTF-8. Keys are always checked (cheap for ASCII keys), string values only with
+    `text_values`. The answer starts with where, e.g. `at ['a'][0]: ...`, below `path`.
+    """
+    why: str | None = None
+    if isinstance(value, float):
+        why = None if math.isfinite(value) else _not_finite(value)
+    elif isinstance(value, str):
+        why = _unencodable(value) if text_values else None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and (bad_key := _unencodable(key)) is not None:
+                return f"at {path or 'the top'}, key {key!r}: {bad_key}"
+            inner = f"{path}[{key!r}]"
+            if (found := json_problem(item, text_values=text_values, path=inner)) is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            inner = f"{path}[{index}]"
+            if (found := json_problem(item, text_values=text_values, path=inner)) is not None:
+                return found
+    if why is None:
+        return None
+    return f"at {path}: {why}" if path else why
+
+
+_NEVER_IN_IDS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def could_be_id(text: str) -> bool:
+    """Whether a stored message or session could have the id `text`: 1 to 256 characters,
+    none of them a control character or a lone surrogate. An id that could not is known to
+    be stored nowhere, so no backend needs to be asked (or to encode it)."""
+    return 0 < len(text) <= MAX_ID_LENGTH and _NEVER_IN_IDS.search(text) is None
+
+
+def storage_problem(message: ChatMessage) -> tuple[str, str] | None:
+    """The first field of `message` that cannot be stored exactly, as `(field, reason)`.
+
+    Finds what validation lets through: lone surrogates in any text (UTF-8 cannot encode
+    them), and non-finite floats in `metadata` or content parts of a message that was not
+    built by validation of Python objects (`model_validate_json`, `model_construct`).
+    """
+    for name in ("id", "name", "tool_call_id", "refusal"):
+        value = getattr(message, name)
+        if isinstance(value, str) and (why := _unencodable(value)) is not None:
+            return name, why
+    if (why := json_problem(message.content)) is not None:
+        return "content", why
+    for index, call in enumerate(message.tool_calls):
+        for name in ("id", "name", "arguments"):
+            if (why := _unencodable(getattr(call, name))) is not None:
+                return "tool_calls", f"at [{index}].{name}: {why}"
+    if (why := json_problem(message.metadata)) is not None:
+        return "metadata", why
+    return None
 
 
 def invalid_message_from(exc: ValidationError, *, position: int | None = None) -> InvalidMessage:
@@ -146,7 +240,10 @@ class ChatMessage(_ValidatedModel):
 
     Immutable; build one with `ChatMessage.user(...)`, `.assistant(...)`, `.system(...)` or
     `.tool(...)`. Bad input raises `InvalidMessage` naming the field, also from
-    `model_validate` and `model_validate_json`.
+    `model_validate` and `model_validate_json`. JSON-valued fields (`metadata`, content parts)
+    refuse `nan` and infinities, which JSON cannot hold. Text holding a lone surrogate
+    (`"\\ud800"`, which UTF-8 cannot encode) is refused by `from_openai`, and by every history's
+    `add_messages`, naming the field.
 
     Example:
         ```python
@@ -155,7 +252,7 @@ class ChatMessage(_ValidatedModel):
         ```
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     role: Role
     """Who wrote the message."""
@@ -269,8 +366,10 @@ class ChatMessage(_ValidatedModel):
         """Build a message from an OpenAI chat-completions message dict.
 
         Keys the OpenAI SDK reports as empty (`function_call`, `audio`, `annotations` set to
-        `None` or `[]`) are ignored; any other unknown key raises `InvalidMessage` naming it.
-        Extra keyword arguments (`id`, `created_at`, `metadata`) are set on the message.
+        `None` or `[]`) are ignored; any other unknown key raises `InvalidMessage` naming it,
+        as does text that cannot be stored (a lone surrogate, e.g. half of an emoji split
+        across streamed chunks). Extra keyword arguments (`id`, `created_at`, `metadata`) are
+        set on the message.
         """
         if not isinstance(data, Mapping):
             raise InvalidMessage(f"expected a mapping, got {type(data).__name__}")
@@ -310,7 +409,11 @@ class ChatMessage(_ValidatedModel):
                     f"tool call {index}: {exc.field}: {exc.reason}", field="tool_calls"
                 ) from None
         values.setdefault("content", "")
-        return cls(**values, tool_calls=tuple(calls), **fields)
+        message = cls(**values, tool_calls=tuple(calls), **fields)
+        problem = storage_problem(message)
+        if problem is not None:
+            raise InvalidMessage(problem[1], field=problem[0])
+        return message
 
 
 def validate_messages(messages: Sequence[ChatMessage] | Iterable[ChatMessage]) -> list[ChatMessage]:

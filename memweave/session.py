@@ -81,7 +81,7 @@ class Session(BaseModel):
         ```
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     """The session id under which history providers store the conversation."""

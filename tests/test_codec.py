@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memweave import ChatMessage, CorruptRecord, ToolCall
+from memweave import ChatMessage, CorruptRecord, InvalidMessage, ToolCall
 from memweave._codec import decode_many, decode_one, encode
 from tests.test_messages import openai_messages
 
@@ -119,3 +120,111 @@ def test_encoded_form_leaves_out_default_tool_call_arguments() -> None:
         {"id": "b", "name": "f", "arguments": '{"x":1}'},
     ]
     assert decode_one(encode(message), session_id="s", position=0) == message
+
+
+SURROGATE = "x\udfffy"
+
+UNENCODABLE: list[tuple[Any, str, str]] = [
+    (lambda: ChatMessage.user(SURROGATE), "content", ""),
+    (lambda: ChatMessage.user([{"type": "text", "text": SURROGATE}]), "content", "[0]['text']"),
+    (lambda: ChatMessage.user("hi", name=SURROGATE), "name", ""),
+    (lambda: ChatMessage.assistant(refusal=SURROGATE), "refusal", ""),
+    (
+        lambda: ChatMessage.assistant(tool_calls=[ToolCall(id="c", name="f", arguments=SURROGATE)]),
+        "tool_calls",
+        "[0].arguments",
+    ),
+    (lambda: ChatMessage.user("hi", metadata={"k": [SURROGATE]}), "metadata", "['k'][0]"),
+    # pydantic writes a lone surrogate in a top-level key as invalid UTF-8 instead of failing.
+    (lambda: ChatMessage.user("hi", metadata={SURROGATE: 1}), "metadata", "key"),
+    (lambda: ChatMessage.user([{"type": "text", "text": "t", SURROGATE: 1}]), "content", "key"),
+]
+
+
+@pytest.mark.parametrize(("build", "field", "where"), UNENCODABLE)
+def test_encode_names_the_field_holding_a_lone_surrogate(
+    build: Any, field: str, where: str
+) -> None:
+    """Text UTF-8 cannot encode raises `InvalidMessage` naming the field, where in it, and
+    the batch position; no pydantic error escapes."""
+    with pytest.raises(InvalidMessage) as info:
+        encode(build(), position=4)
+    assert (info.value.field, info.value.position) == (field, 4)
+    assert "lone surrogate '\\udfff' at index 1" in info.value.reason
+    assert where in info.value.reason
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=repr)
+def test_encode_refuses_non_finite_numbers_that_skipped_validation(value: float) -> None:
+    """A nan or infinity in a message made without validation raises `InvalidMessage`
+    instead of being stored as null."""
+    base = ChatMessage.user("hi").__dict__
+    unvalidated = [
+        ChatMessage.model_construct(**{**base, "metadata": {"a": {"b": [value]}}}),
+        ChatMessage.model_construct(
+            **{**base, "content": [{"type": "text", "text": "t", "v": value}]}
+        ),
+    ]
+    for message, field in zip(unvalidated, ["metadata", "content"], strict=True):
+        with pytest.raises(InvalidMessage) as info:
+            encode(message)
+        assert info.value.field == field
+        assert repr(value) in info.value.reason
+
+
+def test_encode_refuses_nan_read_from_json() -> None:
+    """`model_validate_json` reads JSON's `NaN` token; encoding that message is refused."""
+    message = ChatMessage.model_validate_json('{"role": "user", "metadata": {"f": [NaN]}}')
+    with pytest.raises(InvalidMessage, match=r"\['f'\]\[0\]") as info:
+        encode(message)
+    assert info.value.field == "metadata"
+
+
+def test_encode_refuses_what_json_cannot_hold() -> None:
+    """A value of no JSON type, put in past validation, raises `InvalidMessage`."""
+    message = ChatMessage.model_construct(
+        **{**ChatMessage.user("hi").__dict__, "metadata": {"o": object()}}
+    )
+    with pytest.raises(InvalidMessage, match="cannot be encoded as JSON"):
+        encode(message)
+
+
+ANY_TEXT = st.text(st.characters(exclude_categories=()) | st.sampled_from(["\ud800", "\udc00"]))
+ANY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | ANY_TEXT,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(ANY_TEXT, children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@given(
+    content=ANY_TEXT,
+    name=st.none() | ANY_TEXT,
+    arguments=ANY_TEXT,
+    metadata=st.dictionaries(ANY_TEXT, ANY_JSON, max_size=3),
+)
+def test_encode_round_trips_exactly_or_refuses(
+    content: str, name: str | None, arguments: str, metadata: dict[str, Any]
+) -> None:
+    """Whatever text and JSON a message holds, its stored form is valid UTF-8 and decodes to
+    an equal message, or building or encoding it raises `InvalidMessage`: never a change."""
+    try:
+        message = ChatMessage.assistant(
+            content,
+            name=name,
+            tool_calls=[ToolCall(id="c1", name="f", arguments=arguments)],
+            metadata=metadata,
+        )
+        data = encode(message)
+    except InvalidMessage:
+        return
+    data.decode("utf-8")  # strict: no lossy bytes
+    decoded = decode_one(data, session_id="s", position=0)
+    assert decoded == message
+    assert json.dumps(decoded.metadata, sort_keys=False) == json.dumps(metadata, sort_keys=False)

@@ -257,3 +257,86 @@ def openai_messages(draw: st.DrawFn) -> dict[str, Any]:
 def test_openai_round_trip_is_exact(wire: dict[str, Any]) -> None:
     """`from_openai` then `to_openai` gives back exactly the OpenAI message."""
     assert ChatMessage.from_openai(wire).to_openai() == wire
+
+
+SURROGATE = "a\ud83db"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=repr)
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        (lambda v: {"metadata": {"score": v}}, "metadata"),
+        (lambda v: {"metadata": {"a": [1, {"b": v}]}}, "metadata"),
+        (lambda v: {"content": [{"type": "text", "text": "hi", "score": v}]}, "content"),
+    ],
+)
+def test_chat_message_rejects_non_finite_numbers(value: float, fields: Any, field: str) -> None:
+    """A nan or infinity in a JSON-valued field raises `InvalidMessage` naming the field,
+    since JSON cannot hold it (it would come back as null)."""
+    with pytest.raises(InvalidMessage) as info:
+        ChatMessage(role="user", **fields(value))
+    assert info.value.field == field
+    assert repr(value) in info.value.reason
+    assert "JSON" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: ChatMessage.user("hi", id=SURROGATE), "id"),
+        (lambda: ChatMessage.tool(SURROGATE, "r"), "tool_call_id"),
+        (lambda: ToolCall(id=SURROGATE, name="f"), "id"),
+        (lambda: ToolCall(id="c", name=SURROGATE), "name"),
+    ],
+)
+def test_ids_with_a_lone_surrogate_are_rejected_clearly(build: Any, field: str) -> None:
+    """An id holding a lone surrogate raises `InvalidMessage` that names the surrogate."""
+    with pytest.raises(InvalidMessage) as info:
+        build()
+    assert info.value.field == field
+    assert "lone surrogate '\\ud83d' at index 1" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("wire", "field"),
+    [
+        ({"role": "assistant", "content": SURROGATE}, "content"),
+        ({"role": "user", "content": [{"type": "text", "text": SURROGATE}]}, "content"),
+        ({"role": "user", "content": "hi", "name": SURROGATE}, "name"),
+        ({"role": "assistant", "content": None, "refusal": SURROGATE}, "refusal"),
+        (
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": SURROGATE},
+                    }
+                ],
+            },
+            "tool_calls",
+        ),
+    ],
+)
+def test_from_openai_rejects_lone_surrogates(wire: dict[str, Any], field: str) -> None:
+    """Wire text holding a lone surrogate (half of a split emoji) raises `InvalidMessage`
+    naming the field, instead of a message no history can store."""
+    with pytest.raises(InvalidMessage) as info:
+        ChatMessage.from_openai(wire)
+    assert info.value.field == field
+    assert "surrogate" in info.value.reason
+
+
+@given(st.text(st.characters(exclude_categories=()) | st.sampled_from(["\ud800", "\udc00"])))
+def test_from_openai_accepts_exactly_the_encodable_text(text: str) -> None:
+    """`from_openai` keeps any text UTF-8 can encode and refuses any other."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(InvalidMessage):
+            ChatMessage.from_openai({"role": "user", "content": text})
+    else:
+        assert ChatMessage.from_openai({"role": "user", "content": text}).content == text

@@ -3,32 +3,34 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from memweave._loops import is_loop_error
-from memweave.errors import (
-    BackendUnavailable,
-    ConfigurationError,
-    EventLoopMismatch,
-    MissingDependency,
-)
+from memweave.errors import ConfigurationError, MissingDependency
 from memweave.orchestration.checkpoints import Checkpoint, CheckpointStore
 
 try:
     from redis.asyncio import Redis, RedisCluster
     from redis.commands.core import AsyncScript
-    from redis.exceptions import RedisClusterException, RedisError
 except ImportError as exc:  # pragma: no cover - needs an environment without redis
     raise MissingDependency("redis", "redis") from exc
 
-from memweave.providers.redis import loop_clients
+from memweave.providers._redis_client import loop_clients, map_redis_errors, socket_timeout
+from memweave.providers._resilience import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    CallPolicy,
+    resolve_options,
+)
 
 __all__ = ["RedisCheckpointStore"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
+
+_T = TypeVar("_T")
 
 _BAD_PREFIX = re.compile(r"[{}\x00-\x20\x7f]")
 
@@ -92,6 +94,10 @@ class RedisCheckpointStore(CheckpointStore):
     the loop that first used the store, and a call from another loop raises
     `EventLoopMismatch`.
 
+    Timeouts and retries: as `RedisChatHistoryProvider`'s. Every call must finish within
+    `timeout` (else `BackendTimeout`), and since each is idempotent (a save is by checkpoint
+    id), every call that fails transiently is retried up to `retries` times.
+
     Args:
         url: `redis://`, `rediss://`, `unix://`, or `redis+cluster://` for a Redis Cluster.
             Defaults to `redis://localhost:6379/0` when no `client` is given.
@@ -100,6 +106,10 @@ class RedisCheckpointStore(CheckpointStore):
         prefix: First part of every key name. Must not hold braces, spaces or control
             characters.
         max_checkpoints: Keep at most this many checkpoints per thread (newest kept).
+        timeout: Seconds each call may take, retries included (default 10; None: no limit);
+            also `?timeout=` in the URL.
+        retries: Retries of a transiently failed call (default 3; 0: none); also
+            `?retries=` in the URL.
     """
 
     def __init__(
@@ -109,16 +119,26 @@ class RedisCheckpointStore(CheckpointStore):
         client: Redis | RedisCluster | None = None,
         prefix: str = "memweave",
         max_checkpoints: int | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         super().__init__(max_checkpoints=max_checkpoints)
+        url, self.timeout, self.retries = resolve_options(url, timeout, retries)
+        self._policy = CallPolicy(self.timeout, self.retries)
         if not isinstance(prefix, str) or not prefix or _BAD_PREFIX.search(prefix):
             raise ConfigurationError(
                 "prefix must be a non-empty str without braces, spaces or control characters "
                 f"(braces would change the cluster hash tag), got {prefix!r}"
             )
-        self._links, _ = loop_clients(
-            url, client, owner=type(self).__name__, link=_link, client_of=_client_of
+        self._links, first = loop_clients(
+            url,
+            client,
+            owner=type(self).__name__,
+            link=_link,
+            client_of=_client_of,
+            timeout=self.timeout,
         )
+        self._socket_timeout = self.timeout if client is None else socket_timeout(first)
         if client is None:
             self._url = url if url is not None else DEFAULT_URL
         else:
@@ -138,14 +158,24 @@ class RedisCheckpointStore(CheckpointStore):
         base = f"{self.prefix}:checkpoints:{{{thread}}}:"
         return base + "order", base + "data"
 
+    async def _call(self, operation: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """Run one call under `timeout`, retrying transient failures (all calls are
+        idempotent)."""
+        return await self._policy.run(operation, self._map_errors, call, retry=True, url=self._url)
+
     async def _put(
         self, thread: str, checkpoint: Checkpoint, data: bytes, max_checkpoints: int | None
     ) -> None:
-        await self._links.get().save(
-            keys=list(self._keys(thread)), args=[checkpoint.id, data, max_checkpoints or 0]
-        )
+        keys = list(self._keys(thread))
+        args: list[str | bytes | int] = [checkpoint.id, data, max_checkpoints or 0]
+        await self._call("save_checkpoint", lambda: self._links.get().save(keys=keys, args=args))
 
     async def _get(self, thread: str, checkpoint_id: str | None) -> bytes | None:
+        return await self._call(
+            "get_checkpoint", functools.partial(self._read_one, thread, checkpoint_id)
+        )
+
+    async def _read_one(self, thread: str, checkpoint_id: str | None) -> bytes | None:
         link = self._links.get()
         order, data = self._keys(thread)
         if checkpoint_id is None:
@@ -155,23 +185,26 @@ class RedisCheckpointStore(CheckpointStore):
         return bytes(value) if value is not None else None
 
     async def _list(self, thread: str, limit: int | None) -> list[bytes]:
-        rows = await self._links.get().read(keys=list(self._keys(thread)), args=[limit or 0])
+        keys = list(self._keys(thread))
+        rows = await self._call(
+            "list_checkpoints", lambda: self._links.get().read(keys=keys, args=[limit or 0])
+        )
         return [bytes(row) for row in rows]
 
     async def _delete(self, thread: str) -> None:
-        await self._links.get().client.delete(*self._keys(thread))
+        keys = self._keys(thread)
+        await self._call("delete_checkpoints", lambda: self._links.get().client.delete(*keys))
 
     async def _aclose(self) -> None:
         await self._links.aclose()
 
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:
-        try:
+        with map_redis_errors(
+            self._url,
+            timeout=self._socket_timeout,
+            prefix=self.prefix,
+            owner=type(self).__name__,
+            bound_to="the client passed in",
+        ):
             yield
-        except (RedisError, RedisClusterException) as error:
-            raise BackendUnavailable(f"{type(error).__name__}: {error}", url=self._url) from error
-        except RuntimeError as error:
-            if is_loop_error(error):
-                # A client passed in after the caller used it in another loop.
-                raise EventLoopMismatch(type(self).__name__, "the client passed in") from error
-            raise

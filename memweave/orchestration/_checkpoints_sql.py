@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -25,19 +25,23 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
-from memweave._loops import is_loop_error
-from memweave.errors import (
-    BackendUnavailable,
-    ConfigurationError,
-    EventLoopMismatch,
-    MemweaveError,
-)
+from memweave.errors import ConfigurationError
 from memweave.orchestration.checkpoints import Checkpoint, CheckpointStore
-from memweave.providers._sql_engine import Engines
+from memweave.providers._resilience import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    CallPolicy,
+    resolve_options,
+)
+from memweave.providers._sql_engine import Engines, statement_limit
+from memweave.providers._sql_errors import map_sql_errors
 from memweave.providers._sql_schema import MySQLBlob
 
 __all__ = ["SQLCheckpointStore", "checkpoint_table"]
+
+_T = TypeVar("_T")
 
 _PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
@@ -101,6 +105,10 @@ class SQLCheckpointStore(CheckpointStore):
     in (or an in-memory SQLite database) serves the loop that first used the store, and a call
     from another loop raises `EventLoopMismatch`.
 
+    Timeouts and retries: as `SQLChatHistoryProvider`'s. Every call must finish within
+    `timeout` (else `BackendTimeout`), and since each is idempotent (a save is by checkpoint
+    id), every call that fails transiently is retried up to `retries` times.
+
     Args:
         url: A SQLAlchemy URL (`sqlite+aiosqlite:///chat.db`, `postgresql+asyncpg://...`,
             `mysql+aiomysql://...`); the same settings as `SQLChatHistoryProvider` are applied.
@@ -108,6 +116,10 @@ class SQLCheckpointStore(CheckpointStore):
         engine: An `AsyncEngine` to use instead of a URL; the caller keeps ownership.
         table_prefix: First part of the table name.
         max_checkpoints: Keep at most this many checkpoints per thread (newest kept).
+        timeout: Seconds each call may take, retries included (default 10; None: no limit);
+            also `?timeout=` in the URL.
+        retries: Retries of a transiently failed call (default 3; 0: none); also
+            `?retries=` in the URL.
 
     Example:
         ```python
@@ -123,12 +135,17 @@ class SQLCheckpointStore(CheckpointStore):
         engine: AsyncEngine | None = None,
         table_prefix: str = "memweave_",
         max_checkpoints: int | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         super().__init__(max_checkpoints=max_checkpoints)
+        url, self.timeout, self.retries = resolve_options(url, timeout, retries)
+        self._policy = CallPolicy(self.timeout, self.retries)
         self._table = checkpoint_table(table_prefix)
         # Per event loop: the engine and the lock queueing SQLite's writers.
-        self._engines = Engines(url, engine, owner=type(self).__name__)
+        self._engines = Engines(url, engine, owner=type(self).__name__, timeout=self.timeout)
         self._url = self._engines.url
+        self._statement_limit = statement_limit(url if engine is None else None, self.timeout)
         self._ready = False
 
     @property
@@ -144,17 +161,24 @@ class SQLCheckpointStore(CheckpointStore):
         async with link.setup_lock:
             if self._ready:
                 return
-            for attempt in range(1, 6):
-                try:
-                    async with link.write_lock, link.engine.begin() as conn:
-                        await conn.run_sync(self._table.metadata.create_all)
-                    break
-                except exc.DBAPIError:
-                    # Another process may be creating the same table right now; look again.
-                    if attempt == 5:
-                        raise
-                    await asyncio.sleep(0.05 * attempt)
+
+            async def create() -> None:
+                async with link.write_lock, link.engine.begin() as conn:
+                    await conn.run_sync(self._table.metadata.create_all)
+
+            # Another process may be creating the same table right now; look again.
+            await AsyncRetrying(
+                stop=stop_after_attempt(5),
+                wait=wait_incrementing(start=0.05, increment=0.05),
+                retry=retry_if_exception_type(exc.DBAPIError),
+                reraise=True,
+            )(create)
             self._ready = True
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """Run one call under `timeout`, retrying transient failures (all calls are
+        idempotent)."""
+        return await self._policy.run(operation, self._map_errors, call, retry=True, url=self._url)
 
     def _insert(self) -> Any:
         name = self._engines.dialect_name
@@ -165,6 +189,12 @@ class SQLCheckpointStore(CheckpointStore):
         return insert(self._table).prefix_with("IGNORE")
 
     async def _put(
+        self, thread: str, checkpoint: Checkpoint, data: bytes, max_checkpoints: int | None
+    ) -> None:
+        save = functools.partial(self._save, thread, checkpoint, data, max_checkpoints)
+        await self._call("save_checkpoint", save)
+
+    async def _save(
         self, thread: str, checkpoint: Checkpoint, data: bytes, max_checkpoints: int | None
     ) -> None:
         await self._setup()
@@ -194,6 +224,11 @@ class SQLCheckpointStore(CheckpointStore):
                     await conn.execute(delete(t).where(t.c.thread == thread, t.c.seq <= cut))
 
     async def _get(self, thread: str, checkpoint_id: str | None) -> bytes | None:
+        return await self._call(
+            "get_checkpoint", functools.partial(self._read_one, thread, checkpoint_id)
+        )
+
+    async def _read_one(self, thread: str, checkpoint_id: str | None) -> bytes | None:
         await self._setup()
         t = self._table
         query = select(t.c.data).where(t.c.thread == thread)
@@ -207,6 +242,11 @@ class SQLCheckpointStore(CheckpointStore):
         return bytes(value) if value is not None else None
 
     async def _list(self, thread: str, limit: int | None) -> list[bytes]:
+        return await self._call(
+            "list_checkpoints", functools.partial(self._read_many, thread, limit)
+        )
+
+    async def _read_many(self, thread: str, limit: int | None) -> list[bytes]:
         await self._setup()
         t = self._table
         query = select(t.c.data).where(t.c.thread == thread).order_by(t.c.seq.desc())
@@ -217,6 +257,9 @@ class SQLCheckpointStore(CheckpointStore):
             return [bytes(value) for value in (await conn.execute(query)).scalars()]
 
     async def _delete(self, thread: str) -> None:
+        await self._call("delete_checkpoints", functools.partial(self._drop, thread))
+
+    async def _drop(self, thread: str) -> None:
         await self._setup()
         link = self._engines.get()
         async with link.write_lock, link.engine.begin() as conn:
@@ -227,17 +270,11 @@ class SQLCheckpointStore(CheckpointStore):
 
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:
-        try:
+        with map_sql_errors(
+            self._url,
+            statement_limit=self._statement_limit,
+            bound_to=self._engines.bound_to,
+            owner=type(self).__name__,
+            schema_hint=f"the checkpoint table {self._table.name!r} is missing or differs",
+        ):
             yield
-        except MemweaveError:
-            raise
-        except exc.DBAPIError as error:
-            orig = error.orig if error.orig is not None else error
-            raise BackendUnavailable(f"{type(orig).__name__}: {orig}", url=self._url) from error
-        except (exc.SQLAlchemyError, OSError) as error:
-            raise BackendUnavailable(f"{type(error).__name__}: {error}", url=self._url) from error
-        except RuntimeError as error:
-            if is_loop_error(error):
-                # An engine passed in after the caller used it in another loop.
-                raise EventLoopMismatch(type(self).__name__, self._engines.bound_to) from error
-            raise

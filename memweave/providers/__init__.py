@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from memweave.providers._diagnose import Diagnosis, Finding, diagnose
 from memweave.providers.base import ChatHistoryProvider, ReduceOn, SessionInfo, StoredRecord
 from memweave.providers.memory import InMemoryChatHistoryProvider
 from memweave.providers.url import SUPPORTED_SCHEMES, from_url
@@ -22,12 +23,15 @@ __all__ = [
     "SUPPORTED_SCHEMES",
     "ChatHistoryProvider",
     "ChromaChatHistoryProvider",
+    "Diagnosis",
+    "Finding",
     "InMemoryChatHistoryProvider",
     "RedisChatHistoryProvider",
     "ReduceOn",
     "SQLChatHistoryProvider",
     "SessionInfo",
     "StoredRecord",
+    "diagnose",
     "from_url",
 ]
 

@@ -1,16 +1,28 @@
-"""Opening Chroma: the embedded folder lock one process holds, and `chroma://` URL parsing."""
+"""Opening Chroma: the embedded folder lock one process holds, `chroma://` URL parsing, a
+time limit on an HTTP client's requests, and the translation of Chroma's errors."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from memweave._urls import mask_url
-from memweave.errors import ConfigurationError, MissingDependency
+from memweave.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigurationError,
+    MemweaveError,
+    MissingDependency,
+)
 
-__all__ = ["EmbeddedChroma", "parse_chroma_url"]
+__all__ = ["EmbeddedChroma", "limit_requests", "map_chroma_errors", "parse_chroma_url"]
+
+# HTTP statuses a Chroma server answers when a later attempt may succeed.
+_TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
 _HELD: dict[str, list[int]] = {}  # folder -> [lock file descriptor, open handles]
 _HELD_GUARD = threading.Lock()
@@ -138,3 +150,49 @@ def parse_chroma_url(url: str) -> tuple[str, dict[str, Any]]:
     raise ConfigurationError(
         f"not a Chroma URL: {mask_url(url)!r}; expected chroma:///path or chroma+http://host:port"
     )
+
+
+def limit_requests(client: Any, timeout: float | None) -> None:
+    """Give a Chroma HTTP client's requests a `timeout` (chromadb sends them with none, so a
+    request to a stalled server would hold the provider's worker thread for good). Does
+    nothing for an embedded client, or when chromadb keeps its HTTP session elsewhere."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if timeout is not None and isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(timeout)
+
+
+@contextlib.contextmanager
+def map_chroma_errors(url: str, *, timeout: float | None) -> Iterator[None]:
+    """Translate Chroma's and httpx's exceptions into memweave errors.
+
+    An unreachable server, a dropped connection or an overloaded server (HTTP 429, 502-504)
+    is a `BackendUnavailable` with `transient=True`; a request timeout is a `BackendTimeout`.
+    """
+    import chromadb.errors
+    import httpx
+
+    try:
+        yield
+    except MemweaveError:
+        raise
+    except httpx.TimeoutException as exc:
+        raise BackendTimeout("a Chroma request", timeout or 0.0, url=url) from exc
+    except httpx.TransportError as exc:
+        raise BackendUnavailable(f"{type(exc).__name__}: {exc}", url=url, transient=True) from exc
+    except chromadb.errors.ChromaError as exc:
+        transient = exc.code() in _TRANSIENT_STATUSES
+        raise BackendUnavailable(
+            f"{type(exc).__name__}: {exc}", url=url, transient=transient
+        ) from exc
+    except (httpx.HTTPError, OSError) as exc:
+        transient = isinstance(exc, ConnectionError)
+        raise BackendUnavailable(
+            f"{type(exc).__name__}: {exc}", url=url, transient=transient
+        ) from exc
+    except ValueError as exc:
+        # chromadb's HTTP client reports an unreachable server as a ValueError.
+        if "connect" in str(exc).lower():
+            raise BackendUnavailable(str(exc), url=url, transient=True) from exc
+        raise

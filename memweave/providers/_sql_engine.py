@@ -11,15 +11,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
 from memweave._loops import PerLoop
 from memweave._urls import mask_url
 from memweave.errors import ConfigurationError, MissingDependency
+from memweave.providers._limits import mysql_limit, sql_limit
+from memweave.providers._resilience import DEFAULT_RETRIES, DEFAULT_TIMEOUT, resolve_options
 
-__all__ = ["DEFAULT_URL", "Engines", "LoopEngine", "resolve_engine"]
+__all__ = [
+    "DEFAULT_URL",
+    "Engines",
+    "LoopEngine",
+    "check_server",
+    "driver_options",
+    "resolve_engine",
+    "statement_limit",
+]
 
 DEFAULT_URL = "sqlite+aiosqlite:///memweave.db"
 """Where a provider built with neither `url` nor `engine` stores its histories."""
@@ -61,9 +71,67 @@ def _aiomysql_opened(dbapi_connection: Any, _record: Any) -> None:
     _AIOMYSQL_CONNECTIONS.add(dbapi_connection.driver_connection)
 
 
-def resolve_engine(url: str | None, engine: AsyncEngine | None) -> tuple[AsyncEngine, bool]:
+_MYSQL_CHARSET = "utf8mb4"
+
+
+def _with_utf8mb4(parsed: URL) -> URL:
+    """The MariaDB/MySQL URL talking utf8mb4, the only client character set that holds all
+    of Unicode: set when the URL names none.
+
+    Raises:
+        ConfigurationError: The URL names another character set. With `utf8` (3-byte
+            utf8mb3) or `latin1`, the server would store `?` for what the set lacks, so
+            `id-😀` and `id-😁` would become one id, and the second message be dropped.
+    """
+    named = parsed.query.get("charset")
+    if named is None:
+        return parsed.update_query_dict({"charset": _MYSQL_CHARSET})
+    for charset in (named,) if isinstance(named, str) else named:
+        if charset.lower() != _MYSQL_CHARSET:
+            shown = parsed.render_as_string(hide_password=True)
+            raise ConfigurationError(
+                f"{shown!r} asks for charset={charset}, which cannot hold every Unicode "
+                "character (MariaDB/MySQL would store '?' for the rest, merging distinct "
+                f"ids); remove charset= from the URL, or use charset={_MYSQL_CHARSET}"
+            )
+    return parsed
+
+
+def check_server(conn: Connection) -> int:
+    """Check the database behind `conn` for what a store needs, and return the most bytes one
+    stored entry may take there (see `memweave.providers._limits`).
+
+    Run once, on setup, with `AsyncConnection.run_sync`. On MariaDB/MySQL it reads the
+    connection's character sets (an engine passed in may talk another than the utf8mb4 a
+    URL gets, through `connect_args` or `init_command`) and `max_allowed_packet`.
+
+    Raises:
+        ConfigurationError: A MariaDB/MySQL connection does not talk utf8mb4.
+    """
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        return sql_limit(conn)
+    row = conn.exec_driver_sql(
+        "SELECT @@character_set_client, @@character_set_connection, @@character_set_results, "
+        "@@max_allowed_packet"
+    ).one()
+    wrong = [name for name in row[:3] if name is not None and name.lower() != _MYSQL_CHARSET]
+    if wrong:
+        raise ConfigurationError(
+            f"the MariaDB/MySQL connection talks {wrong[0]}, which cannot hold every Unicode "
+            "character (the server would store '?' for the rest, merging distinct ids); "
+            f"connect with charset={_MYSQL_CHARSET} (a URL without charset= gets it)"
+        )
+    return mysql_limit(int(row[3]))
+
+
+def resolve_engine(
+    url: str | None, engine: AsyncEngine | None, *, timeout: float | None = DEFAULT_TIMEOUT
+) -> tuple[AsyncEngine, bool]:
     """The engine for a store given `url` or `engine` (neither: `DEFAULT_URL`), and whether
     it was built here, so the store disposes of it when closed.
+
+    An engine built here gets the driver's own time limits from `timeout` (see
+    `driver_options`); a `?timeout=` in the URL replaces it.
 
     Raises:
         ConfigurationError: Both were given, `engine` is not an `AsyncEngine`, or `url`
@@ -73,16 +141,17 @@ def resolve_engine(url: str | None, engine: AsyncEngine | None) -> tuple[AsyncEn
     if engine is not None and url is not None:
         raise ConfigurationError("pass either url or engine, not both")
     if engine is None:
-        return _create_engine(url if url is not None else DEFAULT_URL), True
+        return _create_engine(url if url is not None else DEFAULT_URL, timeout), True
     if not isinstance(engine, AsyncEngine):
         raise ConfigurationError(f"engine must be a SQLAlchemy AsyncEngine, got {engine!r}")
     return engine, False
 
 
-def _create_engine(url: str) -> AsyncEngine:
+def _create_engine(url: str, timeout: float | None) -> AsyncEngine:
     """Build an engine for `url`, filling in the async driver and our connection settings."""
     if not isinstance(url, str):
         raise ConfigurationError(f"url must be a str, got {url!r}")
+    url, timeout, _ = resolve_options(url, timeout, DEFAULT_RETRIES)
     try:
         parsed = make_url(url)
     except exc.ArgumentError:
@@ -91,15 +160,12 @@ def _create_engine(url: str) -> AsyncEngine:
     if "+" not in parsed.drivername and backend in _DEFAULT_DRIVERS:
         parsed = parsed.set(drivername=f"{backend}+{_DEFAULT_DRIVERS[backend]}")
     driver = parsed.get_driver_name()
-    options: dict[str, Any] = {}
-    if backend == "sqlite":
-        options["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT}
-    elif backend in ("mysql", "mariadb"):
+    options = driver_options(backend, driver, timeout, set(parsed.query))
+    if backend in ("mysql", "mariadb"):
         options.update(isolation_level="READ COMMITTED", pool_recycle=3600)
         if driver == "aiomysql":
             options["pool_reset_on_return"] = None  # see `_aiomysql_reset`
-        if "charset" not in parsed.query:
-            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+        parsed = _with_utf8mb4(parsed)
     shown = parsed.render_as_string(hide_password=True)
     try:
         engine = create_async_engine(parsed, **options)
@@ -115,6 +181,45 @@ def _create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "reset", _aiomysql_reset)
         event.listen(engine.sync_engine, "connect", _aiomysql_opened)
     return engine
+
+
+def driver_options(
+    backend: str, driver: str, timeout: float | None, in_url: set[str]
+) -> dict[str, Any]:
+    """`create_async_engine` options holding the driver's own time limits to `timeout`, so a
+    stuck connection or statement fails at the driver too, which then leaves the connection
+    usable or discards it: SQLite's busy timeout (30 s with no limit), asyncpg's connect and
+    command timeouts, aiomysql's connect timeout, and the pool's wait for a connection. A
+    driver parameter already in the URL's query is left as it is."""
+    connect: dict[str, Any] = {}
+    options: dict[str, Any] = {"connect_args": connect}
+    if backend == "sqlite":
+        connect["timeout"] = timeout if timeout is not None else _SQLITE_BUSY_TIMEOUT
+        return options
+    if timeout is None:
+        return options
+    options["pool_timeout"] = timeout
+    if driver == "asyncpg":
+        connect["timeout"] = timeout
+        if "command_timeout" not in in_url:
+            connect["command_timeout"] = timeout
+    elif driver in ("aiomysql", "asyncmy") and "connect_timeout" not in in_url:
+        connect["connect_timeout"] = timeout
+    return options
+
+
+def statement_limit(url: str | None, timeout: float | None) -> float:
+    """The seconds after which a driver gives up on a statement, for timeout errors: a
+    `command_timeout` in the URL's query, else `timeout`, else the drivers' default of 30 s
+    (SQLite's busy timeout, the pool's wait)."""
+    fallback = timeout if timeout is not None else _SQLITE_BUSY_TIMEOUT
+    if url is None:
+        return fallback
+    try:
+        value = make_url(url).query.get("command_timeout")
+        return float(value) if isinstance(value, str) else fallback
+    except (exc.ArgumentError, ValueError):
+        return fallback
 
 
 @dataclass(slots=True, eq=False)
@@ -139,16 +244,25 @@ class Engines:
         url: The store's URL, or None.
         engine: The caller's engine, or None.
         owner: The store's class name, for errors.
+        timeout: The store's `timeout`, for the drivers' own limits (see `driver_options`).
 
     Raises:
         ConfigurationError: As `resolve_engine`.
         MissingDependency: As `resolve_engine`.
     """
 
-    def __init__(self, url: str | None, engine: AsyncEngine | None, *, owner: str) -> None:
-        self.template, self.owned = resolve_engine(url, engine)
+    def __init__(
+        self,
+        url: str | None,
+        engine: AsyncEngine | None,
+        *,
+        owner: str,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.template, self.owned = resolve_engine(url, engine, timeout=timeout)
         """The engine built (or given) first; the first loop's."""
         self._source = url if url is not None else DEFAULT_URL
+        self._timeout = timeout
         self.url = self.template.url.render_as_string(hide_password=True)
         """The URL, without its password."""
         self.dialect_name = self.template.dialect.name
@@ -200,7 +314,7 @@ class Engines:
             try:
                 engine = self._spares.pop()
             except IndexError:
-                engine = _create_engine(self._source)
+                engine = _create_engine(self._source, self._timeout)
         write: AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if self.sqlite else contextlib.nullcontext()
         )

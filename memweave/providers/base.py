@@ -8,12 +8,13 @@ transaction, one lock).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -27,12 +28,22 @@ from memweave.errors import (
     ProviderClosed,
     SessionChanged,
 )
-from memweave.messages import ChatMessage, validate_messages
+from memweave.messages import ChatMessage, could_be_id, validate_messages
+from memweave.providers._limits import UNLIMITED, check_sizes
+from memweave.providers._resilience import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    CallPolicy,
+    check_retries,
+    check_timeout,
+)
 from memweave.reducers.base import ChatReducer
 from memweave.session import validate_session_id
 
 __all__ = [
     "BATCH_SIZE",
+    "DEFAULT_RETRIES",
+    "DEFAULT_TIMEOUT",
     "ChatHistoryProvider",
     "DeleteOutcome",
     "PageRow",
@@ -42,6 +53,8 @@ __all__ = [
 ]
 
 ReduceOn = Literal["read", "write"]
+
+_T = TypeVar("_T")
 
 BATCH_SIZE = 500
 """Sessions a backend touches per step of `prune` and `purge_expired` (bounded work per
@@ -97,9 +110,13 @@ class StoredRecord:
     """The versioned JSON of the message (see `memweave._codec`)."""
 
     @classmethod
-    def of(cls, message: ChatMessage) -> StoredRecord:
-        """Encode `message`."""
-        return cls(message.id, message.role, encode(message))
+    def of(cls, message: ChatMessage, *, position: int | None = None) -> StoredRecord:
+        """Encode `message`, at `position` in its batch (for errors).
+
+        Raises:
+            InvalidMessage: The message cannot be stored exactly (see `_codec.encode`).
+        """
+        return cls(message.id, message.role, encode(message, position=position))
 
 
 def dedupe_batch(records: Iterable[StoredRecord]) -> list[StoredRecord]:
@@ -142,6 +159,20 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
     - A corrupt stored entry raises `CorruptRecord` naming its position in the session, or with
       `on_corrupt="skip"` is skipped with a warning while the rest of the session is returned.
 
+    Timeouts and retries. Each round of storage work a call makes (one for most calls; one
+    per page for `iter_messages`, paged `before=` reads and reducer windows) must finish
+    within `timeout` seconds, all its attempts included, or the call raises `BackendTimeout`
+    (a `BackendUnavailable`) naming the call and the limit. A round of `add_messages`, of a
+    read (`list_messages`, `iter_messages`, `count_messages`, `list_sessions`,
+    `session_info`) or of `clear` that fails for a transient reason (a dropped or refused
+    connection, a failover, a server still loading, a deadlock) is tried again up to
+    `retries` times, with exponential backoff and jitter, inside the same time limit: safe,
+    because appends are idempotent by message id, reads change nothing and clearing twice
+    clears once. `delete_messages`, `truncate_after`, `prune` and `purge_expired` return
+    counts that a second run after an unanswered first one would get wrong, so they are never
+    retried here (a backend may still rerun a transaction it knows was not applied). A
+    failure that is not transient (bad input, a missing privilege, bad data) is never retried.
+
     Args:
         max_messages: Keep at most this many messages per session (newest kept).
         ttl: Forget a session this long after its last `add_messages`.
@@ -150,11 +181,22 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         reduce_on: `"read"` returns a reduced view and leaves storage as it is; `"write"`
             stores the reduced history after each add (see `add_messages` for what happens
             when that reduce fails).
+        timeout: Seconds each round of storage work may take, retries included (default
+            10); None for no limit.
+        retries: How many times a transiently failed round of an idempotent call is tried
+            again (default 3; 0 turns retrying off).
     """
 
-    capabilities: ClassVar[frozenset[str]] = frozenset()
-    """Optional capabilities of a backend, e.g. `"multi_process"` (several OS processes may
-    share one store)."""
+    _timeout_scope: ClassVar[Literal["call", "backend", "none"]] = "call"
+    """Who enforces `timeout`: the base around each round of work (`"call"`), the backend
+    around each of its own server calls (`"backend"`), or nobody, for a store without I/O
+    (`"none"`, which is also never retried)."""
+
+    _url: str = ""
+    """Where the store is (its password masked when shown), for errors; empty if nowhere."""
+
+    _record_limit: int | None = None
+    """`_max_record_bytes()`, once a call has asked the backend."""
 
     def __init__(
         self,
@@ -164,6 +206,8 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         on_corrupt: OnCorrupt = "raise",
         reducer: ChatReducer | None = None,
         reduce_on: ReduceOn = "read",
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         if max_messages is not None and (
             isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1
@@ -182,6 +226,15 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         self.on_corrupt: OnCorrupt = on_corrupt
         self.reducer = reducer
         self.reduce_on: ReduceOn = reduce_on
+        self.timeout = check_timeout(timeout)
+        """Seconds each round of storage work may take, retries included (None: no limit)."""
+        self.retries = check_retries(retries)
+        """How many times a transiently failed round of an idempotent call is tried again."""
+        self._policy: CallPolicy | None = None
+        if self._timeout_scope != "none" and (self.timeout is not None or self.retries):
+            self._policy = CallPolicy(
+                self.timeout, self.retries, scoped=self._timeout_scope == "call"
+            )
         self._closed = False
 
     # -- public API ---------------------------------------------------------------------------
@@ -203,15 +256,28 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
 
         Raises:
             InvalidSessionId: The session id cannot be stored.
-            InvalidMessage: An item is not a `ChatMessage`; nothing was stored.
-            BackendUnavailable: The store could not be reached.
+            InvalidMessage: An item is not a `ChatMessage`, or holds what cannot be stored
+                exactly (text with a lone surrogate, a `nan` in `metadata`); the error names
+                the field and position, and nothing was stored.
+            MessageTooLarge: An item's stored form is over the backend's limit (see
+                `_max_record_bytes`); found before anything was sent, and nothing was stored.
+            BackendUnavailable: The store could not be reached (after the retries).
+            BackendTimeout: The append did not finish within `timeout`; it may or may not
+                have been stored, and adding the same messages again is safe.
         """
         self._check_open("add_messages")
         session_id = validate_session_id(session_id)
         batch = validate_messages(messages)
-        records = dedupe_batch(StoredRecord.of(message) for message in batch)
-        with self._map_errors():
-            await self._append(session_id, records, max_messages=self.max_messages, ttl=self.ttl)
+        encoded = [StoredRecord.of(message, position=i) for i, message in enumerate(batch)]
+        limit = self._record_limit
+        if limit is None:
+            limit = self._record_limit = await self._io("add_messages", self._max_record_bytes)
+        check_sizes(encoded, limit, backend=type(self).__name__)
+        records = dedupe_batch(encoded)
+        await self._io(
+            "add_messages",
+            lambda: self._append(session_id, records, max_messages=self.max_messages, ttl=self.ttl),
+        )
         if self.reducer is not None and self.reduce_on == "write":
             await self._reduce_after_append(session_id, self.reducer)
 
@@ -259,6 +325,8 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
                 raise InvalidArgument(
                     "before", before, "cannot be combined with reducer (a window is newest-first)"
                 )
+            if not could_be_id(before):
+                raise InvalidArgument("before", before, _NOT_IN_SESSION)
             return await self._older(session_id, before, limit)
         if limit == 0:
             return []
@@ -305,8 +373,7 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         """Return how many messages are stored for the session (0 when unknown or expired)."""
         self._check_open("count_messages")
         session_id = validate_session_id(session_id)
-        with self._map_errors():
-            return await self._count(session_id)
+        return await self._io("count_messages", lambda: self._count(session_id))
 
     async def delete_messages(self, session_id: str, message_ids: Iterable[str]) -> int:
         """Delete these messages from the session, atomically; return how many went.
@@ -331,10 +398,14 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         bad = next((i for i in ids if not isinstance(i, str)), None)
         if bad is not None:
             raise InvalidArgument("message_ids", bad, "every message id must be a str")
+        # An id no message can have (a lone surrogate, ...) is stored nowhere: ignored, as
+        # unknown ids are, without asking (or encoding it for) the backend.
+        ids = [i for i in ids if could_be_id(i)]
         if not ids:
             return 0
-        with self._map_errors():
-            outcome = await self._delete(session_id, ids)
+        outcome = await self._io(
+            "delete_messages", lambda: self._delete(session_id, ids), retry=False
+        )
         if outcome.orphan is not None:
             raise InvalidArgument(
                 "message_ids",
@@ -358,8 +429,11 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         session_id = validate_session_id(session_id)
         if not isinstance(message_id, str):
             raise InvalidArgument("message_id", message_id, "must be a message id (str)")
-        with self._map_errors():
-            deleted = await self._truncate_after(session_id, message_id)
+        if not could_be_id(message_id):
+            raise InvalidArgument("message_id", message_id, _NOT_IN_SESSION)
+        deleted = await self._io(
+            "truncate_after", lambda: self._truncate_after(session_id, message_id), retry=False
+        )
         if deleted is None:
             raise InvalidArgument("message_id", message_id, _NOT_IN_SESSION)
         return deleted
@@ -368,8 +442,7 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         """Delete every message of the session. Clearing an unknown session is a no-op."""
         self._check_open("clear")
         session_id = validate_session_id(session_id)
-        with self._map_errors():
-            await self._clear(session_id)
+        await self._io("clear", lambda: self._clear(session_id))
 
     async def list_sessions(
         self,
@@ -408,8 +481,11 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
             raise InvalidArgument("limit", limit, "must be a positive int or None")
-        with self._map_errors():
-            found = await self._list_sessions(prefix or None, after=after, limit=limit)
+        if prefix and not could_be_id(prefix):
+            return []  # no stored id starts with it (a lone surrogate, or over 256 characters)
+        found = await self._io(
+            "list_sessions", lambda: self._list_sessions(prefix or None, after=after, limit=limit)
+        )
         found = sorted(found)
         return found if limit is None else found[:limit]
 
@@ -421,8 +497,7 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         """
         self._check_open("session_info")
         session_id = validate_session_id(session_id)
-        with self._map_errors():
-            return await self._session_info(session_id)
+        return await self._io("session_info", lambda: self._session_info(session_id))
 
     async def prune(self, older_than: timedelta, *, dry_run: bool = False) -> int:
         """Delete the sessions not updated within `older_than`; return how many.
@@ -432,29 +507,35 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         session written to during the sweep is kept. With `dry_run=True` nothing is deleted
         and the count says how many would be.
 
+        The whole sweep is one round of work for `timeout`: for a large store, run it through
+        a provider built with a longer `timeout` (or None). Batches done before a
+        `BackendTimeout` stay done, so calling `prune` again goes on where it stopped.
+
         Raises:
             InvalidArgument: `older_than` is not a positive timedelta.
+            BackendTimeout: The sweep did not finish within `timeout`.
             ProviderClosed: The provider was closed.
         """
         self._check_open("prune")
         if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
             raise InvalidArgument("older_than", older_than, "must be a positive timedelta")
-        with self._map_errors():
-            return await self._prune(older_than, dry_run=bool(dry_run))
+        return await self._io(
+            "prune", lambda: self._prune(older_than, dry_run=bool(dry_run)), retry=False
+        )
 
     async def purge_expired(self) -> int:
         """Reclaim the storage of sessions whose `ttl` ran out; return how many went.
 
         Expired sessions already read as empty and are never listed; this deletes what is
         left of them, in batches of `BATCH_SIZE`. Backends whose storage expires by itself
-        have less (or nothing) to do.
+        have less (or nothing) to do. Like `prune`, the whole sweep is held to `timeout`.
 
         Raises:
+            BackendTimeout: The sweep did not finish within `timeout`.
             ProviderClosed: The provider was closed.
         """
         self._check_open("purge_expired")
-        with self._map_errors():
-            return await self._purge_expired()
+        return await self._io("purge_expired", self._purge_expired, retry=False)
 
     async def aclose(self) -> None:
         """Release connections this provider opened. Idempotent; a client or engine passed in
@@ -463,8 +544,7 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         if self._closed:
             return
         self._closed = True
-        with self._map_errors():
-            await self._aclose()
+        await self._io("aclose", self._aclose, retry=False)
 
     @property
     def closed(self) -> bool:
@@ -480,16 +560,23 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
     async def _older(self, session_id: str, before: str, limit: int | None) -> list[ChatMessage]:
         """The `limit` messages just older than `before` (every older one for None)."""
         if limit == 0:
-            with self._map_errors():
-                if await self._read_page(session_id, after=None, before=before, limit=1) is None:
-                    raise InvalidArgument("before", before, _NOT_IN_SESSION)
+            found = await self._io(
+                "list_messages",
+                lambda: self._read_page(session_id, after=None, before=before, limit=1),
+            )
+            if found is None:
+                raise InvalidArgument("before", before, _NOT_IN_SESSION)
             return []
         pages: list[list[ChatMessage]] = []
         cursor, wanted = before, limit
         while True:
             size = _MAX_PAGE if wanted is None else min(wanted, _MAX_PAGE)
-            with self._map_errors():
-                rows = await self._read_page(session_id, after=None, before=cursor, limit=size)
+            rows = await self._io(
+                "list_messages",
+                functools.partial(
+                    self._read_page, session_id, after=None, before=cursor, limit=size
+                ),
+            )
             if rows is None:
                 if cursor == before:
                     raise InvalidArgument("before", before, _NOT_IN_SESSION)
@@ -507,21 +594,9 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         cursors: list[str] = []
         while True:
             self._check_open("iter_messages")
-            rows: list[PageRow] | None = None
-            with self._map_errors():
-                if not cursors:
-                    rows = await self._read_page(
-                        session_id, after=None, before=None, limit=page_size
-                    )
-                else:
-                    # The last message read may have been deleted meanwhile; go on from the
-                    # newest one of the page still stored.
-                    for cursor in reversed(cursors):
-                        rows = await self._read_page(
-                            session_id, after=cursor, before=None, limit=page_size
-                        )
-                        if rows is not None:
-                            break
+            rows = await self._io(
+                "iter_messages", functools.partial(self._next_page, session_id, cursors, page_size)
+            )
             if rows is None:
                 raise SessionChanged(session_id)
             for message in self._decode_page(session_id, rows, seen):
@@ -530,6 +605,19 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
             if len(rows) < page_size:
                 return
             cursors = [row[0] for row in rows]
+
+    async def _next_page(
+        self, session_id: str, cursors: Sequence[str], page_size: int
+    ) -> list[PageRow] | None:
+        """The first page, or the page after the newest of `cursors` still stored (the last
+        message read may have been deleted meanwhile); None when none of them is."""
+        if not cursors:
+            return await self._read_page(session_id, after=None, before=None, limit=page_size)
+        for cursor in reversed(cursors):
+            rows = await self._read_page(session_id, after=cursor, before=None, limit=page_size)
+            if rows is not None:
+                return rows
+        return None
 
     def _decode_page(
         self, session_id: str, rows: Sequence[PageRow], first_position: int | None
@@ -551,11 +639,13 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
                 logger.warning("skipping %s", error)
         return out
 
-    async def _decoded(self, session_id: str, limit: int | None) -> list[ChatMessage]:
-        return (await self._read_decoded(session_id, limit))[1]
+    async def _decoded(
+        self, session_id: str, limit: int | None, operation: str = "list_messages"
+    ) -> list[ChatMessage]:
+        return (await self._read_decoded(session_id, limit, operation))[1]
 
     async def _read_decoded(
-        self, session_id: str, limit: int | None
+        self, session_id: str, limit: int | None, operation: str = "list_messages"
     ) -> tuple[int, list[ChatMessage]]:
         """Read and decode the whole session, or its newest `limit` entries.
 
@@ -564,16 +654,14 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         where it starts, so only when it holds a corrupt entry is the session counted (the
         start is `count - len(rows)`; a writer appending between read and count shifts it).
         """
-        with self._map_errors():
-            rows = await self._read(session_id, limit)
+        rows = await self._io(operation, lambda: self._read(session_id, limit))
         if limit is None or len(rows) < limit:
             return len(rows), decode_many(rows, session_id=session_id, on_corrupt=self.on_corrupt)
         try:
             return len(rows), decode_many(rows, session_id=session_id, on_corrupt="raise")
         except CorruptRecord as exc:
             corrupt = exc
-        with self._map_errors():
-            first = max(0, await self._count(session_id) - len(rows))
+        first = max(0, await self._io(operation, lambda: self._count(session_id)) - len(rows))
         if self.on_corrupt == "raise":
             position = first + (corrupt.position or 0)
             raise CorruptRecord(session_id, position, corrupt.reason) from None
@@ -583,8 +671,7 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
 
     async def _decoded_system(self, session_id: str) -> list[ChatMessage]:
         """Decode the session's system messages; a corrupt one is named by its session position."""
-        with self._map_errors():
-            rows = await self._read_system(session_id)
+        rows = await self._io("list_messages", lambda: self._read_system(session_id))
         try:
             return decode_many(rows, session_id=session_id, on_corrupt="raise")
         except CorruptRecord:
@@ -642,27 +729,42 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         left as it was), True otherwise.
         """
         for _ in range(_REDUCE_ATTEMPTS):
-            stored = await self._decoded(session_id, None)
+            stored = await self._decoded(session_id, None, "add_messages")
             reduced = await reducer.reduce(stored)
             kept = {message.id for message in reduced}
             stored_ids = [message.id for message in stored]
             if [i for i in stored_ids if i in kept] == [m.id for m in reduced]:
                 dropped = [i for i in stored_ids if i not in kept]
                 if dropped:
-                    with self._map_errors():
-                        await self._remove(session_id, dropped)
+                    remove = functools.partial(self._remove, session_id, dropped)
+                    await self._io("add_messages", remove)
                 return True
             records = [StoredRecord.of(message) for message in reduced]
             expected = stored_ids[-1] if stored_ids else None
-            with self._map_errors():
-                if await self._replace(session_id, records, expected_last_id=expected):
-                    return True
+            replace = functools.partial(
+                self._replace, session_id, records, expected_last_id=expected
+            )
+            if await self._io("add_messages", replace):
+                return True
         return False
 
-    @contextlib.contextmanager
-    def _map_errors(self) -> Iterator[None]:
+    def _io(
+        self, operation: str, call: Callable[[], Awaitable[_T]], *, retry: bool = True
+    ) -> Awaitable[_T]:
+        """Run one round of storage work for the public call `operation`: translate its
+        errors, hold it to `timeout`, and (with `retry`) retry its transient failures."""
+        policy = self._policy
+        if policy is None:
+            return self._mapped(call)
+        return policy.run(operation, self._map_errors, call, retry=retry, url=self._url)
+
+    async def _mapped(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        with self._map_errors():
+            return await call()
+
+    def _map_errors(self) -> contextlib.AbstractContextManager[None]:
         """Translate driver exceptions into memweave errors; backends override this."""
-        yield
+        return contextlib.nullcontext()
 
     # -- backend primitives -------------------------------------------------------------------
 
@@ -741,6 +843,15 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         """Delete (or with `dry_run` only count) the live sessions whose `updated_at` is older
         than `older_than` before now on the store's clock, `BATCH_SIZE` per step; return how
         many. A session whose time was not recorded counts as updated when first seen here."""
+
+    async def _max_record_bytes(self) -> int:
+        """The most bytes one message's stored form may take on this store.
+
+        Asked once per provider, on its first `add_messages` (a backend whose limit is a
+        server setting reads it then); a bigger message raises `MessageTooLarge` before
+        anything is sent. This default states no limit.
+        """
+        return UNLIMITED
 
     async def _purge_expired(self) -> int:
         """Delete what is left of expired sessions, `BATCH_SIZE` per step; return how many.

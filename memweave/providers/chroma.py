@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,19 +23,27 @@ from memweave._loops import PerLoop
 from memweave._urls import mask_url
 from memweave.embeddings import ChromaDefaultEmbeddings, EmbeddingFunction
 from memweave.errors import (
-    BackendUnavailable,
+    BackendTimeout,
     ConfigurationError,
     CorruptRecord,
     InvalidArgument,
-    MemweaveError,
     MissingDependency,
 )
 from memweave.messages import ChatMessage
 from memweave.providers import _chroma_sessions as _sessions
-from memweave.providers._chroma_client import EmbeddedChroma, parse_chroma_url
+from memweave.providers._chroma_client import (
+    EmbeddedChroma,
+    limit_requests,
+    map_chroma_errors,
+    parse_chroma_url,
+)
 from memweave.providers._chroma_history_ops import HistoryOps, text_of
+from memweave.providers._limits import chroma_limit
+from memweave.providers._resilience import resolve_options
 from memweave.providers.base import (
     BATCH_SIZE,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
     ChatHistoryProvider,
     DeleteOutcome,
     PageRow,
@@ -135,10 +144,23 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
     Embedded Chroma (`chroma:///path`, the default) serves one process; use a Chroma server
     (`chroma+http://host:port`) to share histories between processes.
 
+    One message's stored JSON may take up to 499,995,904 bytes embedded (Chroma's log keeps
+    it JSON-escaped, up to twice as long, in one SQLite value of at most 10^9 bytes) and
+    20,840,448 bytes on a server (half its default 40 MiB request limit, for the same
+    escaping, less room for the vector); a bigger message raises `MessageTooLarge` before
+    anything is sent. A client passed in counts as a server's unless it is embedded.
+
     Event loops: the provider works in any event loop (consecutive `asyncio.run` calls, a test
     framework's loop per test, threads each running a loop), also with a `client` passed in:
     Chroma's client is blocking and runs on the provider's own worker thread, whichever loop
     calls, and what waits in a loop (group commit, the opening lock) is kept per loop.
+
+    Timeouts and retries (see `ChatHistoryProvider`): `timeout` bounds each call to Chroma
+    (an append makes a few, one after the other), not the embedding of new messages, which
+    takes as long as the embedder needs (a local model may spend seconds on a large batch);
+    the requests of a Chroma server's client built here get the same timeout. A call cut off
+    goes on in the worker thread, and the provider's later calls queue behind it. Appends
+    and reads that fail transiently (an unreachable or overloaded server) are retried.
 
     Args:
         url: `chroma:///path/to/folder` (embedded) or `chroma+http://host:port` /
@@ -168,8 +190,6 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         ```
     """
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({"durable"})
-
     def __init__(
         self,
         url: str | None = None,
@@ -182,13 +202,18 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         on_corrupt: OnCorrupt = "raise",
         reducer: ChatReducer | None = None,
         reduce_on: ReduceOn = "read",
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
+        url, timeout, retries = resolve_options(url, timeout, retries)
         super().__init__(
             max_messages=max_messages,
             ttl=ttl,
             on_corrupt=on_corrupt,
             reducer=reducer,
             reduce_on=reduce_on,
+            timeout=timeout,
+            retries=retries,
         )
         try:
             import chromadb
@@ -219,6 +244,7 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
                     made: Any = chromadb.HttpClient(
                         host=host, port=port, ssl=ssl, tenant=tenant, database=database
                     )
+                    limit_requests(made, self.timeout)
                     return made, made.close
 
             self._make_client = make
@@ -259,7 +285,7 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
     async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
         collection = await self._ready()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, function, collection, *args)
+        return await self._bounded(loop.run_in_executor(self._worker, function, collection, *args))
 
     async def _ready(self) -> Any:
         if self._collection is None:
@@ -267,10 +293,21 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
                 if self._collection is None:
                     embedder = self.embedder
                     loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(
-                        self._worker, self._open, embedder.name, embedder.dimensions
+                    name, dimensions = embedder.name, embedder.dimensions
+                    await self._bounded(
+                        loop.run_in_executor(self._worker, self._open, name, dimensions)
                     )
         return self._collection
+
+    async def _bounded(self, call: Awaitable[_T]) -> _T:
+        """Wait for a worker call at most `timeout` seconds (it goes on in the worker)."""
+        if self.timeout is None:
+            return await call
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await call
+        except TimeoutError:
+            raise BackendTimeout("a Chroma call", self.timeout, url=self._url) from None
 
     def _open(self, embedder: str, dimensions: int) -> None:
         # On the worker: a loop that waited for another loop's open finds it done here.
@@ -335,22 +372,9 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         collection.modify(metadata={**(collection.metadata or {}), _META_LAYOUT: _LAYOUT})
         self._legacy = False
 
-    @contextlib.contextmanager
-    def _map_errors(self) -> Iterator[None]:
-        import chromadb.errors
-        import httpx
-
-        try:
-            yield
-        except MemweaveError:
-            raise
-        except (chromadb.errors.ChromaError, httpx.HTTPError, OSError) as exc:
-            raise BackendUnavailable(f"{type(exc).__name__}: {exc}", url=self._url) from exc
-        except ValueError as exc:
-            # chromadb's HTTP client reports an unreachable server as a ValueError.
-            if "connect" in str(exc).lower():
-                raise BackendUnavailable(str(exc), url=self._url) from exc
-            raise
+    def _map_errors(self) -> contextlib.AbstractContextManager[None]:
+        """Translate Chroma's and httpx's errors, marking those a retry may cure."""
+        return map_chroma_errors(self._url, timeout=self.timeout)
 
     def _vectors(self, vectors: Sequence[Sequence[float]]) -> list[list[float]]:
         out: list[list[float]] = []
@@ -477,6 +501,10 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         await loop.run_in_executor(self._worker, self._release_client)
         await loop.run_in_executor(None, self._worker.shutdown)
 
+    async def _max_record_bytes(self) -> int:
+        await self._ready()
+        return chroma_limit(self._client)
+
     # -- Chroma-only API ----------------------------------------------------------------------
 
     async def search(self, session_id: str, query: str, k: int = 5) -> list[MessageHit]:
@@ -497,8 +525,9 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         if not query.strip():
             return []
         [vector] = self._vectors(await self.embedder.embed([query]))
-        with self._map_errors():
-            found = await self._run(self._ops.search, session_id, vector, k)
+        found = await self._io(
+            "search", functools.partial(self._run, self._ops.search, session_id, vector, k)
+        )
         hits: list[MessageHit] = []
         for position, (document, distance) in enumerate(found):
             try:

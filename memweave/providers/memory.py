@@ -8,10 +8,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
 
 from memweave._codec import OnCorrupt
+from memweave.providers._limits import MEMORY_LIMIT
 from memweave.providers.base import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
     ChatHistoryProvider,
     DeleteOutcome,
     PageRow,
@@ -87,10 +89,13 @@ class InMemoryChatHistoryProvider(ChatHistoryProvider):
 
     Messages are kept in their encoded form, so mutating a message's `metadata` or content
     list after `add_messages` never changes the stored history. Fast enough to be the default
-    in tests and short-lived agents.
+    in tests and short-lived agents. One message's stored form may take up to 64 MiB (a
+    guard chosen here, not a limit of Python); a larger one raises `MessageTooLarge`.
 
     Works in any event loop, and in several at once (consecutive `asyncio.run` calls, threads
     each running a loop): it holds no connections, and one thread lock guards its sessions.
+    With no I/O to wait for or to fail, `timeout` and `retries` are checked and kept (so a
+    URL or configuration written for any backend works here) but never come into play.
 
     Example:
         ```python
@@ -99,7 +104,7 @@ class InMemoryChatHistoryProvider(ChatHistoryProvider):
         ```
     """
 
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+    _timeout_scope = "none"
 
     def __init__(
         self,
@@ -109,6 +114,8 @@ class InMemoryChatHistoryProvider(ChatHistoryProvider):
         on_corrupt: OnCorrupt = "raise",
         reducer: ChatReducer | None = None,
         reduce_on: ReduceOn = "read",
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         super().__init__(
             max_messages=max_messages,
@@ -116,6 +123,8 @@ class InMemoryChatHistoryProvider(ChatHistoryProvider):
             on_corrupt=on_corrupt,
             reducer=reducer,
             reduce_on=reduce_on,
+            timeout=timeout,
+            retries=retries,
         )
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
@@ -276,6 +285,9 @@ class InMemoryChatHistoryProvider(ChatHistoryProvider):
             for session_id in list(self._sessions):
                 self._live(session_id)
             return before - len(self._sessions)
+
+    async def _max_record_bytes(self) -> int:
+        return MEMORY_LIMIT
 
     async def _remove(self, session_id: str, message_ids: Sequence[str]) -> None:
         with self._lock:

@@ -7,21 +7,16 @@ import contextlib
 import hashlib
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 from memweave._codec import OnCorrupt
-from memweave._loops import PerLoop, is_loop_error
-from memweave._urls import mask_url
-from memweave.errors import (
-    BackendUnavailable,
-    ConfigurationError,
-    EventLoopMismatch,
-    MissingDependency,
-)
+from memweave.errors import ConfigurationError, MissingDependency
 from memweave.providers.base import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
     ChatHistoryProvider,
     DeleteOutcome,
     PageRow,
@@ -33,26 +28,30 @@ from memweave.reducers.base import ChatReducer
 
 try:
     from redis.asyncio import Redis, RedisCluster
-    from redis.exceptions import RedisClusterException, RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised in a test that hides redis
     raise MissingDependency("redis", "redis") from exc
 
 from memweave.providers import _redis_scripts as scripts
+from memweave.providers._limits import redis_limit
+from memweave.providers._redis_client import DEFAULT_URL as DEFAULT_URL
+from memweave.providers._redis_client import (
+    client_from_url,
+    describe,
+    loop_clients,
+    map_redis_errors,
+    socket_timeout,
+)
 from memweave.providers._redis_index import SessionIndex, SessionKeys
 from memweave.providers._redis_index import text as _text
+from memweave.providers._resilience import resolve_options
 
-__all__ = ["RedisChatHistoryProvider", "loop_clients"]
-
-DEFAULT_URL = "redis://localhost:6379/0"
-
-T = TypeVar("T")
+__all__ = ["RedisChatHistoryProvider", "client_from_url", "loop_clients"]
 
 _KEY_CACHE_SIZE = 4096  # key names of recently used sessions, kept pre-encoded
 _CACHE_SIZE = 4096  # entries of the listed-sessions and page-position caches
 _SCAN_EVERY = 16  # sessions created between two opportunistic purge steps
 _SCAN = 64  # expired index members such a step looks at
 
-_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 _BAD_PREFIX = re.compile(r"[{}\x00-\x20\x7f]")
 
 
@@ -109,6 +108,19 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
     `aclose()` closes those of loops still running. A `client` you pass in serves the loop
     that first used the provider; a call from another loop raises `EventLoopMismatch`.
 
+    One message's stored JSON may take up to the server's `proto-max-bulk-len` (read with
+    `CONFIG GET` on the first `add_messages`; 512 MiB, the default, where `CONFIG` is not
+    allowed); a bigger message raises `MessageTooLarge` before anything is sent.
+
+    Timeouts and retries (see `ChatHistoryProvider`): a client built from a URL has socket
+    connect and read timeouts of `timeout`, and each round of work is also held to it with
+    `asyncio.timeout` (whatever the redis-py version; redis-py drops a connection whose
+    command was cancelled). Its single-server client retries nothing by itself, so only the
+    idempotent calls are retried, by the provider; a cluster client also follows `MOVED`
+    and `ASK` and refreshes its slot map itself. A pooled connection the server closed is
+    replaced when it is next taken from the pool. A `client` you pass in keeps its own
+    timeouts and retry settings.
+
     Args:
         url: `redis://`, `rediss://` or `unix://` for one server; `redis+cluster://host:port`
             or `rediss+cluster://...` for a Redis Cluster (any node as the entry point).
@@ -122,6 +134,10 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         on_corrupt: `"raise"` or `"skip"` a stored entry that cannot be decoded.
         reducer: Optional reducer applied on read or write (see `reduce_on`).
         reduce_on: `"read"` for a reduced view, `"write"` to store the reduced history.
+        timeout: Seconds each round of storage work may take, retries included (default 10;
+            None: no limit); also `?timeout=` in the URL.
+        retries: Retries of a transiently failed idempotent call (default 3; 0: none); also
+            `?retries=` in the URL.
 
     Example:
         ```python
@@ -130,8 +146,6 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
             await history.add_messages("s1", [ChatMessage.user("hi")])
         ```
     """
-
-    capabilities: ClassVar[frozenset[str]] = frozenset({"durable", "multi_process"})
 
     def __init__(
         self,
@@ -144,13 +158,18 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         on_corrupt: OnCorrupt = "raise",
         reducer: ChatReducer | None = None,
         reduce_on: ReduceOn = "read",
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
+        url, timeout, retries = resolve_options(url, timeout, retries)
         super().__init__(
             max_messages=max_messages,
             ttl=ttl,
             on_corrupt=on_corrupt,
             reducer=reducer,
             reduce_on=reduce_on,
+            timeout=timeout,
+            retries=retries,
         )
         if not isinstance(prefix, str) or not prefix or _BAD_PREFIX.search(prefix):
             raise ConfigurationError(
@@ -159,12 +178,18 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
             )
         self.prefix = prefix
         self._links, first = loop_clients(
-            url, client, owner=type(self).__name__, link=self._link, client_of=_client_of
+            url,
+            client,
+            owner=type(self).__name__,
+            link=self._link,
+            client_of=_client_of,
+            timeout=self.timeout,
         )
         if client is not None:
-            self._url = _describe(first)
+            self._url = describe(first)
         else:
             self._url = url if url is not None else DEFAULT_URL
+        self._socket_timeout = self.timeout if client is None else socket_timeout(first)
         self._cluster = isinstance(first, RedisCluster)
         # The index's key layout (shards, legacy keys), the same on every loop's client.
         self._layout = SessionIndex(
@@ -357,6 +382,10 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
     async def _aclose(self) -> None:
         await self._links.aclose()
 
+    async def _max_record_bytes(self) -> int:
+        link = await self._ready()
+        return await redis_limit(link.client)
+
     @property
     def _client(self) -> Redis | RedisCluster:
         """The running event loop's client."""
@@ -385,24 +414,15 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
                 await link.client.initialize()
             link.cold = False
 
-    @contextlib.contextmanager
-    def _map_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except ResponseError as exc:
-            if str(exc).startswith("WRONGTYPE"):
-                raise ConfigurationError(
-                    f"a key under prefix {self.prefix!r} at {mask_url(self._url)} holds data "
-                    f"memweave did not write ({exc}); use another prefix"
-                ) from exc
-            raise BackendUnavailable(f"{type(exc).__name__}: {exc}", url=self._url) from exc
-        except (RedisError, RedisClusterException) as exc:
-            raise BackendUnavailable(f"{type(exc).__name__}: {exc}", url=self._url) from exc
-        except RuntimeError as exc:
-            if is_loop_error(exc):
-                # A client passed in after the caller used it in another loop.
-                raise EventLoopMismatch(type(self).__name__, "the client passed in") from exc
-            raise
+    def _map_errors(self) -> contextlib.AbstractContextManager[None]:
+        """Translate redis-py errors, marking those a retry may cure."""
+        return map_redis_errors(
+            self._url,
+            timeout=self._socket_timeout,
+            prefix=self.prefix,
+            owner=type(self).__name__,
+            bound_to="the client passed in",
+        )
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
@@ -416,46 +436,6 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
 
 def _client_of(link: _Link) -> Redis | RedisCluster:
     return link.client
-
-
-def loop_clients(
-    url: str | None,
-    client: Redis | RedisCluster | None,
-    *,
-    owner: str,
-    link: Callable[[Redis | RedisCluster], T],
-    client_of: Callable[[T], Redis | RedisCluster],
-) -> tuple[PerLoop[T], Redis | RedisCluster]:
-    """The clients of a Redis store, per event loop (see `memweave._loops.PerLoop`), and the
-    first one (built now, so a bad URL fails at once).
-
-    From a URL, each loop gets a client of its own, closed on that loop when it shuts down. A
-    client passed in serves the loop that first used it. `link` wraps a client in what the
-    store keeps per loop; `client_of` finds the client in it again.
-
-    Raises:
-        ConfigurationError: Both or a bad `client`, or a bad URL.
-    """
-    if client is not None and url is not None:
-        raise ConfigurationError("pass either url or client, not both")
-    if client is None:
-        source = url if url is not None else DEFAULT_URL
-        first = client_from_url(source)
-        spare = [first]
-
-        def make() -> T:
-            return link(spare.pop() if spare else client_from_url(source))
-
-        async def close(value: T) -> None:
-            await client_of(value).aclose()
-
-        return PerLoop(make, close=close), first
-    if not isinstance(client, Redis | RedisCluster):
-        raise ConfigurationError(
-            f"client must be a redis.asyncio Redis or RedisCluster, got {client!r}"
-        )
-    given = client
-    return PerLoop(lambda: link(given), bound=(owner, "the client passed in")), client
 
 
 def _tombstone() -> str:
@@ -477,35 +457,3 @@ def _milliseconds(ttl: timedelta | None) -> int:
     if ttl is None:
         return 0
     return max(1, ttl // timedelta(milliseconds=1))
-
-
-def client_from_url(url: str) -> Redis | RedisCluster:
-    """A redis-py async client for `url`: `redis://`, `rediss://`, `unix://`, or a cluster
-    through any node with `redis+cluster://` / `rediss+cluster://`.
-
-    Raises:
-        ConfigurationError: `url` is not a Redis URL redis-py accepts (password masked).
-    """
-    if not isinstance(url, str):
-        raise ConfigurationError(f"url must be a str, got {url!r}")
-    scheme, _, rest = url.partition("://")
-    try:
-        if scheme.lower() in _CLUSTER_SCHEMES:
-            return RedisCluster.from_url(f"{_CLUSTER_SCHEMES[scheme.lower()]}://{rest}")
-        client: Redis = Redis.from_url(url)
-    except (ValueError, TypeError, RedisError, RedisClusterException) as exc:
-        raise ConfigurationError(f"invalid Redis URL {mask_url(url)!r}: {exc}") from exc
-    return client
-
-
-def _describe(client: Redis | RedisCluster) -> str:
-    """A password-free URL naming where `client` connects, for error messages."""
-    if isinstance(client, RedisCluster):
-        nodes = client.get_nodes() or client.nodes_manager.startup_nodes.values()
-        node = next(iter(nodes), None)
-        return f"redis+cluster://{node.host}:{node.port}" if node else "redis+cluster://"
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
-    host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)
-    return f"redis://{host}:{port}/{kwargs.get('db', 0)}"

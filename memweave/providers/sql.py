@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
-import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_incrementing,
+    wait_random_exponential,
+)
 
 from memweave._codec import OnCorrupt
-from memweave._loops import is_loop_error
-from memweave.errors import (
-    BackendUnavailable,
-    ConfigurationError,
-    EventLoopMismatch,
-    InvalidSessionId,
-    MemweaveError,
-    SchemaMismatch,
+from memweave.errors import ConfigurationError, InvalidSessionId, SchemaMismatch
+from memweave.providers._limits import UNLIMITED
+from memweave.providers._resilience import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    resolve_options,
+    retry_after,
 )
-from memweave.providers._sql_engine import DEFAULT_URL, Engines
+from memweave.providers._sql_engine import DEFAULT_URL, Engines, check_server, statement_limit
+from memweave.providers._sql_errors import is_conflict, is_denied, is_lost, map_sql_errors
 from memweave.providers._sql_schema import (
     SCHEMA_VERSION,
     SchemaState,
@@ -73,6 +79,10 @@ metadata = build_metadata()
 T = TypeVar("T")
 
 _ATTEMPTS = 5
+"""Tries of a transaction the database aborted to break a deadlock (and of schema setup
+racing other processes' DDL)."""
+_RERUN_WAIT = wait_random_exponential(multiplier=0.01, max=0.5)
+_SETUP_WAIT = wait_incrementing(start=0.05, increment=0.05)
 _IDS_PER_STATEMENT = 1000
 _RANGES_PER_STATEMENT = 100
 """Characters no stored id holds (see `validate_session_id` and message ids)."""
@@ -100,9 +110,21 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
     `purge_expired()`. Reads never write, so a role with SELECT only can list, read and page
     once the tables are at the current schema version.
 
-    An engine built from a URL gets SQLite's WAL journal, `synchronous=NORMAL` and a 30 s busy
-    timeout (so several processes can share one file), and READ COMMITTED on MariaDB/MySQL.
-    An engine you pass in is used as it is and never closed here.
+    An engine built from a URL gets SQLite's WAL journal, `synchronous=NORMAL` and a busy
+    timeout of `timeout` (so several processes can share one file; 30 s with no limit), and
+    READ COMMITTED on MariaDB/MySQL. Its drivers' own limits follow `timeout` too: asyncpg's
+    connect and command timeouts (a `command_timeout` in the URL wins), aiomysql's connect
+    timeout and the pool's wait for a connection. An engine you pass in is used as it is and
+    never closed here; `timeout` and `retries` still apply to the calls.
+
+    Timeouts and retries (see `ChatHistoryProvider`): a call cut off by `timeout` is
+    cancelled in the driver, whose connection is then discarded, never returned to the pool
+    mid-statement. A transaction the database certainly did not apply is run again whatever
+    the call: one aborted to break a deadlock or serialization conflict (up to 5 tries), and
+    one whose connection turned out dead before the commit was sent, typically a pooled
+    connection the server closed while idle (once, on a new connection; not with
+    `retries=0`). So the first call after the server dropped idle connections succeeds,
+    without the round trip a ping before every call (`pool_pre_ping`) would cost.
 
     Event loops: built from a URL, the provider works in any event loop (consecutive
     `asyncio.run` calls, a test framework's loop per test, threads each running a loop): each
@@ -114,6 +136,14 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
     Ids compare exactly on every database (see `ExactString`), which needs MariaDB 10.2+ or
     MySQL 8.0.17+. Tables of schema version 1 (before session times) are upgraded in place
     by the first provider that opens them with `create_tables=True`.
+
+    MariaDB/MySQL always talks utf8mb4 (a URL asking for another `charset` raises
+    `ConfigurationError`, since `utf8` or `latin1` would turn `😀` into `?`). One message's
+    stored JSON may take up to the connection's `SQLITE_LIMIT_LENGTH` less 8 KiB on SQLite
+    (999,991,808 bytes by default), 1 GiB less 8 KiB on PostgreSQL, and on MariaDB/MySQL
+    half of the server's `max_allowed_packet` less 8 KiB (8,384,512 bytes at the default 16
+    MiB), because aiomysql sends binary data as hex inside the statement; a bigger message
+    raises `MessageTooLarge` before anything is sent.
 
     Args:
         url: A SQLAlchemy URL: `sqlite+aiosqlite:///chat.db`, `postgresql+asyncpg://...`,
@@ -129,6 +159,10 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         on_corrupt: `"raise"` or `"skip"` a stored entry that cannot be decoded.
         reducer: Optional reducer applied on read or write (see `reduce_on`).
         reduce_on: `"read"` for a reduced view, `"write"` to store the reduced history.
+        timeout: Seconds each round of storage work may take, retries included (default 10;
+            None: no limit); also `?timeout=` in the URL.
+        retries: Retries of a transiently failed idempotent call (default 3; 0: none); also
+            `?retries=` in the URL.
 
     Raises:
         ConfigurationError: A bad URL, option or combination of options.
@@ -140,8 +174,6 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             await history.add_messages("s1", [ChatMessage.user("hi")])
         ```
     """
-
-    capabilities: ClassVar[frozenset[str]] = frozenset({"durable", "multi_process"})
 
     def __init__(
         self,
@@ -155,22 +187,28 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         on_corrupt: OnCorrupt = "raise",
         reducer: ChatReducer | None = None,
         reduce_on: ReduceOn = "read",
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
+        url, timeout, retries = resolve_options(url, timeout, retries)
         super().__init__(
             max_messages=max_messages,
             ttl=ttl,
             on_corrupt=on_corrupt,
             reducer=reducer,
             reduce_on=reduce_on,
+            timeout=timeout,
+            retries=retries,
         )
         self._tables = tables_for(table_prefix)
         self.table_prefix = table_prefix
         self.metadata = self._tables.metadata
         """The `MetaData` of this provider's tables (see `build_metadata`)."""
         # Per event loop: the engine and the locks queueing SQLite's writers.
-        self._engines = Engines(url, engine, owner=type(self).__name__)
+        self._engines = Engines(url, engine, owner=type(self).__name__, timeout=self.timeout)
         self._create_tables = bool(create_tables)
         self._url = self._engines.url
+        self._statement_limit = statement_limit(url if engine is None else None, self.timeout)
         # Our own SQLite connections open a write transaction with BEGIN IMMEDIATE by
         # themselves before the first write (see `_sqlite_pragmas`); others need it sent.
         self._sqlite = self._engines.sqlite
@@ -477,6 +515,13 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
     async def _aclose(self) -> None:
         await self._engines.aclose()
 
+    _server_limit: int = UNLIMITED
+    """The database's limit on one entry (see `memweave.providers._limits`), read on setup."""
+
+    async def _max_record_bytes(self) -> int:
+        await self._ready()
+        return self._server_limit
+
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _ready(self) -> Statements:
@@ -490,23 +535,25 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         """Check the tables without writing; create or upgrade them only when they need it
         (and `create_tables` allows), so a read-only role can use current tables."""
         tables = self._tables
-        attempt = 1
-        while True:
-            try:
-                link = self._engines.get()
-                async with link.read_lock, link.engine.connect() as conn:
-                    # SQLite and MariaDB also look for their system-message index, which
-                    # older tables lack.
-                    full = self._create_tables and conn.dialect.name != "postgresql"
-                    state = await conn.run_sync(read_schema_state, tables, full=full)
-                    st = build_statements(tables, conn.dialect)
-                break
-            except exc.DBAPIError as error:
-                # MariaDB refuses to inspect a table while another session runs DDL on it.
-                if attempt == _ATTEMPTS or not _is_transient(error):
-                    raise
-            await asyncio.sleep(0.05 * attempt)
-            attempt += 1
+
+        async def inspect() -> tuple[SchemaState, Statements]:
+            link = self._engines.get()
+            async with link.read_lock, link.engine.connect() as conn:
+                # SQLite and MariaDB also look for their system-message index, which older
+                # tables lack.
+                full = self._create_tables and conn.dialect.name != "postgresql"
+                state = await conn.run_sync(read_schema_state, tables, full=full)
+                self._server_limit = await conn.run_sync(check_server)
+                return state, build_statements(tables, conn.dialect)
+
+        # MariaDB refuses to inspect a table while another session runs DDL on it.
+        found: tuple[SchemaState, Statements] = await AsyncRetrying(
+            stop=stop_after_attempt(_ATTEMPTS),
+            wait=_SETUP_WAIT,
+            retry=retry_if_exception(is_conflict),
+            reraise=True,
+        )(inspect)
+        state, st = found
         where = f"table {tables.schema.name!r} at {self._url}"
         if state.version is not None and state.version > SCHEMA_VERSION:
             raise SchemaMismatch(state.version, SCHEMA_VERSION, where)
@@ -519,20 +566,25 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         return st
 
     async def _upgrade(self) -> None:
-        attempt = 1
-        while True:
+        connected = False
+
+        async def upgrade() -> None:
+            nonlocal connected
             connected = False
-            try:
-                async with self._transaction(reads_first=True) as conn:
-                    connected = True
-                    await conn.run_sync(upgrade_schema, self._tables)
-                    return
-            except exc.DBAPIError as error:
-                # Another process may be creating or upgrading the same tables; look again.
-                if not connected or attempt == _ATTEMPTS or _is_denied(error):
-                    raise
-            await asyncio.sleep(0.05 * attempt)
-            attempt += 1
+            async with self._transaction(reads_first=True) as conn:
+                connected = True
+                await conn.run_sync(upgrade_schema, self._tables)
+
+        def racing(error: BaseException) -> bool:
+            # Another process may be creating or upgrading the same tables; look again.
+            return connected and isinstance(error, exc.DBAPIError) and not is_denied(error)
+
+        await AsyncRetrying(
+            stop=stop_after_attempt(_ATTEMPTS),
+            wait=_SETUP_WAIT,
+            retry=retry_if_exception(racing),
+            reraise=True,
+        )(upgrade)
 
     def _check_migrated(self, state: SchemaState, where: str) -> None:
         """With `create_tables=False`: accept tables a migration made, or say what to do."""
@@ -576,19 +628,44 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         *,
         reads_first: bool = False,
     ) -> T:
-        """Run `work` in one transaction, retrying it when the database aborted it to break
-        a deadlock or a serialization conflict."""
+        """Run `work` in one transaction, running it again when the database certainly did
+        not apply it: aborted to break a deadlock or a serialization conflict (up to
+        `_ATTEMPTS` tries), or cut off with its connection before the commit was sent (once
+        more, on a new connection, unless `retries=0`)."""
         st = await self._ready()
-        attempt = 1
-        while True:
-            try:
-                async with self._transaction(reads_first=reads_first) as conn:
-                    return await work(conn, st)
-            except exc.DBAPIError as error:
-                if attempt == _ATTEMPTS or not _is_transient(error):
-                    raise
-            await asyncio.sleep(random.uniform(0.0, 0.01 * 2**attempt))
-            attempt += 1
+        committing = False
+
+        async def transact() -> T:
+            nonlocal committing
+            committing = False
+            async with self._transaction(reads_first=reads_first) as conn:
+                result = await work(conn, st)
+                committing = True  # what fails from here on may have been applied
+            return result
+
+        def unapplied(error: BaseException) -> bool:
+            return is_conflict(error) or (not committing and is_lost(error))
+
+        try:
+            return await transact()
+        except (exc.SQLAlchemyError, OSError) as error:
+            if not unapplied(error):
+                raise
+            first = error
+        retrying = AsyncRetrying(
+            stop=self._rerun_stop,
+            wait=_RERUN_WAIT,
+            retry=retry_if_exception(unapplied),
+            reraise=True,
+        )
+        return await retry_after(first, transact, retrying)
+
+    def _rerun_stop(self, state: RetryCallState) -> bool:
+        """Whether `_write` stops after this try: a conflict is rerun up to `_ATTEMPTS`
+        tries, a dead connection once (not with `retries=0`)."""
+        error = state.outcome.exception() if state.outcome is not None else None
+        limit = _ATTEMPTS if is_conflict(error) else min(self.retries, 1) + 1
+        return state.attempt_number >= limit
 
     async def _scalars(self, statement: Any, params: dict[str, Any]) -> list[Any]:
         link = self._engines.get()
@@ -610,62 +687,15 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         count, expired = result.one()
         return int(count), bool(expired)
 
-    @contextlib.contextmanager
-    def _map_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except MemweaveError:
-            raise
-        except exc.DBAPIError as error:
-            reason = _reason(error.orig if error.orig is not None else error)
-            if _is_denied(error):
-                raise ConfigurationError(
-                    f"the database user of {self._url} may not do this (a role that may only "
-                    f"SELECT can list and read, not write): {reason}"
-                ) from error
-            if (
-                isinstance(error, exc.ProgrammingError)
-                or "no such table" in reason
-                or ("no such index" in reason)
-            ):
-                raise ConfigurationError(
-                    f"the tables under prefix {self.table_prefix!r} are missing or differ from "
-                    f"schema version {SCHEMA_VERSION}: {reason}"
-                ) from error
-            raise BackendUnavailable(reason, url=self._url) from error
-        except (exc.SQLAlchemyError, OSError) as error:
-            raise BackendUnavailable(_reason(error), url=self._url) from error
-        except RuntimeError as error:
-            if is_loop_error(error):
-                # An engine passed in after the caller used it in another loop.
-                raise EventLoopMismatch(type(self).__name__, self._engines.bound_to) from error
-            raise
-
-
-def _is_denied(error: exc.DBAPIError) -> bool:
-    """The database refused a statement for lack of a privilege (or a read-only file)."""
-    orig = error.orig
-    if getattr(orig, "sqlstate", None) == "42501":
-        return True
-    args: tuple[object, ...] = getattr(orig, "args", ())
-    if args and args[0] in (1142, 1143, 1044, 1227):  # MySQL/MariaDB access denied
-        return True
-    return "readonly database" in str(orig)
-
-
-def _is_transient(error: exc.DBAPIError) -> bool:
-    """A deadlock, serialization failure or concurrent DDL, after which the whole transaction
-    may be rerun."""
-    orig = error.orig
-    if getattr(orig, "sqlstate", None) in ("40P01", "40001"):
-        return True
-    args: tuple[object, ...] = getattr(orig, "args", ())
-    # MySQL/MariaDB ER_LOCK_DEADLOCK, and ER_WARN_I_S_SKIPPED_TABLE (concurrent DDL)
-    return bool(args) and args[0] in (1213, 1684)
-
-
-def _reason(error: BaseException) -> str:
-    # The driver's own message: SQLAlchemy's also quotes the statement and its parameters,
-    # which may be a megabyte of message text.
-    text = f"{type(error).__name__}: {error}"
-    return text if len(text) <= 500 else text[:497] + "..."
+    def _map_errors(self) -> contextlib.AbstractContextManager[None]:
+        """Translate SQLAlchemy and driver errors, marking those a retry may cure."""
+        return map_sql_errors(
+            self._url,
+            statement_limit=self._statement_limit,
+            bound_to=self._engines.bound_to,
+            owner=type(self).__name__,
+            schema_hint=(
+                f"the tables under prefix {self.table_prefix!r} are missing or differ from "
+                f"schema version {SCHEMA_VERSION}"
+            ),
+        )

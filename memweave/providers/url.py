@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from memweave._urls import mask_url
 from memweave.errors import ConfigurationError
+from memweave.providers._resilience import DEFAULT_RETRIES, DEFAULT_TIMEOUT, resolve_options
 from memweave.providers.base import ChatHistoryProvider
 
 __all__ = ["SUPPORTED_SCHEMES", "backend_options", "from_url"]
@@ -51,9 +52,15 @@ def from_url(url: str, **options: Any) -> ChatHistoryProvider:
     | `redis+cluster://host:7000` | `RedisChatHistoryProvider` on a Redis Cluster |
     | `chroma:///path`, `chroma+http://host:8000` | `ChromaChatHistoryProvider` |
 
+    Every scheme also takes the options `timeout` and `retries` as query parameters
+    (`?timeout=2.5&retries=0`, `?timeout=none` for no limit); they are taken out of the URL
+    before the driver sees it. A value in the URL replaces the option's default; giving one
+    both ways with different values is a `ConfigurationError`.
+
     Example:
         ```python
         history = from_url("sqlite+aiosqlite:///chat.db", max_messages=500)
+        history = from_url("redis://localhost:6379/0?timeout=2.5&retries=0")
         ```
 
     Raises:
@@ -88,7 +95,13 @@ def from_url(url: str, **options: Any) -> ChatHistoryProvider:
             f"(from_url({mask_url(url)!r}, ...)); it takes: {', '.join(accepted)}"
         )
     if scheme == "memory":
-        return backend(**options)
+        # No driver reads this URL, so its `timeout`/`retries` are settled here.
+        _, timeout, retries = resolve_options(
+            url,
+            options.pop("timeout", DEFAULT_TIMEOUT),
+            options.pop("retries", DEFAULT_RETRIES),
+        )
+        return backend(timeout=timeout, retries=retries, **options)
     return backend(url, **options)  # type: ignore[call-arg,arg-type]
 
 

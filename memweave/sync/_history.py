@@ -83,9 +83,14 @@ class ChatHistoryProvider(BlockingCloseable[_base.ChatHistoryProvider]):
         return self._async.reduce_on
 
     @property
-    def capabilities(self) -> frozenset[str]:
-        """The backend's optional capabilities (see `ChatHistoryProvider.capabilities`)."""
-        return self._async.capabilities
+    def timeout(self) -> float | None:
+        """Seconds each round of storage work may take, retries included (None: no limit)."""
+        return self._async.timeout
+
+    @property
+    def retries(self) -> int:
+        """How many times a transiently failed round of an idempotent call is tried again."""
+        return self._async.retries
 
     # -- the history API ----------------------------------------------------------------------
 

@@ -41,3 +41,14 @@ class BackendHarness(Protocol):
     async def expire_now(self, history: ChatHistoryProvider, session_id: str) -> None:
         """Make the session's ttl run out now, as if its time had passed."""
         ...
+
+
+def lower_message_limit(history: ChatHistoryProvider, limit: int) -> None:
+    """Make `history` hold messages of at most `limit` stored bytes, as a smaller server
+    setting (`max_allowed_packet`, `proto-max-bulk-len`) would.
+
+    Every backend's real limit is hundreds of MiB or more (MariaDB's 8 MiB aside), too much to
+    build in a test; the base class asks a backend for its limit once and keeps the answer,
+    and this sets that answer. Backend tests (`tests/providers`) check the real limits.
+    """
+    history._record_limit = limit
