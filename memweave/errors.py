@@ -17,6 +17,7 @@ Every error memweave raises on purpose derives from `MemweaveError`; no driver e
   x ConfigurationError                            memweave was set up wrongly
     + MissingDependency     (also ImportError)    an optional extra is not installed
     + SchemaMismatch                              stored data was written by another schema
+    + ModelUnavailable                            a model's files are missing and were not fetched
   x ModelError                                    a chat or embedding model call failed
     + ModelHTTPError                              the model server answered with an error status
   x SyncCallInEventLoop     (also RuntimeError)   a blocking call was made inside a running loop
@@ -42,6 +43,7 @@ __all__ = [
     "MissingDependency",
     "ModelError",
     "ModelHTTPError",
+    "ModelUnavailable",
     "ProviderClosed",
     "SchemaMismatch",
     "SessionChanged",
@@ -227,7 +229,8 @@ class BackendTimeout(BackendUnavailable, TimeoutError):
         self.operation = operation
         self.timeout = timeout
         super().__init__(
-            f"{operation} did not finish within its timeout of {timeout:g} s", url=url,
+            f"{operation} did not finish within its timeout of {timeout:g} s",
+            url=url,
             transient=True,
         )
 
@@ -267,6 +270,21 @@ class SchemaMismatch(ConfigurationError):
             f"{where} has schema version {found!r}, but this memweave uses {expected!r}; "
             "migrate the data or use a different table prefix"
         )
+
+
+class ModelUnavailable(ConfigurationError):
+    """A local model's files (an embedding model, a tiktoken encoding) are missing or
+    incomplete where memweave looks for them, and were not fetched.
+
+    Attributes:
+        model: The model, e.g. `"all-MiniLM-L6-v2"` or `"tiktoken o200k_base"`.
+        location: The folder the files were looked for in.
+    """
+
+    def __init__(self, model: str, location: str, detail: str):
+        self.model = model
+        self.location = location
+        super().__init__(f"{model} could not be loaded from {location!r}: {detail}")
 
 
 class ModelError(MemweaveError):

@@ -38,7 +38,7 @@ from memweave.errors import MessageTooLarge
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from memweave.providers.base import StoredRecord
+    from memweave.providers._records import StoredRecord
 
 __all__ = [
     "CHROMA_EMBEDDED_LIMIT",

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from memweave.providers._limits import ROW_ROOM
 from memweave.providers._sql_schema import Statements
 
 __all__ = [
@@ -34,14 +35,22 @@ T = TypeVar("T")
 
 _RANGES_PER_STATEMENT = 100
 _NO_END = 2**63 - 1  # above every key: a tool run that reaches the end of the session
+_ROW_COST = ROW_ROOM // 2
+"""What a row adds to a multi-row statement besides its data, in hex-halved bytes."""
 _UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
-async def insert_rows(conn: AsyncConnection, st: Statements, rows: list[dict[str, Any]]) -> int:
-    """Insert the rows whose ids the session lacks; return how many were inserted."""
+async def insert_rows(
+    conn: AsyncConnection, st: Statements, rows: list[dict[str, Any]], *, record_limit: int
+) -> int:
+    """Insert the rows whose ids the session lacks; return how many were inserted.
+
+    `record_limit` is the server's limit on one entry (see `memweave.providers._limits`),
+    which also bounds a multi-row statement (see `statement_chunks`).
+    """
     if st.insert_many is not None and len(rows) > 1:
         inserted = 0
-        for chunk in statement_chunks(rows):
+        for chunk in statement_chunks(rows, record_limit):
             flat = {
                 f"{key}_{i}": value for i, row in enumerate(chunk) for key, value in row.items()
             }
@@ -54,20 +63,36 @@ async def insert_rows(conn: AsyncConnection, st: Statements, rows: list[dict[str
 
 
 _CHUNK_ROWS = 500
-_CHUNK_BYTES = 2 << 20  # hex doubles it on the wire; MariaDB's max_allowed_packet is 16 MiB
+_CHUNK_BYTES = 2 << 20
+"""Data per multi-row statement at most, whatever the server allows (the few MiB on the wire
+a MariaDB server takes at its default 16 MiB `max_allowed_packet`)."""
 
 
-def statement_chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Split a batch into runs of at most `_CHUNK_ROWS` rows and about `_CHUNK_BYTES` of data
-    (a single larger row is a run of its own), each sent as one statement."""
+def statement_chunks(
+    rows: list[dict[str, Any]], record_limit: int
+) -> Iterator[list[dict[str, Any]]]:
+    """Split a batch into runs of at most `_CHUNK_ROWS` rows and `_CHUNK_BYTES` of data, each
+    sent as one statement, that fit where one entry of `record_limit` bytes does.
+
+    A run costs its data plus half of `ROW_ROOM` per row after the first and stays within
+    `record_limit`: on MariaDB/MySQL, where the limit is `(max_allowed_packet - ROW_ROOM)
+    // 2` because data travels hex-encoded, such a run's statement (twice its data and
+    `ROW_ROOM` per row) fits in one packet. A single larger row is a run of its own.
+    """
     chunk: list[dict[str, Any]] = []
-    size = 0
+    data = cost = 0
     for row in rows:
-        if chunk and (len(chunk) == _CHUNK_ROWS or size + len(row["data"]) > _CHUNK_BYTES):
+        size = len(row["data"])
+        if chunk and (
+            len(chunk) == _CHUNK_ROWS
+            or data + size > _CHUNK_BYTES
+            or cost + _ROW_COST + size > record_limit
+        ):
             yield chunk
-            chunk, size = [], 0
+            chunk, data, cost = [], 0, 0
+        cost += size + (_ROW_COST if chunk else 0)
+        data += size
         chunk.append(row)
-        size += len(row["data"])
     if chunk:
         yield chunk
 

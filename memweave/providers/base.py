@@ -8,28 +8,27 @@ transaction, one lock).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
 from memweave._closing import AsyncCloseable
-from memweave._codec import OnCorrupt, decode_many, decode_one, encode
-from memweave.errors import (
-    ConfigurationError,
-    CorruptRecord,
-    InvalidArgument,
-    MemweaveError,
-    ProviderClosed,
-    SessionChanged,
-)
+from memweave._codec import OnCorrupt, decode_many, encode
+from memweave.errors import ConfigurationError, InvalidArgument, ProviderClosed
 from memweave.messages import ChatMessage, could_be_id, validate_messages
+from memweave.providers._base_reads import MAX_PAGE, NOT_IN_SESSION, decoded, iterate, older
+from memweave.providers._base_reduce import reduce_after_append, reduced_view
 from memweave.providers._limits import UNLIMITED, check_sizes
+from memweave.providers._records import (
+    DeleteOutcome,
+    PageRow,
+    SessionInfo,
+    StoredRecord,
+    dedupe_batch,
+    trim_count,
+)
 from memweave.providers._resilience import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -50,6 +49,8 @@ __all__ = [
     "ReduceOn",
     "SessionInfo",
     "StoredRecord",
+    "dedupe_batch",
+    "trim_count",
 ]
 
 ReduceOn = Literal["read", "write"]
@@ -60,86 +61,7 @@ BATCH_SIZE = 500
 """Sessions a backend touches per step of `prune` and `purge_expired` (bounded work per
 statement or script, so a sweep never holds a server busy)."""
 
-_FIRST_PAGE = 64
-_REDUCE_ATTEMPTS = 8
-_MAX_PAGE = 10_000
-
-PageRow = tuple[str, bytes]
-"""One stored entry of a page: its message id and its versioned JSON."""
-
-
-class SessionInfo(BaseModel):
-    """What a backend knows about one live session, without reading its messages."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str
-    """The session id."""
-    message_count: int
-    """How many messages are stored."""
-    created_at: datetime | None
-    """When the session's first stored message was added (UTC); None for a session stored
-    by a memweave that did not record it."""
-    updated_at: datetime | None
-    """When messages were last added to or deleted from the session (UTC); None as for
-    `created_at`."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteOutcome:
-    """What `_delete` did: how many entries went, or which named tool result it refused."""
-
-    deleted: int
-    """Entries deleted (the named ones plus the tool results taken along)."""
-    orphan: str | None = None
-    """A named tool result whose calling message was not named; nothing was deleted then."""
-
-
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    """One encoded message as handed to a backend primitive."""
-
-    id: str
-    """The message id; a backend stores a given id at most once per session."""
-    role: str
-    """The message role, so trimming can tell tool results without decoding."""
-    data: bytes
-    """The versioned JSON of the message (see `memweave._codec`)."""
-
-    @classmethod
-    def of(cls, message: ChatMessage, *, position: int | None = None) -> StoredRecord:
-        """Encode `message`, at `position` in its batch (for errors).
-
-        Raises:
-            InvalidMessage: The message cannot be stored exactly (see `_codec.encode`).
-        """
-        return cls(message.id, message.role, encode(message, position=position))
-
-
-def dedupe_batch(records: Iterable[StoredRecord]) -> list[StoredRecord]:
-    """Keep the first record of each message id in a batch, in order."""
-    seen: set[str] = set()
-    out: list[StoredRecord] = []
-    for record in records:
-        if record.id not in seen:
-            seen.add(record.id)
-            out.append(record)
-    return out
-
-
-def trim_count(roles_oldest_first: Sequence[str], max_messages: int) -> int:
-    """How many entries to drop from the head so at most `max_messages` remain.
-
-    Tool results left at the head after the cut go too, because the assistant message that
-    called them was dropped.
-    """
-    drop = max(0, len(roles_oldest_first) - max_messages)
-    while drop < len(roles_oldest_first) and roles_oldest_first[drop] == "tool":
-        drop += 1
-    return drop
 
 
 class ChatHistoryProvider(AsyncCloseable, ABC):
@@ -162,7 +84,9 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
     Timeouts and retries. Each round of storage work a call makes (one for most calls; one
     per page for `iter_messages`, paged `before=` reads and reducer windows) must finish
     within `timeout` seconds, all its attempts included, or the call raises `BackendTimeout`
-    (a `BackendUnavailable`) naming the call and the limit. A round of `add_messages`, of a
+    (a `BackendUnavailable`) naming the call and the limit. (A backend whose round holds
+    work that is not a server call, such as Chroma's embedding, bounds each of its server
+    calls instead; its docstring says so.) A round of `add_messages`, of a
     read (`list_messages`, `iter_messages`, `count_messages`, `list_sessions`,
     `session_info`) or of `clear` that fails for a transient reason (a dropped or refused
     connection, a failover, a server still loading, a deadlock) is tried again up to
@@ -279,7 +203,7 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
             lambda: self._append(session_id, records, max_messages=self.max_messages, ttl=self.ttl),
         )
         if self.reducer is not None and self.reduce_on == "write":
-            await self._reduce_after_append(session_id, self.reducer)
+            await reduce_after_append(self, session_id, self.reducer)
 
     async def list_messages(
         self,
@@ -326,16 +250,16 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
                     "before", before, "cannot be combined with reducer (a window is newest-first)"
                 )
             if not could_be_id(before):
-                raise InvalidArgument("before", before, _NOT_IN_SESSION)
-            return await self._older(session_id, before, limit)
+                raise InvalidArgument("before", before, NOT_IN_SESSION)
+            return await older(self, session_id, before, limit)
         if limit == 0:
             return []
         if reducer is None and self.reduce_on == "read":
             reducer = self.reducer
         if reducer is not None:
-            messages = await self._reduced_view(session_id, reducer)
+            messages = await reduced_view(self, session_id, reducer)
             return messages if limit is None else messages[-limit:]
-        return await self._decoded(session_id, limit)
+        return await decoded(self, session_id, limit)
 
     def iter_messages(self, session_id: str, *, page_size: int = 500) -> AsyncIterator[ChatMessage]:
         """Yield the session's messages, oldest first, holding one page of them at a time.
@@ -364,10 +288,10 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         if (
             isinstance(page_size, bool)
             or not isinstance(page_size, int)
-            or not 1 <= page_size <= _MAX_PAGE
+            or not 1 <= page_size <= MAX_PAGE
         ):
-            raise InvalidArgument("page_size", page_size, f"must be an int from 1 to {_MAX_PAGE}")
-        return self._iterate(session_id, page_size)
+            raise InvalidArgument("page_size", page_size, f"must be an int from 1 to {MAX_PAGE}")
+        return iterate(self, session_id, page_size)
 
     async def count_messages(self, session_id: str) -> int:
         """Return how many messages are stored for the session (0 when unknown or expired)."""
@@ -430,12 +354,12 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         if not isinstance(message_id, str):
             raise InvalidArgument("message_id", message_id, "must be a message id (str)")
         if not could_be_id(message_id):
-            raise InvalidArgument("message_id", message_id, _NOT_IN_SESSION)
+            raise InvalidArgument("message_id", message_id, NOT_IN_SESSION)
         deleted = await self._io(
             "truncate_after", lambda: self._truncate_after(session_id, message_id), retry=False
         )
         if deleted is None:
-            raise InvalidArgument("message_id", message_id, _NOT_IN_SESSION)
+            raise InvalidArgument("message_id", message_id, NOT_IN_SESSION)
         return deleted
 
     async def clear(self, session_id: str) -> None:
@@ -556,197 +480,6 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
     def _check_open(self, method: str) -> None:
         if self._closed:
             raise ProviderClosed(type(self).__name__, method)
-
-    async def _older(self, session_id: str, before: str, limit: int | None) -> list[ChatMessage]:
-        """The `limit` messages just older than `before` (every older one for None)."""
-        if limit == 0:
-            found = await self._io(
-                "list_messages",
-                lambda: self._read_page(session_id, after=None, before=before, limit=1),
-            )
-            if found is None:
-                raise InvalidArgument("before", before, _NOT_IN_SESSION)
-            return []
-        pages: list[list[ChatMessage]] = []
-        cursor, wanted = before, limit
-        while True:
-            size = _MAX_PAGE if wanted is None else min(wanted, _MAX_PAGE)
-            rows = await self._io(
-                "list_messages",
-                functools.partial(
-                    self._read_page, session_id, after=None, before=cursor, limit=size
-                ),
-            )
-            if rows is None:
-                if cursor == before:
-                    raise InvalidArgument("before", before, _NOT_IN_SESSION)
-                raise SessionChanged(session_id)
-            pages.append(self._decode_page(session_id, rows, None))
-            if wanted is not None:
-                wanted -= len(rows)
-            if len(rows) < size or wanted == 0 or not rows:
-                break
-            cursor = rows[0][0]
-        return [message for page in reversed(pages) for message in page]
-
-    async def _iterate(self, session_id: str, page_size: int) -> AsyncIterator[ChatMessage]:
-        seen = 0
-        cursors: list[str] = []
-        while True:
-            self._check_open("iter_messages")
-            rows = await self._io(
-                "iter_messages", functools.partial(self._next_page, session_id, cursors, page_size)
-            )
-            if rows is None:
-                raise SessionChanged(session_id)
-            for message in self._decode_page(session_id, rows, seen):
-                yield message
-            seen += len(rows)
-            if len(rows) < page_size:
-                return
-            cursors = [row[0] for row in rows]
-
-    async def _next_page(
-        self, session_id: str, cursors: Sequence[str], page_size: int
-    ) -> list[PageRow] | None:
-        """The first page, or the page after the newest of `cursors` still stored (the last
-        message read may have been deleted meanwhile); None when none of them is."""
-        if not cursors:
-            return await self._read_page(session_id, after=None, before=None, limit=page_size)
-        for cursor in reversed(cursors):
-            rows = await self._read_page(session_id, after=cursor, before=None, limit=page_size)
-            if rows is not None:
-                return rows
-        return None
-
-    def _decode_page(
-        self, session_id: str, rows: Sequence[PageRow], first_position: int | None
-    ) -> list[ChatMessage]:
-        """Decode a page; a corrupt entry is named by its message id (and position if known)."""
-        try:
-            return decode_many([data for _, data in rows], session_id=session_id)
-        except CorruptRecord:
-            pass
-        out: list[ChatMessage] = []
-        for offset, (message_id, data) in enumerate(rows):
-            position = None if first_position is None else first_position + offset
-            try:
-                out.append(decode_one(data, session_id=session_id, position=offset))
-            except CorruptRecord as exc:
-                error = CorruptRecord(session_id, position, exc.reason, message_id=message_id)
-                if self.on_corrupt == "raise":
-                    raise error from None
-                logger.warning("skipping %s", error)
-        return out
-
-    async def _decoded(
-        self, session_id: str, limit: int | None, operation: str = "list_messages"
-    ) -> list[ChatMessage]:
-        return (await self._read_decoded(session_id, limit, operation))[1]
-
-    async def _read_decoded(
-        self, session_id: str, limit: int | None, operation: str = "list_messages"
-    ) -> tuple[int, list[ChatMessage]]:
-        """Read and decode the whole session, or its newest `limit` entries.
-
-        Returns how many entries were read (corrupt ones included) and the decoded messages.
-        A corrupt entry is named by its position in the session. A partial read does not know
-        where it starts, so only when it holds a corrupt entry is the session counted (the
-        start is `count - len(rows)`; a writer appending between read and count shifts it).
-        """
-        rows = await self._io(operation, lambda: self._read(session_id, limit))
-        if limit is None or len(rows) < limit:
-            return len(rows), decode_many(rows, session_id=session_id, on_corrupt=self.on_corrupt)
-        try:
-            return len(rows), decode_many(rows, session_id=session_id, on_corrupt="raise")
-        except CorruptRecord as exc:
-            corrupt = exc
-        first = max(0, await self._io(operation, lambda: self._count(session_id)) - len(rows))
-        if self.on_corrupt == "raise":
-            position = first + (corrupt.position or 0)
-            raise CorruptRecord(session_id, position, corrupt.reason) from None
-        return len(rows), decode_many(
-            rows, session_id=session_id, on_corrupt="skip", first_position=first
-        )
-
-    async def _decoded_system(self, session_id: str) -> list[ChatMessage]:
-        """Decode the session's system messages; a corrupt one is named by its session position."""
-        rows = await self._io("list_messages", lambda: self._read_system(session_id))
-        try:
-            return decode_many(rows, session_id=session_id, on_corrupt="raise")
-        except CorruptRecord:
-            pass
-        # The system entries are scattered through the session, so their indexes among
-        # themselves are no positions. Only the whole session tells them: decode it, which
-        # raises at (or skips with a warning) each corrupt entry by its position.
-        return [m for m in await self._decoded(session_id, None) if m.role == "system"]
-
-    async def _reduced_view(self, session_id: str, reducer: ChatReducer) -> list[ChatMessage]:
-        """Reduce the session reading it from its end, page by page, while the reducer needs
-        more; so the cost follows the kept window, not the history length."""
-        page = _FIRST_PAGE
-        system: list[ChatMessage] | None = None
-        while True:
-            read, tail = await self._read_decoded(session_id, page)
-            if read < page:
-                return await reducer.reduce(tail)
-            if system is None:
-                system = await self._decoded_system(session_id)
-            in_tail = {message.id for message in tail}
-            older_system = [message for message in system if message.id not in in_tail]
-            reduced = await reducer.reduce_tail(older_system, tail)
-            if reduced is not None:
-                return reduced
-            page *= 4
-
-    async def _reduce_after_append(self, session_id: str, reducer: ChatReducer) -> None:
-        """Reduce the stored history after a committed append; a failure is logged, not raised,
-        because the caller's append succeeded and the next add reduces again."""
-        try:
-            stored = await self._reduce_stored(session_id, reducer)
-        except MemweaveError as exc:
-            logger.warning(
-                "messages were added to session %r, but reducing its stored history failed; "
-                "it stays unreduced until a later add: %s: %s",
-                session_id,
-                type(exc).__name__,
-                exc,
-            )
-            return
-        if not stored:
-            logger.warning(
-                "messages were added to session %r, but its reduced history was not stored: "
-                "concurrent writers changed the session on each of %d attempts; it stays "
-                "unreduced until a later add",
-                session_id,
-                _REDUCE_ATTEMPTS,
-            )
-
-    async def _reduce_stored(self, session_id: str, reducer: ChatReducer) -> bool:
-        """Apply `reducer` to the stored history: drop from it, or replace it when it changed.
-
-        Returns False when the history changed under every attempt to replace it (it is then
-        left as it was), True otherwise.
-        """
-        for _ in range(_REDUCE_ATTEMPTS):
-            stored = await self._decoded(session_id, None, "add_messages")
-            reduced = await reducer.reduce(stored)
-            kept = {message.id for message in reduced}
-            stored_ids = [message.id for message in stored]
-            if [i for i in stored_ids if i in kept] == [m.id for m in reduced]:
-                dropped = [i for i in stored_ids if i not in kept]
-                if dropped:
-                    remove = functools.partial(self._remove, session_id, dropped)
-                    await self._io("add_messages", remove)
-                return True
-            records = [StoredRecord.of(message) for message in reduced]
-            expected = stored_ids[-1] if stored_ids else None
-            replace = functools.partial(
-                self._replace, session_id, records, expected_last_id=expected
-            )
-            if await self._io("add_messages", replace):
-                return True
-        return False
 
     def _io(
         self, operation: str, call: Callable[[], Awaitable[_T]], *, retry: bool = True
@@ -889,9 +622,6 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
 
     async def _aclose(self) -> None:
         """Release resources; called once by `aclose`."""
-
-
-_NOT_IN_SESSION = "is not the id of a message stored in this session"
 
 
 def _check_limit(limit: int | None) -> int | None:

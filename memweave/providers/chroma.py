@@ -156,11 +156,13 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
     calls, and what waits in a loop (group commit, the opening lock) is kept per loop.
 
     Timeouts and retries (see `ChatHistoryProvider`): `timeout` bounds each call to Chroma
-    (an append makes a few, one after the other), not the embedding of new messages, which
-    takes as long as the embedder needs (a local model may spend seconds on a large batch);
-    the requests of a Chroma server's client built here get the same timeout. A call cut off
-    goes on in the worker thread, and the provider's later calls queue behind it. Appends
-    and reads that fail transiently (an unreachable or overloaded server) are retried.
+    (each step the worker thread runs, from when it is handed over; an append makes one per
+    session of its group commit), not the embedding of new messages, which takes as long as
+    the embedder needs (a local model may spend seconds on a large batch), nor the wait of
+    an append for the group commit ahead of it; the requests of a Chroma server's client
+    built here get the same timeout. A call cut off goes on in the worker thread, and the
+    provider's later calls queue behind it. Appends and reads that fail transiently (an
+    unreachable or overloaded server) are retried, within `timeout` in all.
 
     Args:
         url: `chroma:///path/to/folder` (embedded) or `chroma+http://host:port` /
@@ -176,6 +178,9 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         on_corrupt: `"raise"` or `"skip"` a stored entry that cannot be decoded.
         reducer: Optional reducer applied on read or write (see `reduce_on`).
         reduce_on: `"read"` for a reduced view, `"write"` to store the reduced history.
+        timeout: Seconds each call to Chroma may take (default 10); None for no limit.
+        retries: How many times a transiently failed append or read is tried again
+            (default 3; 0 turns retrying off).
 
     Raises:
         MissingDependency: chromadb is not installed (`pip install 'memweave[chroma]'`).
@@ -189,6 +194,8 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
             hits = await history.search("s1", "when do I travel?", k=3)
         ```
     """
+
+    _timeout_scope = "backend"  # `_bounded` holds each worker call to `timeout`
 
     def __init__(
         self,
@@ -498,7 +505,7 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
     async def _aclose(self) -> None:
         await self._appends.flush()
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._worker, self._release_client)
+        await self._bounded(loop.run_in_executor(self._worker, self._release_client))
         await loop.run_in_executor(None, self._worker.shutdown)
 
     async def _max_record_bytes(self) -> int:

@@ -14,13 +14,11 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
-    stop_after_attempt,
-    wait_incrementing,
     wait_random_exponential,
 )
 
 from memweave._codec import OnCorrupt
-from memweave.errors import ConfigurationError, InvalidSessionId, SchemaMismatch
+from memweave.errors import InvalidSessionId
 from memweave.providers._limits import UNLIMITED
 from memweave.providers._resilience import (
     DEFAULT_RETRIES,
@@ -28,18 +26,10 @@ from memweave.providers._resilience import (
     resolve_options,
     retry_after,
 )
-from memweave.providers._sql_engine import DEFAULT_URL, Engines, check_server, statement_limit
-from memweave.providers._sql_errors import is_conflict, is_denied, is_lost, map_sql_errors
-from memweave.providers._sql_schema import (
-    SCHEMA_VERSION,
-    SchemaState,
-    Statements,
-    build_metadata,
-    build_statements,
-    read_schema_state,
-    tables_for,
-    upgrade_schema,
-)
+from memweave.providers._sql_engine import DEFAULT_URL, Engines, statement_limit
+from memweave.providers._sql_errors import is_conflict, is_lost, map_sql_errors
+from memweave.providers._sql_schema import SCHEMA_VERSION, Statements, build_metadata, tables_for
+from memweave.providers._sql_setup import ATTEMPTS, set_up
 from memweave.providers._sql_steps import (
     NothingStored,
     above,
@@ -78,11 +68,7 @@ metadata = build_metadata()
 
 T = TypeVar("T")
 
-_ATTEMPTS = 5
-"""Tries of a transaction the database aborted to break a deadlock (and of schema setup
-racing other processes' DDL)."""
 _RERUN_WAIT = wait_random_exponential(multiplier=0.01, max=0.5)
-_SETUP_WAIT = wait_incrementing(start=0.05, increment=0.05)
 _IDS_PER_STATEMENT = 1000
 _RANGES_PER_STATEMENT = 100
 """Characters no stored id holds (see `validate_session_id` and message ids)."""
@@ -255,7 +241,7 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             stored, expired = await self._touch(conn, st, params)
             if expired:
                 await conn.execute(st.purge, params)
-            inserted = await insert_rows(conn, st, rows)
+            inserted = await insert_rows(conn, st, rows, record_limit=self._server_limit)
             count = inserted if expired else stored - len(rows) + inserted
             if inserted == 0 and (max_messages is None or count <= max_messages):
                 # The touch renewed `updated_at` in the same round trip as the lock, which
@@ -503,7 +489,9 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
                     await conn.execute(st.delete_session, params)  # made by the touch
                 return False
             await conn.execute(st.purge, params)
-            inserted = await insert_rows(conn, st, rows) if rows else 0
+            inserted = (
+                await insert_rows(conn, st, rows, record_limit=self._server_limit) if rows else 0
+            )
             if inserted:
                 await conn.execute(st.reset_count, {**params, "count": inserted})
             else:
@@ -528,88 +516,16 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         if self._statements is None:
             async with self._engines.get().setup_lock:
                 if self._statements is None:
-                    self._statements = await self._setup()
+                    setup = await set_up(
+                        self._engines,
+                        self._tables,
+                        table_prefix=self.table_prefix,
+                        create=self._create_tables,
+                        transaction=self._transaction,
+                    )
+                    self._server_limit = setup.record_limit
+                    self._statements = setup.statements
         return self._statements
-
-    async def _setup(self) -> Statements:
-        """Check the tables without writing; create or upgrade them only when they need it
-        (and `create_tables` allows), so a read-only role can use current tables."""
-        tables = self._tables
-
-        async def inspect() -> tuple[SchemaState, Statements]:
-            link = self._engines.get()
-            async with link.read_lock, link.engine.connect() as conn:
-                # SQLite and MariaDB also look for their system-message index, which older
-                # tables lack.
-                full = self._create_tables and conn.dialect.name != "postgresql"
-                state = await conn.run_sync(read_schema_state, tables, full=full)
-                self._server_limit = await conn.run_sync(check_server)
-                return state, build_statements(tables, conn.dialect)
-
-        # MariaDB refuses to inspect a table while another session runs DDL on it.
-        found: tuple[SchemaState, Statements] = await AsyncRetrying(
-            stop=stop_after_attempt(_ATTEMPTS),
-            wait=_SETUP_WAIT,
-            retry=retry_if_exception(is_conflict),
-            reraise=True,
-        )(inspect)
-        state, st = found
-        where = f"table {tables.schema.name!r} at {self._url}"
-        if state.version is not None and state.version > SCHEMA_VERSION:
-            raise SchemaMismatch(state.version, SCHEMA_VERSION, where)
-        if state.version == SCHEMA_VERSION and state.complete:
-            return st
-        if self._create_tables:
-            await self._upgrade()
-        else:
-            self._check_migrated(state, where)
-        return st
-
-    async def _upgrade(self) -> None:
-        connected = False
-
-        async def upgrade() -> None:
-            nonlocal connected
-            connected = False
-            async with self._transaction(reads_first=True) as conn:
-                connected = True
-                await conn.run_sync(upgrade_schema, self._tables)
-
-        def racing(error: BaseException) -> bool:
-            # Another process may be creating or upgrading the same tables; look again.
-            return connected and isinstance(error, exc.DBAPIError) and not is_denied(error)
-
-        await AsyncRetrying(
-            stop=stop_after_attempt(_ATTEMPTS),
-            wait=_SETUP_WAIT,
-            retry=retry_if_exception(racing),
-            reraise=True,
-        )(upgrade)
-
-    def _check_migrated(self, state: SchemaState, where: str) -> None:
-        """With `create_tables=False`: accept tables a migration made, or say what to do."""
-        tables = self._tables
-        if not state.has_schema:
-            raise ConfigurationError(
-                f"table {tables.schema.name!r} not found at {self._url}; create the tables "
-                "with create_tables=True or migrate them in with build_metadata()"
-            )
-        if state.version is not None:
-            raise SchemaMismatch(
-                state.version,
-                SCHEMA_VERSION,
-                f"{where} (open it once with create_tables=True to upgrade it in place, or "
-                f"add the nullable DOUBLE columns created_at and updated_at to "
-                f"{tables.sessions.name!r} and the index {tables.updated_index.name!r} on "
-                f"(updated_at, session_id) as build_metadata() has them, then set the "
-                f"version row to {SCHEMA_VERSION})",
-            )
-        if state.missing_tables or state.missing_columns:
-            raise ConfigurationError(
-                f"the tables under prefix {self.table_prefix!r} at {self._url} lack "
-                f"{', '.join(state.missing_tables + state.missing_columns)} of schema version "
-                f"{SCHEMA_VERSION}; migrate them from build_metadata() or use create_tables=True"
-            )
 
     @contextlib.asynccontextmanager
     async def _transaction(self, *, reads_first: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -630,7 +546,7 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
     ) -> T:
         """Run `work` in one transaction, running it again when the database certainly did
         not apply it: aborted to break a deadlock or a serialization conflict (up to
-        `_ATTEMPTS` tries), or cut off with its connection before the commit was sent (once
+        `ATTEMPTS` tries), or cut off with its connection before the commit was sent (once
         more, on a new connection, unless `retries=0`)."""
         st = await self._ready()
         committing = False
@@ -661,10 +577,10 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         return await retry_after(first, transact, retrying)
 
     def _rerun_stop(self, state: RetryCallState) -> bool:
-        """Whether `_write` stops after this try: a conflict is rerun up to `_ATTEMPTS`
+        """Whether `_write` stops after this try: a conflict is rerun up to `ATTEMPTS`
         tries, a dead connection once (not with `retries=0`)."""
         error = state.outcome.exception() if state.outcome is not None else None
-        limit = _ATTEMPTS if is_conflict(error) else min(self.retries, 1) + 1
+        limit = ATTEMPTS if is_conflict(error) else min(self.retries, 1) + 1
         return state.attempt_number >= limit
 
     async def _scalars(self, statement: Any, params: dict[str, Any]) -> list[Any]:

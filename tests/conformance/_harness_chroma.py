@@ -3,6 +3,7 @@ this test session starts itself (`chroma run` on 127.0.0.1 and a free port) and 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from tests.conftest import service_unavailable
 if TYPE_CHECKING:
     from memweave.providers.chroma import ChromaChatHistoryProvider
 
-__all__ = ["chroma_harness", "chroma_server_harness", "chroma_server_url"]
+__all__ = ["chroma_harness", "chroma_server", "chroma_server_harness", "chroma_server_url"]
 
 
 class ChromaHarness:
@@ -102,9 +103,10 @@ def _heartbeat(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def chroma_server_url() -> Iterator[str]:
-    """A Chroma server started on 127.0.0.1 for this test session (stopped after it)."""
+@contextlib.contextmanager
+def chroma_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start a Chroma server on 127.0.0.1 and a free port; yield its URL and process (which
+    the caller may pause by pid), and stop it after."""
     executable = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which(
         "chroma"
     )
@@ -125,7 +127,7 @@ def chroma_server_url() -> Iterator[str]:
                     "a Chroma server", f"`chroma run` did not start (exit code {server.poll()})"
                 )
             time.sleep(0.2)
-        yield f"chroma+http://127.0.0.1:{port}"
+        yield f"chroma+http://127.0.0.1:{port}", server
     finally:
         server.terminate()
         try:
@@ -133,6 +135,13 @@ def chroma_server_url() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def chroma_server_url() -> Iterator[str]:
+    """A Chroma server started on 127.0.0.1 for this test session (stopped after it)."""
+    with chroma_server() as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="session")

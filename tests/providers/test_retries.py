@@ -15,7 +15,7 @@ import os
 import signal
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -665,4 +665,78 @@ async def test_chroma_server_client_requests_get_the_timeout(chroma_server_url: 
         assert session.timeout == httpx.Timeout(3.5)
     finally:
         await history._run(lambda _: history._client.delete_collection("mwr-timeout"))
+        await history.aclose()
+
+
+class _SlowEmbeddings:
+    """A real embedder that takes `delay` seconds per batch (a large model on a busy CPU)."""
+
+    name = "memweave-test-slow"
+    dimensions = 8
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.batches = 0
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        await asyncio.sleep(self.delay)
+        self.batches += 1
+        return [[float(len(text) % 7 + 1), *([1.0] * (self.dimensions - 1))] for text in texts]
+
+
+async def test_add_messages_on_chroma_does_not_count_embedding_against_the_timeout(
+    tmp_path: Path,
+) -> None:
+    """Chroma's `timeout` bounds its calls to Chroma, not an embedder slower than it."""
+    pytest.importorskip("chromadb")
+    from memweave.providers.chroma import ChromaChatHistoryProvider
+
+    embedder = _SlowEmbeddings(delay=4.0)
+    history = ChromaChatHistoryProvider(
+        f"chroma://{tmp_path / 'slow'}", embedder=embedder, timeout=3.0, retries=0
+    )
+    try:
+        await history.count_messages("s")  # opens the collection
+        await asyncio.gather(*(history.add_messages(f"s{i}", make_messages(2)) for i in range(3)))
+        assert embedder.batches >= 1
+        assert [await history.count_messages(f"s{i}") for i in range(3)] == [2, 2, 2]
+    finally:
+        await history.aclose()
+
+
+@pytest.fixture(scope="module")
+def own_chroma() -> Iterator[tuple[str, Any]]:
+    """A Chroma server of this module's own on a free loopback port (it may be paused)."""
+    pytest.importorskip("chromadb")
+    from tests.conformance._harness_chroma import chroma_server
+
+    with chroma_server() as (url, process):
+        yield url, process
+
+
+async def test_call_on_a_paused_chroma_server_times_out_naming_the_call(
+    own_chroma: tuple[str, Any],
+) -> None:
+    """A call to a paused Chroma server gives `BackendTimeout` naming the call, also with a
+    slow embedder; after the server resumes, the same provider works again."""
+    from memweave.providers.chroma import ChromaChatHistoryProvider
+
+    url, process = own_chroma
+    history = ChromaChatHistoryProvider(
+        url, embedder=_SlowEmbeddings(delay=0.1), timeout=1.0, collection="mwr-paused"
+    )
+    try:
+        await history.add_messages("s", make_messages(1))
+        batch = make_messages(2)
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(BackendTimeout) as raised:
+                await history.add_messages("s", batch)
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        assert (raised.value.operation, raised.value.timeout) == ("add_messages", 1.0)
+        await history.add_messages("s", batch)  # maybe stored already: adding again is safe
+        assert await history.count_messages("s") == 3
+    finally:
+        await history._run(lambda _: history._client.delete_collection("mwr-paused"))
         await history.aclose()
