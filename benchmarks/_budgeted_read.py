@@ -5,6 +5,7 @@ reduce of the same session (see that module's docstring)."""
 from __future__ import annotations
 
 import gc
+import sqlite3
 import tempfile
 import time
 import uuid
@@ -77,6 +78,7 @@ async def _bench_budgeted_read(
     except BackendUnavailable as exc:
         await plain.aclose()
         return {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}", **entry}
+    entry["server"] = await _server_version(url)
     budgeted = from_url(url, reducer=reducer, reduce_on="read", **provider_options)
     try:
         started = time.perf_counter()
@@ -118,6 +120,23 @@ async def _bench_budgeted_read(
         "window_tokens": counter.count(window),
         "target_met": summary["p50_ms"] < TARGET_BUDGETED_READ_MS,
     }
+
+
+async def _server_version(url: str) -> str | None:
+    """`SQLite 3.45.1` or `Redis 7.0.15` for the report, best effort (None when unreadable)."""
+    if url.startswith("sqlite"):
+        return f"SQLite {sqlite3.sqlite_version}"
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    client = Redis.from_url(url, socket_timeout=5)
+    try:
+        info = await client.info("server")
+    except (RedisError, OSError):
+        return None
+    finally:
+        await client.aclose()
+    return f"Redis {info.get('redis_version')}"
 
 
 async def _timed_read(

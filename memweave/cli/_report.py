@@ -13,18 +13,29 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from memweave._urls import mask_url
 from memweave.cli._common import scrub
+from memweave.cli._report_suites import (
+    SECTIONS,
+    history_section,
+    markdown_table,
+    ms,
+    reducers_section,
+)
 
 __all__ = [
+    "SECTIONS",
     "backend_info",
     "base_manifest",
     "markdown_report",
     "markdown_table",
     "ms",
+    "servers_used",
     "write_results",
 ]
+
 
 _PACKAGES = (
     "memweave",
@@ -196,149 +207,6 @@ def write_results(out: Path, results: dict[str, Any], secrets: Iterable[str] = (
 # -- Markdown -----------------------------------------------------------------------------------
 
 
-def _table(header: list[str], rows: list[list[str]], right: set[int] | None = None) -> list[str]:
-    right = right or set()
-    align = ["---:" if index in right else "---" for index in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return lines
-
-
-def ms(value: object) -> str:
-    """A latency in ms for a table: four significant digits, `-` for none."""
-    return "-" if value is None else f"{float(value):.4g}"  # type: ignore[arg-type]
-
-
-def _history_section(result: dict[str, Any]) -> list[str]:
-    rows = []
-    for row in result["results"]:
-        floor = row.get("floor_p50_ms")
-        ratio = f"{row['p50_ms'] / floor:.2f}x" if floor else "-"
-        rows.append(
-            [
-                row["backend"],
-                f"{row['n']:,}",
-                row["operation"],
-                ms(row["p50_ms"]),
-                ms(row["p95_ms"]),
-                ms(floor),
-                ratio,
-            ]
-        )
-    return [
-        "## History backends",
-        "",
-        "Latency per call; the floor is the raw client (redis-py, SQLAlchemy Core) doing the "
-        "same storage work in the same run.",
-        "",
-        *_table(
-            ["backend", "N", "operation", "p50 ms", "p95 ms", "floor p50 ms", "vs floor"],
-            rows,
-            right={1, 3, 4, 5, 6},
-        ),
-        "",
-        *_history_peers(result),
-        "![append latency](history_append.png)",
-        "",
-        "![read latency](history_read.png)",
-    ]
-
-
-def _history_peers(result: dict[str, Any]) -> list[str]:
-    """The peers measured beside memweave, and the ones skipped, with why."""
-    statuses: list[dict[str, Any]] = result.get("peers") or []
-    rows = []
-    for row in result["results"]:
-        for peer in row.get("peers") or []:
-            ratio = peer.get("ratio_to_memweave")
-            rows.append(
-                [
-                    row["backend"],
-                    f"{row['n']:,}",
-                    row["operation"],
-                    peer["peer"],
-                    ms(peer["p50_ms"]),
-                    ms(peer["p95_ms"]),
-                    str(peer["samples"]),
-                    ms(row["p50_ms"]),
-                    "-" if ratio is None else f"{ratio:.2f}x",
-                    peer.get("note") or "",
-                ]
-            )
-    if not rows and not statuses:
-        return []
-    lines = [
-        "### Peers",
-        "",
-        "The stores users compare memweave with, on the same server in the same run, each "
-        "through its own public async API on a fresh session of the same messages (converted "
-        "before timing). `vs memweave` is the peer's p50 over memweave's: above 1, the peer "
-        "is slower. `runs` counts the timed calls: a slow peer stops after about 5 seconds "
-        "per operation (at least 3 calls; 0.5 seconds with --quick).",
-        "",
-    ]
-    if rows:
-        header = ["backend", "N", "operation", "peer", "p50 ms", "p95 ms", "runs"]
-        header += ["memweave p50 ms", "vs memweave", "note"]
-        lines += [*_table(header, rows, right={1, 4, 5, 6, 7, 8}), ""]
-    for status in statuses:
-        version = f" {status['version']}" if status.get("version") else ""
-        where = f"{status['peer']} ({status['package']}{version}) on {status['backend']}"
-        if status["status"] == "measured":
-            notes = "; ".join(status.get("notes") or [])
-            lines.append(f"- {where}" + (f": {notes}" if notes else ""))
-        else:
-            lines.append(f"- skipped {where}: {status.get('reason')}")
-    return [*lines, ""] if statuses else lines
-
-
-def _reducers_section(result: dict[str, Any]) -> list[str]:
-    results = result["results"]
-    params = result.get("parameters", {})
-    rows: list[list[str]] = [
-        ["TokenBudgetReducer, first call", ms(results.get("first_call_ms")), "-", ""]
-    ]
-
-    def add(label: str, summary: dict[str, Any] | None, note: str = "") -> None:
-        if summary:
-            rows.append([label, ms(summary["p50_ms"]), ms(summary["p95_ms"]), note])
-
-    add("TokenBudgetReducer, per turn", results.get("per_turn"))
-    add("MessageCountReducer, per turn", results.get("count_reducer_per_turn"))
-    add("floor: slicing the window", results.get("floor_slice"))
-    speedup = results.get("speedup_vs_naive")
-    add(
-        "naive: re-encode every message",
-        results.get("naive_per_turn"),
-        f"memweave {speedup:,.0f}x faster" if speedup else "",
-    )
-    peer = results.get("langchain") or {}
-    if peer.get("status") == "measured":
-        add(
-            "LangChain trim_messages + tiktoken",
-            peer["per_turn"],
-            f"memweave {peer['speedup']:,.0f}x faster; identical windows "
-            f"{peer['windows_identical']}/{peer['windows_compared']}",
-        )
-    elif peer:
-        rows.append(["LangChain trim_messages + tiktoken", "skipped", "-", peer.get("reason", "")])
-    intro = (
-        f"{params.get('messages', 0):,} messages ({results.get('history_tokens', 0):,} tokens, "
-        f"{params.get('encoding', '?')}) cut to {params.get('max_tokens', 0):,} tokens "
-        f"({results.get('window_messages', '?')} messages kept); {params.get('turns', '?')} "
-        "turns of one new message each."
-    )
-    return [
-        "## Reducers",
-        "",
-        intro,
-        "",
-        *_table(["operation", "p50 ms", "p95 ms", "note"], rows, right={1, 2}),
-        "",
-        "![reducer cost per turn](reducers.png)",
-    ]
-
-
 def _manifest_section(manifest: dict[str, Any]) -> list[str]:
     machine = manifest["machine"]
     git = manifest.get("git") or {}
@@ -379,22 +247,77 @@ def _manifest_section(manifest: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _where(url: str) -> str:
+    """Where a server URL points: `127.0.0.1:6379 (local)`, `db.example.com:5432 (remote)`."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "an unreadable address"
+    if parts.scheme.startswith("unix") or (not host and parts.path):
+        return f"unix socket {unquote(parts.path)} (local)"
+    local = host in ("localhost", "::1") or bool(host and host.startswith("127."))
+    address = f"{host}:{port}" if port else str(host)
+    return f"{address} ({'local' if local else 'remote'})"
+
+
+def _server_line(backend: str, url: str | None, server: str | None) -> str:
+    """`Redis 7.0.15 at 127.0.0.1:6379 (local)`, `SQLite 3.45.1, embedded (file ...)`."""
+    if backend == "memory":
+        return "memory (in-process Python objects, no server)"
+    if backend == "sqlite":
+        path = url.split("///", 1)[1].split("?", 1)[0] if url and "///" in url else None
+        name = server or f"SQLite {sqlite3.sqlite_version}"
+        return f"{name}, embedded" + (f" (file `{Path(path).name}`)" if path else "")
+    name = server or f"{backend} (server version not read)"
+    return f"{name} at {_where(url)}" if url else name
+
+
+def servers_used(results: dict[str, Any]) -> list[str]:
+    """Every server (or embedded engine) the run used, with its version and address, and the
+    suites that used it, one line each: `Redis 7.0.15 at 127.0.0.1:6379 (local): history,
+    reducers (budgeted reads)`."""
+    used: dict[str, list[str]] = {}
+
+    def add(line: str, suite: str) -> None:
+        suites = used.setdefault(line, [])
+        if suite not in suites:
+            suites.append(suite)
+
+    manifest = results.get("manifest", {})
+    if "history" in results:
+        for backend in manifest.get("backends", []):
+            add(_server_line(backend["backend"], backend["url"], backend.get("server")), "history")
+    reducers = (results.get("reducers") or {}).get("results") or {}
+    for name, entry in ((reducers.get("budgeted_read") or {}).get("backends") or {}).items():
+        if entry.get("status") == "measured":
+            line = _server_line(name, entry.get("url"), entry.get("server"))
+            add(line, "reducers (budgeted reads)")
+    for entry in (results.get("scale") or {}).get("backends", []):
+        if entry.get("status") == "measured":
+            backend = {"postgres": "postgresql"}.get(entry["backend"], entry["backend"])
+            add(_server_line(backend, entry.get("url"), entry.get("server")), "scale")
+    if "retrieval" in results:
+        version = (manifest.get("packages") or {}).get("chromadb")
+        add(f"Chroma {version or '(version unknown)'}, embedded in a temporary folder", "retrieval")
+    llm = manifest.get("llm")
+    if llm:
+        add(f"model server `{llm.get('base_url') or 'the OpenAI API'}`", "retrieval (answers)")
+    return [f"{line}: {', '.join(suites)}" for line, suites in used.items()]
+
+
 def markdown_report(results: dict[str, Any], extra_sections: list[list[str]]) -> str:
     """Render `report.md` from the results document and any suite sections built elsewhere."""
     manifest = results["manifest"]
     lines = ["# memweave benchmark report", "", *_manifest_section(manifest), ""]
+    servers = servers_used(results)
+    if servers:
+        lines += ["Servers and engines:", "", *(f"- {line}" for line in servers), ""]
     if "history" in results:
-        lines += [*_history_section(results["history"]), ""]
+        lines += [*history_section(results["history"]), ""]
     if "reducers" in results:
-        lines += [*_reducers_section(results["reducers"]), ""]
+        lines += [*reducers_section(results["reducers"]), ""]
     for section in extra_sections:
         lines += [*section, ""]
     lines.append("Raw numbers, versions and settings: `results.json`.")
     return "\n".join(lines) + "\n"
-
-
-def markdown_table(
-    header: list[str], rows: list[list[str]], right: set[int] | None = None
-) -> list[str]:
-    """A Markdown table; `right` holds the indexes of right-aligned columns."""
-    return _table(header, rows, right)

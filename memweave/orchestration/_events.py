@@ -88,8 +88,9 @@ class TerminateRun(_Event):
 class UserInputRequest(_Event):
     """The run paused: an agent answered without handing off and waits for the user.
 
-    Answer with `workflow.run(responses={request.request_id: "text"})`, or end the run with
-    `responses={request.request_id: request.terminate()}`.
+    Answer on the same session, e.g.
+    `workflow.run(session="case-17", responses={request.request_id: "text"})`, or end the run
+    with `responses={request.request_id: request.terminate()}`.
     """
 
     kind: Literal["user_input_request"] = "user_input_request"
