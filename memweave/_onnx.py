@@ -15,18 +15,19 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from memweave.errors import ConfigurationError, MissingDependency
+from memweave._models import (
+    MINILM_FILES,
+    chroma_model_dir,
+    embedding_model_dir,
+    ensure_embedding_model,
+    model_hint,
+)
+from memweave._onnx_int8 import quantized_model
+from memweave.errors import MissingDependency, ModelUnavailable
 
 __all__ = ["MODEL_FILES", "MiniLMRunner", "default_model_dir"]
 
-MODEL_FILES = (
-    "config.json",
-    "model.onnx",
-    "special_tokens_map.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.txt",
-)
+MODEL_FILES = MINILM_FILES
 """The files Chroma's download leaves in the model folder; all six mean "present"."""
 
 MAX_TOKENS = 256
@@ -38,28 +39,23 @@ LENGTH_RATIO = 1.3
 
 def default_model_dir() -> Path:
     """Where Chroma keeps its default model: `~/.cache/chroma/onnx_models/all-MiniLM-L6-v2/onnx`."""
-    return Path.home() / ".cache" / "chroma" / "onnx_models" / "all-MiniLM-L6-v2" / "onnx"
-
-
-def _download_with_chroma() -> None:
-    """Let chromadb fetch the model into its cache, exactly as its own default function would."""
-    try:
-        from chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2 import ONNXMiniLM_L6_V2
-    except ImportError as exc:
-        raise MissingDependency("chromadb", "chroma") from exc
-    # The download helper is private in chromadb, but it is the one place that knows the
-    # archive's URL and checksum; reusing it keeps our cache and Chroma's identical.
-    ONNXMiniLM_L6_V2()._download_model_if_not_exists()
+    return chroma_model_dir()
 
 
 class MiniLMRunner:
     """Tokenizer plus onnxruntime session for all-MiniLM-L6-v2; thread-safe, loaded lazily.
 
     Args:
-        model_dir: Folder holding the six model files; Chroma's cache folder when None.
+        model_dir: Folder holding the six model files; when None, `$MEMWEAVE_EMBEDDING_MODEL_DIR`,
+            else Chroma's cache folder (see `memweave._models.embedding_model_dir`).
         batch_size: Most inputs run through the model at once.
         threads: onnxruntime intra-op threads; onnxruntime's default (all cores) when None.
-        download: Let chromadb download the model when `model_dir` is None and it is missing.
+        download: Download the model into Chroma's cache folder when that is the folder and
+            it is missing (never with `$MEMWEAVE_OFFLINE` set), from Chroma's URL, checked.
+        quantized: Run the int8 copy of the model, built from it and cached on first use
+            (`memweave._onnx_int8.quantized_model`); its vectors are close to, not equal to,
+            the fp32 ones.
+        cache_dir: The folder of the int8 copy; memweave's user cache when None.
     """
 
     def __init__(
@@ -69,9 +65,13 @@ class MiniLMRunner:
         batch_size: int = 32,
         threads: int | None = None,
         download: bool = True,
+        quantized: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
-        self._use_default_dir = model_dir is None
+        self.location = embedding_model_dir(model_dir)
+        self.quantized = quantized
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.model_dir = self.location.path
         self.batch_size = batch_size
         self.threads = threads
         self.download = download
@@ -79,9 +79,6 @@ class MiniLMRunner:
         self._tokenizer: Any = None
         self._session: Any = None
         self._np: Any = None
-
-    def _missing(self) -> list[str]:
-        return [name for name in MODEL_FILES if not (self.model_dir / name).is_file()]
 
     def _load(self) -> None:
         with self._lock:
@@ -93,33 +90,43 @@ class MiniLMRunner:
                 from tokenizers import Tokenizer
             except ImportError as exc:
                 raise MissingDependency(exc.name or "onnxruntime", "chroma") from exc
-            if self._missing() and self._use_default_dir and self.download:
-                _download_with_chroma()
-            missing = self._missing()
-            if missing:
-                raise ConfigurationError(
-                    f"the all-MiniLM-L6-v2 model is incomplete in {str(self.model_dir)!r}: "
-                    f"missing {missing}"
-                )
-            tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+            ensure_embedding_model(self.location, download=self.download)
+            model = self.model_dir / "model.onnx"
+            if self.quantized:
+                model = quantized_model(model, self.cache_dir)
+            try:
+                tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+                session = self._session_of(ort, model)
+            except Exception as exc:
+                # tokenizers raises bare Exceptions and onnxruntime its own classes: either
+                # way the files are there but unreadable (truncated copy, another model).
+                raise ModelUnavailable(
+                    "all-MiniLM-L6-v2",
+                    str(self.model_dir),
+                    f"the model files could not be read ({type(exc).__name__}: {exc}); "
+                    f"{model_hint('embedding')}",
+                ) from exc
             tokenizer.enable_truncation(max_length=MAX_TOKENS)
             tokenizer.no_padding()
-            options = ort.SessionOptions()
-            options.log_severity_level = 3
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # Idle worker threads sleep instead of spinning: a spinning thread would hold a
-            # core the storage write that follows each batch needs.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            if self.threads is not None:
-                options.intra_op_num_threads = self.threads
-            session = ort.InferenceSession(
-                str(self.model_dir / "model.onnx"),
-                sess_options=options,
-                providers=["CPUExecutionProvider"],
-            )
             self._np = np
             self._tokenizer = tokenizer
             self._session = session
+
+    def _session_of(self, ort: Any, model: Path) -> Any:
+        """An onnxruntime session on the ONNX file `model`."""
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle worker threads sleep instead of spinning: a spinning thread would hold a
+        # core the storage write that follows each batch needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
+        return ort.InferenceSession(
+            str(model),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+        )
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """Embed `texts` (blocking); one L2-normalised 384-float vector per text, in order."""

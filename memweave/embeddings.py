@@ -67,19 +67,33 @@ class ChromaDefaultEmbeddings:
     only to its own longest input instead of to 256 tokens, which makes ingesting short chat
     turns several times faster. The model runs in a worker thread, off the event loop.
 
-    The model is read from Chroma's cache (`~/.cache/chroma/onnx_models/all-MiniLM-L6-v2/onnx`);
-    when it is missing there, chromadb downloads it, exactly as Chroma itself would. Offline,
-    copy the six model files into that folder first, or pass `model_dir`.
+    The six model files are read from the first of: `model_dir`, the folder named by
+    `$MEMWEAVE_EMBEDDING_MODEL_DIR`, Chroma's cache
+    (`~/.cache/chroma/onnx_models/all-MiniLM-L6-v2/onnx`). Only Chroma's cache is filled on
+    first use, downloaded from Chroma's URL and checked against Chroma's checksum, exactly as
+    Chroma itself would (never with `$MEMWEAVE_OFFLINE=1`). Offline, `memweave models fetch
+    --from DIR` copies the files into place, and `memweave models` shows where they are
+    looked for.
 
     Args:
-        model_dir: A folder holding the model files, instead of Chroma's cache.
+        model_dir: A folder holding the model files; wins over the variable and the cache.
         batch_size: Most texts run through the model at once.
         threads: onnxruntime threads; onnxruntime's default (one per core) when None.
+        quantized: Run an int8 copy of the model instead (opt-in): onnxruntime's dynamic
+            quantization of the fp32 model, built on the first `embed` and cached in
+            memweave's user cache (`$MEMWEAVE_CACHE_DIR`, else `~/.cache/memweave`, folder
+            `onnx`; needs `pip install 'memweave[quantize]'`). Its vectors are close to the
+            fp32 ones, not equal, so it is another embedder (`name` ends in `@int8`) and
+            cannot share a collection with the fp32 one.
+        cache_dir: The folder of the int8 copy, instead of memweave's user cache.
 
     Raises:
         MissingDependency: onnxruntime, tokenizers or numpy is missing
-            (`pip install 'memweave[chroma]'`); raised at the first `embed`.
-        ConfigurationError: The model files are incomplete; raised at the first `embed`.
+            (`pip install 'memweave[chroma]'`), or `onnx` with `quantized=True`
+            (`pip install 'memweave[quantize]'`); raised at the first `embed`.
+        ModelUnavailable: The model files are missing, incomplete or unreadable, and were not
+            downloaded (the message names `memweave models` and the variables); raised at
+            the first `embed`.
 
     Example:
         ```python
@@ -100,14 +114,27 @@ class ChromaDefaultEmbeddings:
         model_dir: str | os.PathLike[str] | None = None,
         batch_size: int = 32,
         threads: int | None = None,
+        quantized: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        if not isinstance(quantized, bool):
+            raise ConfigurationError(f"quantized must be a bool, got {quantized!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigurationError(f"batch_size must be a positive int, got {batch_size!r}")
         if threads is not None and (
             isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
         ):
             raise ConfigurationError(f"threads must be a positive int or None, got {threads!r}")
-        self._runner = MiniLMRunner(model_dir, batch_size=batch_size, threads=threads)
+        self._runner = MiniLMRunner(
+            model_dir,
+            batch_size=batch_size,
+            threads=threads,
+            quantized=quantized,
+            cache_dir=cache_dir,
+        )
+        self.quantized = quantized
+        if quantized:
+            self.name = f"{ChromaDefaultEmbeddings.name}@int8"
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed `texts` in a worker thread; an empty sequence returns `[]`.

@@ -1,15 +1,18 @@
-"""The `memweave` command: `memweave sessions ...` and `memweave bench ...`.
+"""The `memweave` command: `memweave sessions ...`, `memweave bench ...`, `memweave doctor URL`.
 
 Every failure the user can cause or meet (a bad URL, an unreachable server, a missing file, a
 malformed import line) ends as one line on standard error and a non-zero exit status, with any
 password of a URL given on the command line masked. Exit status: 0 success, 1 failure, 2 a
-usage error, 130 interrupted.
+usage error, 130 interrupted (`doctor`: 1 when it found a risky setting, 3 when it could not
+check the backend).
 
 Example:
     ```console
     $ memweave sessions list sqlite+aiosqlite:///chat.db
     $ memweave sessions migrate sqlite+aiosqlite:///chat.db redis://localhost:6379/0
     $ memweave bench all --out bench-results/today
+    $ memweave doctor redis://localhost:6379/0
+    $ memweave models fetch --from /path/to/models
     ```
 """
 
@@ -43,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the `memweave` command and all its subcommands."""
     from memweave import __version__
-    from memweave.cli import bench, sessions
+    from memweave.cli import bench, doctor, models, sessions
 
     parser = _Parser(
         prog=_PROG,
@@ -56,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sessions.add_parser(commands)
     bench.add_parser(commands)
+    doctor.add_parser(commands)
+    models.add_parser(commands)
     return parser
 
 

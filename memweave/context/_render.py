@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from memweave.errors import MissingDependency
+from memweave.errors import MissingDependency, ModelUnavailable
 
 __all__ = ["PREAMBLE", "CountsTextTokens", "default_token_counter", "render_memories"]
 
@@ -50,13 +50,17 @@ class _CharEstimate:
 
 
 def default_token_counter() -> CountsTextTokens:
-    """memweave's tiktoken `TokenCounter`, or a 4-characters-per-token estimate without it."""
+    """memweave's tiktoken `TokenCounter`, or a 4-characters-per-token estimate without
+    tiktoken or its encoding file (offline, nothing in its cache)."""
     try:
         from memweave.reducers.tokens import TokenCounter
 
         return TokenCounter()
     except MissingDependency:
         logger.warning("tiktoken is not installed; memory budgets use ~4 characters per token")
+        return _CharEstimate()
+    except ModelUnavailable as exc:
+        logger.warning("memory budgets use ~4 characters per token: %s", exc)
         return _CharEstimate()
 
 

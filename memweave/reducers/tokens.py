@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
+from memweave._models import load_tiktoken
 from memweave.errors import ConfigurationError, InvalidArgument, InvalidMessage, MissingDependency
 from memweave.messages import ChatMessage
 from memweave.reducers._groups import as_message_list
@@ -40,7 +42,7 @@ class TokenCounterProtocol(Protocol):
         ...
 
 
-def _load_encoding(name: str) -> tiktoken.Encoding:
+def _load_encoding(name: str, cache_dir: str | os.PathLike[str] | None) -> tiktoken.Encoding:
     try:
         import tiktoken
     except ImportError as exc:
@@ -49,16 +51,7 @@ def _load_encoding(name: str) -> tiktoken.Encoding:
         raise ConfigurationError(
             f"unknown tiktoken encoding {name!r}; known: {sorted(tiktoken.list_encoding_names())}"
         )
-    try:
-        return tiktoken.get_encoding(name)
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(
-            f"tiktoken could not load the {name!r} encoding: {exc}. tiktoken downloads encodings "
-            "on first use; without internet access, pre-seed its cache: run "
-            f"`python -c \"import tiktoken; tiktoken.get_encoding('{name}')\"` with "
-            "TIKTOKEN_CACHE_DIR=/some/dir on a machine that has access, copy that folder over, "
-            "and set TIKTOKEN_CACHE_DIR to it here"
-        ) from exc
+    return load_tiktoken(name, cache_dir)
 
 
 def _encoding_for_model(model: str) -> str:
@@ -102,11 +95,16 @@ class TokenCounter:
             falls back to o200k_base with a logged warning.
         encoding: A tiktoken encoding name; wins over `model`. Default: o200k_base.
         cache_size: How many message counts to keep.
+        cache_dir: The folder of tiktoken's encoding files; when None, `$TIKTOKEN_CACHE_DIR`,
+            else tiktoken's default cache (downloaded into on first use; `memweave models
+            fetch` fills it offline). An encoding tiktoken has loaded in this process already
+            is reused whatever the folder.
 
     Raises:
         MissingDependency: tiktoken is not installed (`pip install 'memweave[tokens]'`).
-        ConfigurationError: The encoding is unknown or cannot be loaded (offline; the message
-            says how to pre-seed `TIKTOKEN_CACHE_DIR`).
+        ConfigurationError: The encoding is unknown.
+        ModelUnavailable: The encoding's file is not in the cache and could not be downloaded
+            (the message names `memweave models` and `TIKTOKEN_CACHE_DIR`).
 
     Example:
         ```python
@@ -136,6 +134,7 @@ class TokenCounter:
         *,
         encoding: str | None = None,
         cache_size: int = 100_000,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if model is not None and (not isinstance(model, str) or not model):
             raise ConfigurationError(f"model must be a non-empty str or None, got {model!r}")
@@ -147,7 +146,7 @@ class TokenCounter:
             encoding = _encoding_for_model(model) if model is not None else DEFAULT_ENCODING
         self.model = model
         self.cache_size = cache_size
-        self._encoding = _load_encoding(encoding)
+        self._encoding = _load_encoding(encoding, cache_dir)
         self._encode = self._encoding.encode_ordinary
         self._cache: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._lock = threading.Lock()
