@@ -2,12 +2,15 @@
 
 Run as `python -m benchmarks.retrieval --locomo PATH [--json]` (`--help` for the options).
 It builds one store and ingests every conversation into it once, turn by turn through
-`VectorMemory.add`: the text is `[<session date>] <speaker>: <text>`, plus
-`[shares a photo of <caption>]` when the turn has one; the memory's user is the conversation,
-its session the LoCoMo session, its id the turn's `dia_id`. The turns of one session are
-submitted together (one `add` call each, gathered), as an application importing a transcript
-would; `--sequential` awaits each `add` in turn instead. The retrieval mode is a setting of
-`search` only, so every mode is then measured on that same store.
+`VectorMemory.add`, as `VectorMemory.invoked` stores a message: the text is what was said, plus
+`[shares a photo of <caption>]` when the turn has one, with the speaker (`speaker=`) and the
+session's date (`created_at=`) beside it (`--prefixed-text` also writes them into the text,
+`[<session date>] <speaker>: <text>`, the layout of figures before issue 17); the memory's
+user is the conversation, its session the LoCoMo session, its id the turn's `dia_id`. The turns
+of one conversation are submitted together (one `add` call each, gathered), as an application
+importing a transcript would, and `VectorMemory` writes them in batches; `--sequential`
+awaits each `add` in turn instead. The retrieval mode is a setting of `search` only, so every
+mode is then measured on that same store.
 
 For every question with evidence (the adversarial category 5 excluded), it searches the
 conversation's memories with the question and measures recall@k, the share of the question's
@@ -15,13 +18,16 @@ evidence turns among the top k, for k = 5, 10, 25 (or any `--k`), overall and pe
 LoCoMo's categories are 1 multi-hop, 2 temporal, 3 open-domain, 4 single-hop. Evidence ids
 written `"D8:6; D9:17"` or `"D30:05"` are normalised. It also reports ingest throughput
 (turns/s, from the first `add` until every write is done; one ingest serves every mode, so
-each mode reports the same figure) and query latency (p50/p95 of `search`, query embedding
-included).
+each mode reports the same figure) beside the embedder's own rate on the same texts in the
+same run (all of them in one `embed` call, the mean of one run before and one after the
+ingest), and query latency (p50/p95 of `search`, query embedding included). `--quantized`
+uses the int8 model (`ChromaDefaultEmbeddings(quantized=True)`).
 
 It prints a table, or with `--json` one JSON object:
 `{"recall": {mode: {"5": {"overall": x, "<category>": y, ...}, "10": ..., "25": ...}},
 "query_ms": {mode: {"p50": ..., "p95": ...}}, "ingest_turns_per_s": {mode: ...},
-"questions": n, ...}` plus the versions and the machine.
+"embedder_turns_per_s": x, "ingest_vs_embedder": r, "questions": n, ...}` plus the versions
+and the machine.
 """
 
 from __future__ import annotations
@@ -46,7 +52,12 @@ from typing import Any, cast
 
 from benchmarks._cli import positive_int
 from benchmarks._stats import percentile
-from memweave.context import ChromaDefaultEmbeddings, EmbeddingFunction, VectorMemory
+from memweave.context import (
+    ChromaDefaultEmbeddings,
+    EmbeddingFunction,
+    FusionWeights,
+    VectorMemory,
+)
 from memweave.context.vector import RetrievalMode
 
 __all__ = [
@@ -58,6 +69,8 @@ __all__ = [
     "Plan",
     "Question",
     "Turn",
+    "embed_rate",
+    "ingest",
     "load_locomo",
     "main",
     "normalise_evidence",
@@ -199,10 +212,15 @@ class _Reader:
         return items
 
 
-def load_locomo(path: str | os.PathLike[str]) -> list[Conversation]:
+def load_locomo(path: str | os.PathLike[str], *, prefixed: bool = False) -> list[Conversation]:
     """Read a LoCoMo JSON file: a list of samples with `conversation` (speakers, `session_<n>`
     lists of turns with `speaker`, `dia_id` and `text`, `session_<n>_date_time`) and `qa`
     (questions with `question`, `category` and `evidence`).
+
+    A turn's text is what was said, plus `[shares a photo of <caption>]` when it has one; its
+    speaker and session date are kept beside it (`Turn.speaker`, `Turn.created_at`), as
+    `VectorMemory.invoked` keeps a message's name and time. With `prefixed`, the text starts
+    with them too: `[<session date>] <speaker>: <text>` (the layout of earlier figures).
 
     Raises:
         LocomoFormatError: The file is not JSON in that layout; names the first missing or
@@ -233,9 +251,11 @@ def load_locomo(path: str | os.PathLike[str]) -> list[Conversation]:
                 ids = normalise_evidence(read.field(turn, "dia_id", str, at))
                 if not ids:
                     continue
-                text = f"{speaker}: {said}"
-                if date_text:
-                    text = f"[{date_text}] {text}"
+                text = said
+                if prefixed:
+                    text = f"{speaker}: {said}"
+                    if date_text:
+                        text = f"[{date_text}] {text}"
                 if turn.get("blip_caption"):
                     text += f" [shares a photo of {turn['blip_caption']}]"
                 conversation.turns.append(Turn(ids[0], text, speaker, number, when))
@@ -278,6 +298,7 @@ def prepare(
     *,
     modes: Iterable[str] = MODES,
     ks: Iterable[int] = KS,
+    prefixed: bool = False,
 ) -> Plan:
     """Read and check everything a run needs before it stores anything.
 
@@ -285,6 +306,7 @@ def prepare(
         locomo: The LoCoMo file.
         modes: Retrieval modes, from `MODES`; duplicates are dropped, order kept.
         ks: Recall cut-offs, any positive ints; measured in increasing order.
+        prefixed: Write the date and speaker into each turn's text (see `load_locomo`).
 
     Raises:
         LocomoFormatError: The file is not in the `locomo10.json` layout, or has no turn or
@@ -293,7 +315,7 @@ def prepare(
             deeper than `SEARCH_LIMIT` on a conversation longer than that).
         OSError: The file cannot be read.
     """
-    conversations = [c for c in load_locomo(locomo) if c.turns]
+    conversations = [c for c in load_locomo(locomo, prefixed=prefixed) if c.turns]
     if not conversations:
         raise LocomoFormatError(locomo, "the file", "no conversation has a turn")
     if not any(c.questions for c in conversations):
@@ -308,31 +330,40 @@ def prepare(
     return Plan(conversations, checked_modes, _check_ks(ks, conversations))
 
 
-async def _ingest(memory: VectorMemory, conversation: Conversation, *, sequential: bool) -> float:
-    """Store every turn of `conversation`; return the seconds it took."""
+async def ingest(
+    memory: VectorMemory, conversation: Conversation, *, sequential: bool = False
+) -> float:
+    """Store every turn of `conversation`, all submitted at once (one `add` call each,
+    gathered, so they are written in batches) or one after the other with `sequential`;
+    return the seconds it took, until every write is done."""
     start = time.perf_counter()
-    sessions: dict[int, list[Turn]] = {}
-    for turn in conversation.turns:
-        sessions.setdefault(turn.session, []).append(turn)
-    for number, turns in sessions.items():
-        adds = (
-            memory.add(
-                turn.text,
-                user_id=conversation.id,
-                session_id=f"session_{number}",
-                id=turn.id,
-                speaker=turn.speaker,
-                created_at=turn.created_at,
-            )
-            for turn in turns
+    adds = (
+        memory.add(
+            turn.text,
+            user_id=conversation.id,
+            session_id=f"session_{turn.session}",
+            id=turn.id,
+            speaker=turn.speaker,
+            created_at=turn.created_at,
         )
-        if sequential:
-            for add in adds:
-                await add
-        else:
-            await asyncio.gather(*adds)
+        for turn in conversation.turns
+    )
+    if sequential:
+        for add in adds:
+            await add
+    else:
+        await asyncio.gather(*adds)
     await memory.count(user_id=conversation.id)  # waits for every queued write
     return time.perf_counter() - start
+
+
+async def embed_rate(embedder: EmbeddingFunction, texts: Sequence[str]) -> tuple[float, float]:
+    """Texts per second the embedder alone reaches on `texts`, in one `embed` call: per
+    wall-clock second, and per second of this process's CPU time (which other processes on
+    the machine do not change)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    await embedder.embed(list(texts))
+    return len(texts) / (time.perf_counter() - start), len(texts) / (time.process_time() - cpu)
 
 
 async def _evaluate(
@@ -365,6 +396,8 @@ async def run(
     ks: Iterable[int] = KS,
     sequential: bool = False,
     embedder: EmbeddingFunction | None = None,
+    fusion: FusionWeights | None = None,
+    prefixed: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark and return the report (see the module docstring).
@@ -377,16 +410,22 @@ async def run(
         ks: The recall@k cut-offs, any positive ints.
         sequential: Await each `add` in turn instead of gathering a session's.
         embedder: The embedding function (default: Chroma's all-MiniLM-L6-v2).
+        fusion: The memory's fusion weights (default: `FusionWeights()`).
+        prefixed: Write the date and speaker into each turn's text (see `load_locomo`).
         progress: Told of each step: the ingest of a conversation, then its questions
             in each mode.
 
     Raises:
         LocomoFormatError, ValueError, OSError: As `prepare`, before anything is stored.
     """
-    plan = prepare(locomo, modes=modes, ks=ks)
+    plan = prepare(locomo, modes=modes, ks=ks, prefixed=prefixed)
     conversations = plan.conversations
     embedder = embedder or ChromaDefaultEmbeddings()
     await embedder.embed(["warm up the model"])
+    texts = [turn.text for c in conversations for turn in c.turns]
+    # The embedder alone on the same texts, in one call (its best case), before and after
+    # the ingest: the ingest rate is read against the mean of the two.
+    alone = [await embed_rate(embedder, texts)]
     steps = len(conversations) * (1 + len(plan.modes))
     done = 0
 
@@ -398,17 +437,20 @@ async def run(
     found: dict[str, dict[int, dict[str, list[float]]]] = {mode: {} for mode in plan.modes}
     latencies: dict[str, list[float]] = {mode: [] for mode in plan.modes}
     with tempfile.TemporaryDirectory(prefix="memweave-bench-") as folder:
-        async with VectorMemory(folder, embedder=embedder) as memory:
+        async with VectorMemory(folder, embedder=embedder, fusion=fusion) as memory:
             # Opening the store (starting Chroma, creating the catalogue) happens once per
             # process, not per turn: timed apart, so the ingest rate is the steady one.
             started = time.perf_counter()
             await memory.count(user_id="memweave-bench-open")
             open_s = time.perf_counter() - started
             seconds = 0.0
+            cpu = time.process_time()
             for conversation in conversations:
                 step(f"ingest {conversation.id} ({len(conversation.turns):,} turns)")
-                seconds += await _ingest(memory, conversation, sequential=sequential)
+                seconds += await ingest(memory, conversation, sequential=sequential)
                 done += 1
+            ingest_cpu = time.process_time() - cpu
+            alone.append(await embed_rate(embedder, texts))
             for mode in plan.modes:
                 for conversation in conversations:
                     step(f"{mode}: {conversation.id} ({len(conversation.questions):,} questions)")
@@ -418,7 +460,9 @@ async def run(
                     done += 1
     step("done")
     rate = turns / seconds
-    ingest = "sequential" if sequential else "concurrent per session"
+    embedder_rate = statistics.fmean(wall for wall, _ in alone)
+    embedder_cpu_rate = statistics.fmean(cpu for _, cpu in alone)
+    how = "sequential" if sequential else "concurrent (a conversation's adds gathered)"
     report: dict[str, Any] = {
         "recall": {
             mode: {
@@ -433,13 +477,22 @@ async def run(
         },
         # One ingest serves every mode; the per-mode keys stay for readers of older results.
         "ingest_turns_per_s": {mode: rate for mode in plan.modes},
+        "embedder_turns_per_s": embedder_rate,
+        "embedder_runs_turns_per_s": [wall for wall, _ in alone],
+        "ingest_vs_embedder": rate / embedder_rate,
+        # Per second of this process's CPU time: unmoved by other work on a shared machine.
+        "ingest_turns_per_cpu_s": turns / ingest_cpu,
+        "embedder_turns_per_cpu_s": embedder_cpu_rate,
+        "ingest_vs_embedder_cpu": turns / ingest_cpu / embedder_cpu_rate,
         "questions": sum(len(c.questions) for c in conversations),
         "turns": turns,
         "conversations": len(conversations),
         "ks": list(plan.ks),
-        "ingest": f"{ingest}, once for every mode",
+        "ingest": f"{how}, once for every mode",
         "store_open_s": open_s,
         "embedder": embedder.name,
+        "fusion": (fusion or FusionWeights()).model_dump(),
+        "text": "prefixed" if prefixed else "plain",
     }
     report["versions"] = {
         name: _version(name)
@@ -477,7 +530,13 @@ def _print_table(report: dict[str, Any]) -> None:
         latency = report["query_ms"][mode]
         print(f"{mode:8} query p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms")
     rate = next(iter(report["ingest_turns_per_s"].values()))
-    print(f"ingest {rate:.0f} turns/s ({report['ingest']})")
+    print(
+        f"ingest {rate:.0f} turns/s ({report['ingest']}); embedder alone "
+        f"{report['embedder_turns_per_s']:.0f} turns/s; ingest/embedder "
+        f"{report['ingest_vs_embedder']:.0%} (per CPU second: "
+        f"{report['ingest_turns_per_cpu_s']:.0f} vs {report['embedder_turns_per_cpu_s']:.0f}, "
+        f"{report['ingest_vs_embedder_cpu']:.0%})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -502,6 +561,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sequential", action="store_true", help="await each add in turn while ingesting"
     )
+    parser.add_argument(
+        "--prefixed-text",
+        action="store_true",
+        help="store '[<date>] <speaker>: <text>' as each turn's text (the pre-issue-17 layout)",
+    )
+    parser.add_argument(
+        "--quantized",
+        action="store_true",
+        help="embed with the int8 model (ChromaDefaultEmbeddings(quantized=True))",
+    )
     args = parser.parse_args(argv)
     modes = tuple(args.mode or MODES)
     ks = tuple(args.k or KS)
@@ -512,7 +581,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
             message = f"{exc.strerror}: {str(exc.filename)!r}"
         parser.exit(1, f"{parser.prog}: error: {message}\n")
-    report = asyncio.run(run(args.locomo, modes=modes, ks=ks, sequential=args.sequential))
+    embedder = ChromaDefaultEmbeddings(quantized=args.quantized)
+    report = asyncio.run(
+        run(
+            args.locomo,
+            modes=modes,
+            ks=ks,
+            sequential=args.sequential,
+            embedder=embedder,
+            prefixed=args.prefixed_text,
+        )
+    )
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -119,8 +119,8 @@ def test_run_measures_any_positive_k(tmp_path: Path) -> None:
     assert list(report["recall"]["lexical"]) == ["1", "3"]
     assert report["ks"] == [1, 3]
     # Past the conversation's length, recall@k is recall over every turn.
-    deep = asyncio.run(retrieval.run(_write(tmp_path, SAMPLE), modes=["lexical"], ks=[7, 5000]))
-    assert deep["recall"]["lexical"]["5000"]["overall"] == 1.0
+    deep = asyncio.run(retrieval.run(_write(tmp_path, SAMPLE), modes=["dense"], ks=[7, 5000]))
+    assert deep["recall"]["dense"]["5000"]["overall"] == 1.0
 
 
 @pytest.mark.parametrize(("ks", "modes"), [((0,), ("dense",)), ((), ("dense",)), ((5,), ("x",))])
@@ -201,3 +201,56 @@ def test_main_k_option_sets_the_cut_offs(
     path = _write(tmp_path, SAMPLE)
     assert retrieval.main(["--locomo", str(path), "--mode", "lexical", "--k", "2", "--json"]) == 0
     assert list(json.loads(capsys.readouterr().out)["recall"]["lexical"]) == ["2"]
+
+
+def test_retrieval_benchmark_reports_the_embedder_beside_the_ingest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The report holds the embedder's own rate on the same texts beside the ingest rate."""
+    path = _write(tmp_path, SAMPLE)
+    assert retrieval.main(["--locomo", str(path), "--mode", "lexical", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["embedder_turns_per_s"] > 0
+    assert len(report["embedder_runs_turns_per_s"]) == 2  # before and after the ingest
+    rate = report["ingest_turns_per_s"]["lexical"]
+    assert report["ingest_vs_embedder"] == pytest.approx(rate / report["embedder_turns_per_s"])
+    assert report["fusion"]["method"] in ("weighted", "rrf")
+
+
+def _two_conversations() -> list[dict[str, Any]]:
+    second = copy.deepcopy(SAMPLE[0])
+    second["sample_id"] = "conv-other"
+    return [SAMPLE[0], second]
+
+
+def test_ablation_cross_validates_every_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ablation prints, per row, held-out recall per k and category, and each fold's
+    choice tuned on the other conversation."""
+    from benchmarks import retrieval_ablation
+
+    path = _write(tmp_path, _two_conversations())
+    assert retrieval_ablation.main(["--locomo", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["conversations"] == ["conv-test", "conv-other"]
+    assert report["questions"] == 6
+    names = [row["name"] for row in report["ablation"]]
+    assert names == [name for name, _ in retrieval_ablation.ABLATIONS]
+    for row in report["ablation"]:
+        assert set(row["recall"]) == {"5", "10", "25"}
+        assert 0.0 <= row["recall"]["10"]["overall"] <= 1.0
+        assert [c["held_out"] for c in row["choices"]] == ["conv-test", "conv-other"]
+    assert set(report["cache_agreement"]) == {"dense", "lexical", "hybrid"}
+    assert report["cache_agreement"]["hybrid"] == 1.0  # re-fused = what search returns
+
+
+def test_ablation_needs_two_conversations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Cross-validation across conversations refuses a file with only one."""
+    from benchmarks import retrieval_ablation
+
+    with pytest.raises(SystemExit):
+        retrieval_ablation.main(["--locomo", str(_write(tmp_path, SAMPLE))])
+    assert "at least two conversations" in capsys.readouterr().err

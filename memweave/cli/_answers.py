@@ -23,11 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memweave.context import EmbeddingFunction, VectorMemory
+from memweave.context import EmbeddingFunction, MemoryHit, VectorMemory
 from memweave.llm import ChatClient
 from memweave.messages import ChatMessage
 
-__all__ = ["SYSTEM_PROMPT", "USER_PROMPT", "AnswerQuestion", "answer_run", "token_f1"]
+__all__ = [
+    "SYSTEM_PROMPT",
+    "USER_PROMPT",
+    "AnswerQuestion",
+    "answer_run",
+    "memory_line",
+    "token_f1",
+]
 
 SYSTEM_PROMPT = (
     "You answer questions about a long conversation between {speakers}, using only the "
@@ -44,6 +51,15 @@ CATEGORIES = {1: "multi_hop", 2: "temporal", 3: "open_domain", 4: "single_hop"}
 
 _ARTICLES = re.compile(r"\b(a|an|the|and)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def memory_line(hit: MemoryHit) -> str:
+    """A retrieved memory as the model reads it, with its date (as LoCoMo writes session
+    dates) and speaker: `[1:56 pm on 8 May, 2023] Caroline: I went to ...`."""
+    when = hit.created_at
+    clock = f"{when.hour % 12 or 12}:{when.minute:02d} {'am' if when.hour < 12 else 'pm'}"
+    who = f"{hit.speaker}: " if hit.speaker else ""
+    return f"[{clock} on {when.day} {when:%B}, {when.year}] {who}{hit.text}"
 
 
 def _stemmer() -> tuple[Callable[[str], str], str]:
@@ -171,7 +187,7 @@ async def answer_run(
                     k=k,
                     mode=mode,  # type: ignore[arg-type]
                 )
-                memories = "\n".join(f"- {hit.text}" for hit in hits) or "- (none)"
+                memories = "\n".join(f"- {memory_line(hit)}" for hit in hits) or "- (none)"
                 messages = [
                     ChatMessage.system(
                         SYSTEM_PROMPT.format(

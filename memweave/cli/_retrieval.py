@@ -373,7 +373,13 @@ def section(result: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
         f"embeddings {manifest['retrieval']['embedding_model']} "
         f"({manifest['retrieval']['dimensions']} dimensions). Recall@k is the share of a "
         "question's evidence turns among the top k memories. Every mode searches the same "
-        "store, ingested once, so the ingest rate is one figure.",
+        "store, ingested once, so the ingest rate is one figure"
+        + (
+            f"; the embedder alone ran {result['embedder_turns_per_s']:,.0f} turns/s on the "
+            f"same texts (ingest at {result['ingest_vs_embedder']:.0%} of it)."
+            if "embedder_turns_per_s" in result
+            else "."
+        ),
         "",
         *markdown_table(["mode", "k", *names], rows, right=set(range(1, len(names) + 2))),
         "",

@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from memweave.cli import _report, _retrieval, _scale
+from memweave.cli import _qa, _report, _retrieval, _scale
 from memweave.cli._common import (
     err_console,
     positive_int,
@@ -105,6 +105,7 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
         if name in ("retrieval", "all"):
             _retrieval.add_arguments(parser)
         parser.set_defaults(func=run_bench, suites=list(SUITES) if name == "all" else [name])
+    _qa.add_parser(sub)  # needs a chat model, so never part of `all`
 
 
 def _default_out() -> Path:
@@ -136,6 +137,10 @@ async def _history(
                     merged["peers"] = []
                 else:
                     merged["results"].extend(part["results"])
+                    merged["sync_face"] = merged.get("sync_face", []) + part.get("sync_face", [])
+                    if size == sizes[0]:  # timed once per backend, not per size
+                        overhead = part.get("retry_overhead", [])
+                        merged["retry_overhead"] = merged.get("retry_overhead", []) + overhead
                 # One entry per backend and peer, however many sizes ran.
                 seen = {(peer["url"], peer["peer"]) for peer in merged["peers"]}
                 merged["peers"] += [

@@ -14,7 +14,7 @@ from memweave.context.facts import (
     MemoryVersion,
     RememberResult,
 )
-from memweave.context.vector import MemoryHit, RetrievalMode, VectorMemory
+from memweave.context.vector import FusionWeights, MemoryHit, RetrievalMode, VectorMemory
 
 __all__ = [
     "ChromaDefaultEmbeddings",
@@ -23,6 +23,7 @@ __all__ = [
     "EmbeddingFunction",
     "ExtractionStats",
     "FactExtractor",
+    "FusionWeights",
     "MemoryHit",
     "MemoryKind",
     "MemoryVersion",

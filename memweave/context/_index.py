@@ -29,16 +29,20 @@ from typing import Any, Literal
 import numpy as np
 
 from memweave.context._fusion import (
+    DEFAULT_FUSION,
+    FusionWeights,
     Vector,
-    dense_scores,
-    hybrid_score,
+    dense_parts,
+    fuse,
+    mix_dense,
     named_speakers,
+    ranked,
     unit,
 )
 from memweave.context._lexical import LexicalStore, NewMemory, Row, query_terms
 from memweave.errors import ConfigurationError
 
-__all__ = ["HybridIndex", "Mode", "open_collection"]
+__all__ = ["HybridIndex", "Mode", "candidate_pool", "open_collection"]
 
 Mode = Literal["dense", "lexical", "hybrid"]
 
@@ -91,6 +95,11 @@ def open_collection(client: Any, name: str, embedder: str, dimensions: int) -> A
     return collection
 
 
+def candidate_pool(k: int) -> int:
+    """How many candidates a search for `k` memories takes from each index."""
+    return max(4 * k, 40)
+
+
 def _where(scope: str, session_id: str | None, extra_ids: Sequence[str]) -> dict[str, Any]:
     # Values sit under an explicit `$eq` or `$in`, so an id shaped like an operator is only data.
     if session_id is None:
@@ -111,10 +120,12 @@ class HybridIndex:
         *,
         dimensions: int,
         close_client: Callable[[], None] | None = None,
+        fusion: FusionWeights = DEFAULT_FUSION,
     ) -> None:
         self.collection = collection
         self.lexical = lexical
         self.dimensions = dimensions
+        self.fusion = fusion
         self._close_client = close_client
         self._last_order = 0
 
@@ -239,39 +250,59 @@ class HybridIndex:
         *,
         k: int,
         mode: Mode,
+        fusion: FusionWeights | None = None,
     ) -> list[tuple[Row, float]]:
-        """The best `k` memories of the scope for `query`, with their scores, best first."""
+        """The best `k` memories of the scope for `query`, with their scores, best first.
+
+        `fusion` overrides the index's own weights for this search.
+        """
         self.catch_up()
-        pool = max(4 * k, 40)
+        weights = self.fusion if fusion is None else fusion
+        pool = candidate_pool(k)
         exact = self.lexical.exact(scope, session_id, query)
         lexical: dict[int, float] = {}
         if mode != "dense":
-            lexical = self.lexical.search(scope, session_id, query_terms(query), pool)
+            terms = query_terms(query)
+            lexical = self.lexical.search(
+                scope, session_id, terms, pool, weights=weights.bm25_weights
+            )
         dense: dict[int, float] = {}
         if mode != "lexical":
             if query_vector is None:
                 raise ConfigurationError(f"{mode} search needs a query vector")
-            dense = self._dense(scope, session_id, unit(query_vector), pool, set(lexical))
+            parts = self._dense(scope, session_id, unit(query_vector), pool, set(lexical))
+            dense = mix_dense(parts, weights.window)
         scores: dict[int, float]
         if mode == "dense":
             scores = dense
         elif mode == "lexical":
             scores = lexical
         else:
-            rows = self.lexical.rows(set(dense) | set(lexical))
-            named = named_speakers(query, self.lexical.speakers(scope, session_id))
-            scores = {
-                seq: hybrid_score(
-                    dense.get(seq, 0.0), lexical.get(seq, 0.0), rows[seq].speaker in named
-                )
-                for seq in rows
-            }
+            named = self._named(scope, session_id, query, set(dense) | set(lexical), weights)
+            scores = fuse(dense, lexical, named, weights)
         for seq in exact:
             scores[seq] = 1.0
-        first = set(exact)
-        ranked = sorted(scores, key=lambda seq: (seq not in first, -scores[seq], seq))[:k]
-        found = self.lexical.rows(ranked)
-        return [(found[seq], scores[seq]) for seq in ranked if seq in found]
+        top = ranked(scores, exact, k)
+        found = self.lexical.rows(top)
+        return [(found[seq], scores[seq]) for seq in top if seq in found]
+
+    def _named(
+        self,
+        scope: str,
+        session_id: str | None,
+        query: str,
+        candidates: set[int],
+        weights: FusionWeights,
+    ) -> set[int]:
+        """The candidates whose speaker the query names (none when the signal weighs 0)."""
+        if weights.speaker <= 0 or not candidates:
+            return set()
+        names = named_speakers(query, self.lexical.speakers(scope, session_id))
+        if not names:
+            return set()
+        return {
+            seq for seq, speaker in self.lexical.speakers_of(candidates).items() if speaker in names
+        }
 
     def _dense(
         self,
@@ -280,8 +311,9 @@ class HybridIndex:
         query: Vector,
         pool: int,
         extra: set[int],
-    ) -> dict[int, float]:
-        """Dense scores of the nearest `pool` memories, their neighbours, and `extra`."""
+    ) -> dict[int, tuple[float, float]]:
+        """`(own, window)` similarities of the nearest `pool` memories, their neighbours, and
+        `extra`."""
         extra_ids = [] if session_id is None else self.lexical.extra_ids(scope, session_id)
         result = self.collection.query(
             query_embeddings=[query],
@@ -295,24 +327,21 @@ class HybridIndex:
             with _tolerated(self.lexical.path, "catalogue new Chroma records"):
                 self._adopt(unknown)
             seqs, _ = self.lexical.seqs_by_key(result["ids"][0])
-        nearest = self.lexical.rows(seqs.values())
+        # Only links and vectors are read here, not whole rows: a search scores hundreds.
+        nearest = self.lexical.links(seqs.values())
         rows = dict(nearest)
-        rows.update(self.lexical.rows(extra - set(rows)))
+        rows.update(self.lexical.links(extra - set(rows)))
         candidates = set(rows)
-        for row in nearest.values():
-            candidates.update(side for side in (row.prev, row.next) if side is not None)
-        rows.update(self.lexical.rows(candidates - set(rows)))
+        for prev, nxt, _ in nearest.values():
+            candidates.update(side for side in (prev, nxt) if side is not None)
+        rows.update(self.lexical.links(candidates - set(rows)))
         needed = {
-            side
-            for seq in candidates
-            if seq in rows
-            for side in (rows[seq].prev, rows[seq].next)
-            if side is not None
+            side for seq in candidates if seq in rows for side in rows[seq][:2] if side is not None
         }
-        rows.update(self.lexical.rows(needed - set(rows)))
-        vectors = {seq: np.frombuffer(row.vector, dtype="<f4") for seq, row in rows.items()}
-        links = {seq: (rows[seq].prev, rows[seq].next) for seq in candidates if seq in rows}
-        return dense_scores(query, vectors, links, candidates)
+        rows.update(self.lexical.links(needed - set(rows)))
+        vectors = {seq: np.frombuffer(vector, dtype="<f4") for seq, (_, _, vector) in rows.items()}
+        links = {seq: rows[seq][:2] for seq in candidates if seq in rows}
+        return dense_parts(query, vectors, links, candidates)
 
 
 def _to_chroma(item: NewMemory, order: int) -> dict[str, Any]:

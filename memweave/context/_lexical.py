@@ -251,14 +251,25 @@ class LexicalStore:
         stored it since `lookup`). Returns, per item, the id of the memory holding it.
         """
         ids: list[str] = []
+        touched: set[int] = set()
+        fresh: dict[int, tuple[str, str]] = {}
         with self.transaction():
             for item, vector in zip(items, vectors, strict=True):
                 found = self._find(item)
                 if found is not None:
                     ids.append(found[1])
                     continue
-                self._insert_row(item, vector)
+                seq = self._insert_row(item, vector, refresh=False)
+                fresh[seq] = (item.text, date_text(item.created_at))
+                touched.update(self._around(seq))
                 ids.append(item.id)
+            # Each row is indexed once for the whole batch, with its final context, not again
+            # for every neighbour inserted after it.
+            self._db.executemany(
+                "INSERT INTO memories_fts (rowid, body, context, date) VALUES (?, ?, ?, ?)",
+                [(seq, text, self._context_of(seq), day) for seq, (text, day) in fresh.items()],
+            )
+            self._refresh_context(sorted(touched - set(fresh)))
         return ids
 
     def adopt(self, items: Sequence[NewMemory], vectors: Sequence[bytes]) -> None:
@@ -297,7 +308,9 @@ class LexicalStore:
                 [(key,) for key in keys],
             )
 
-    def _insert_row(self, item: NewMemory, vector: bytes) -> int:
+    def _insert_row(self, item: NewMemory, vector: bytes, *, refresh: bool = True) -> int:
+        """Insert a row after the newest of its session, index it and re-index the context of
+        the rows around it; with `refresh` False, neither (the caller indexes them later)."""
         prev = None
         if item.session_id:
             tail = self._db.execute(
@@ -329,11 +342,12 @@ class LexicalStore:
         seq = int(cursor.lastrowid or 0)
         if prev is not None:
             self._db.execute("UPDATE memories SET next = ? WHERE seq = ?", (seq, prev))
-        self._db.execute(
-            "INSERT INTO memories_fts (rowid, body, context, date) VALUES (?, ?, '', ?)",
-            (seq, item.text, date_text(item.created_at)),
-        )
-        self._refresh_context(self._around(seq))
+        if refresh:
+            self._db.execute(
+                "INSERT INTO memories_fts (rowid, body, context, date) VALUES (?, ?, '', ?)",
+                (seq, item.text, date_text(item.created_at)),
+            )
+            self._refresh_context(self._around(seq))
         return seq
 
     def attach(self, items: Sequence[NewMemory]) -> dict[str, list[str]]:
@@ -450,21 +464,25 @@ class LexicalStore:
                 out.append(cursor)
         return out
 
+    def _context_of(self, seq: int) -> str:
+        """The text of the memories within `context_window` turns of `seq`, in order."""
+        neighbours = self._around(seq)[1:] if self.context_window else []
+        if not neighbours:
+            return ""
+        marks = ",".join("?" * len(neighbours))
+        texts = self._db.execute(
+            f"SELECT text FROM memories WHERE seq IN ({marks}) ORDER BY seq",  # noqa: S608
+            neighbours,
+        ).fetchall()
+        return "\n".join(str(text) for (text,) in texts)
+
     def _refresh_context(self, seqs: Iterable[int]) -> None:
+        if self.context_window == 0:
+            return
         for seq in seqs:
-            if self.context_window == 0:
-                continue
-            neighbours = self._around(seq)[1:]
-            if not neighbours:
-                context = ""
-            else:
-                marks = ",".join("?" * len(neighbours))
-                texts = self._db.execute(
-                    f"SELECT text FROM memories WHERE seq IN ({marks}) ORDER BY seq",  # noqa: S608
-                    neighbours,
-                ).fetchall()
-                context = "\n".join(str(text) for (text,) in texts)
-            self._db.execute("UPDATE memories_fts SET context = ? WHERE rowid = ?", (context, seq))
+            self._db.execute(
+                "UPDATE memories_fts SET context = ? WHERE rowid = ?", (self._context_of(seq), seq)
+            )
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -527,13 +545,20 @@ class LexicalStore:
         return [str(memory_id) for (memory_id,) in rows]
 
     def search(
-        self, scope: str, session_id: str | None, terms: Sequence[str], limit: int
+        self,
+        scope: str,
+        session_id: str | None,
+        terms: Sequence[str],
+        limit: int,
+        *,
+        weights: tuple[float, float, float] | None = None,
     ) -> dict[int, float]:
         """BM25 similarity in [0, 1] of the best `limit` memories matching any of `terms`.
 
         A memory's raw `bm25()` score is divided by the score the query itself would get if it
         were stored (`memweave.context._fts.QueryReference`, which writes nothing), and capped
-        at 1: so 1 means "matches as well as the query's own text would".
+        at 1: so 1 means "matches as well as the query's own text would". `weights` are the
+        `bm25()` weights of the text, context and date columns, the store's own when None.
         """
         if not terms:
             return {}
@@ -544,11 +569,13 @@ class LexicalStore:
             "FROM memories_fts JOIN memories m ON m.seq = memories_fts.rowid "
             "WHERE memories_fts MATCH ? AND " + where + " ORDER BY score DESC LIMIT ?"
         )
-        rows = self._db.execute(sql, [*self.weights, match, *args, limit]).fetchall()
+        column_weights = self.weights if weights is None else weights
+        rows = self._db.execute(sql, [*column_weights, match, *args, limit]).fetchall()
         if not rows:
             return {}
         reference = self._reference.score(terms)
-        return {int(seq): min(1.0, max(0.0, score / reference)) for seq, score in rows}
+        # A row matching only in columns weighted 0 scores 0: it is no lexical hit.
+        return {int(seq): min(1.0, score / reference) for seq, score in rows if score > 0}
 
     def exact(self, scope: str, session_id: str | None, query: str) -> list[int]:
         """Seqs of the memories whose text equals `query`, ignoring case and whitespace."""
@@ -557,6 +584,15 @@ class LexicalStore:
             f"SELECT m.seq FROM memories m WHERE {where} AND m.exact_key = ? "  # noqa: S608
             "ORDER BY m.seq",
             [*args, exact_key(query)],
+        ).fetchall()
+        return [int(seq) for (seq,) in rows]
+
+    def scope_seqs(self, scope: str, session_id: str | None) -> list[int]:
+        """Seqs of every memory of the scope (or visible from one session of it), in order."""
+        where, args = self._scope_filter(scope, session_id)
+        rows = self._db.execute(
+            f"SELECT m.seq FROM memories m WHERE {where} ORDER BY m.seq",  # noqa: S608
+            args,
         ).fetchall()
         return [int(seq) for (seq,) in rows]
 
@@ -569,6 +605,31 @@ class LexicalStore:
             args,
         ).fetchall()
         return [str(name) for (name,) in rows]
+
+    def links(self, seqs: Iterable[int]) -> dict[int, tuple[int | None, int | None, bytes]]:
+        """`(prev, next, vector)` of each of these memories, by seq (missing ones left out)."""
+        out: dict[int, tuple[int | None, int | None, bytes]] = {}
+        for chunk in _chunks(list(seqs)):
+            marks = ",".join("?" * len(chunk))
+            for seq, prev, nxt, vector in self._db.execute(
+                f"SELECT seq, prev, next, vector FROM memories WHERE seq IN ({marks})",  # noqa: S608
+                chunk,
+            ):
+                out[int(seq)] = (prev, nxt, bytes(vector))
+        return out
+
+    def speakers_of(self, seqs: Iterable[int]) -> dict[int, str]:
+        """The speaker of each of these memories that has one, by seq."""
+        out: dict[int, str] = {}
+        for chunk in _chunks(list(seqs)):
+            marks = ",".join("?" * len(chunk))
+            for seq, speaker in self._db.execute(
+                f"SELECT seq, speaker FROM memories WHERE seq IN ({marks}) "  # noqa: S608
+                "AND speaker IS NOT NULL",
+                chunk,
+            ):
+                out[int(seq)] = str(speaker)
+        return out
 
     def rows(self, seqs: Iterable[int]) -> dict[int, Row]:
         """The memories with these seqs, by seq (missing ones left out)."""

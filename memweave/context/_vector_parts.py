@@ -3,8 +3,10 @@ span both kinds of memory (turns and facts)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import sqlite3
@@ -17,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from memweave.context._facts_models import MemoryKind
 from memweave.context._facts_store import fact_scope
+from memweave.context._fusion import DEFAULT_FUSION, FusionWeights
 from memweave.context.embeddings import ChromaDefaultEmbeddings, EmbeddingFunction
 from memweave.context.facts import FactExtractor
 from memweave.errors import BackendUnavailable, ConfigurationError, InvalidArgument
@@ -28,13 +31,17 @@ if TYPE_CHECKING:
 __all__ = [
     "KINDS",
     "MODES",
+    "WRITE_CHUNK",
+    "WRITE_TAIL",
     "ClientFactory",
     "MemoryHit",
     "RetrievalMode",
+    "check_fusion",
     "check_kind",
     "check_options",
     "check_search",
     "check_setup",
+    "chunk_sizes",
     "client_factory",
     "count_kinds",
     "embedded_client",
@@ -42,6 +49,7 @@ __all__ = [
     "map_errors",
     "open_index",
     "private_client",
+    "quantized_embedder",
     "search_kinds",
     "write_batch",
 ]
@@ -180,6 +188,36 @@ def check_setup(
     return embedder
 
 
+def quantized_embedder(
+    embedder: EmbeddingFunction | None, quantized: object
+) -> EmbeddingFunction | None:
+    """The embedder `VectorMemory(quantized=True)` asks for: the default model's int8 copy.
+
+    Raises:
+        ConfigurationError: `quantized` is not a bool, or is True beside an `embedder`.
+    """
+    if not isinstance(quantized, bool):
+        raise ConfigurationError(f"quantized must be a bool, got {quantized!r}")
+    if not quantized:
+        return embedder
+    if embedder is not None:
+        raise ConfigurationError(
+            "quantized=True picks the default model's int8 copy; with embedder=, pass "
+            "ChromaDefaultEmbeddings(quantized=True) as the embedder instead"
+        )
+    return ChromaDefaultEmbeddings(quantized=True)
+
+
+def check_fusion(fusion: object) -> FusionWeights:
+    """The fusion weights of `VectorMemory` (the defaults for None); `ConfigurationError`
+    for anything but a `FusionWeights`."""
+    if fusion is None:
+        return DEFAULT_FUSION
+    if not isinstance(fusion, FusionWeights):
+        raise ConfigurationError(f"fusion must be a FusionWeights, got {fusion!r}")
+    return fusion
+
+
 def check_options(
     mode: object, k: object, min_score: object, max_tokens: object, window: object
 ) -> None:
@@ -232,9 +270,9 @@ def open_index(
     embedder: EmbeddingFunction,
     lexical_path: str,
     context_window: int,
+    fusion: FusionWeights = DEFAULT_FUSION,
 ) -> tuple[HybridIndex, Any]:
     """Open the collection and its catalogue, caught up; returns the index and the client."""
-    from memweave.context._fusion import CONTEXT_WEIGHT, DATE_WEIGHT
     from memweave.context._index import HybridIndex, open_collection
     from memweave.context._lexical import LexicalStore
 
@@ -246,11 +284,13 @@ def open_index(
         lexical = LexicalStore(
             lexical_path,
             context_window=context_window,
-            context_weight=CONTEXT_WEIGHT,
-            date_weight=DATE_WEIGHT,
+            context_weight=fusion.context,
+            date_weight=fusion.date,
         )
         lexical.check_owner(collection_name, name, dimensions)
-        index = HybridIndex(collection, lexical, dimensions=dimensions, close_client=close_client)
+        index = HybridIndex(
+            collection, lexical, dimensions=dimensions, close_client=close_client, fusion=fusion
+        )
         index.catch_up(full=True)
     except BaseException:
         if lexical is not None:
@@ -301,6 +341,59 @@ class _Runner(Protocol):
     def __call__(self, function: Callable[..., _T], *args: Any) -> Awaitable[_T]: ...
 
 
+WRITE_CHUNK = 256
+"""Most memories embedded, then written, at a time by `write_batch`: while one chunk is
+written, the next one is embedded. Large, so the model batches inputs of similar length well."""
+WRITE_TAIL = 32
+"""The last chunk of a batch: small, so the one write nothing overlaps is short, and its
+embedding still covers the write of the chunk before it."""
+
+
+def chunk_sizes(count: int) -> list[int]:
+    """How `write_batch` cuts `count` new memories: even chunks of at most `WRITE_CHUNK`,
+    then a tail of `WRITE_TAIL` (one chunk when `count` is no more than twice that)."""
+    if count <= 2 * WRITE_TAIL:
+        return [count] if count else []
+    body = count - WRITE_TAIL
+    parts = math.ceil(body / WRITE_CHUNK)
+    sizes = [body // parts + (1 if n < body % parts else 0) for n in range(parts)]
+    return [*sizes, WRITE_TAIL]
+
+
+async def _embed_and_write(
+    fresh: list[NewMemory], *, index: HybridIndex, embedder: EmbeddingFunction, run: _Runner
+) -> list[str]:
+    """Embed and write `fresh` chunk by chunk, in order, embedding the next chunk while the
+    store writes the last one (the model and the store run on different threads)."""
+
+    async def embed(part: list[NewMemory]) -> list[list[float]]:
+        vectors = await embedder.embed([item.text for item in part])
+        if len(vectors) != len(part):
+            raise ConfigurationError(
+                f"embedder {embedder.name!r} returned {len(vectors)} vectors for {len(part)} texts"
+            )
+        return vectors
+
+    parts: list[list[NewMemory]] = []
+    for size in chunk_sizes(len(fresh)):
+        start = sum(len(part) for part in parts)
+        parts.append(fresh[start : start + size])
+    written: list[str] = []
+    pending = asyncio.ensure_future(embed(parts[0]))
+    try:
+        for number, part in enumerate(parts):
+            vectors = await pending
+            if number + 1 < len(parts):
+                pending = asyncio.ensure_future(embed(parts[number + 1]))
+            written += await run(index.write, part, vectors)
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+    return written
+
+
 async def write_batch(
     items: list[NewMemory], *, index: HybridIndex, embedder: EmbeddingFunction, run: _Runner
 ) -> list[str]:
@@ -308,6 +401,9 @@ async def write_batch(
 
     Texts or ids the scope holds already, and repeats within the batch, are not written again;
     a repeat from another session makes the stored memory visible from that session too.
+    New memories are embedded and written in chunks (`chunk_sizes`), the next chunk's
+    embedding overlapping the last chunk's write; if a chunk fails, the chunks before it stay
+    written (adding them again is a no-op, so a retry completes the batch).
     """
     known = await run(index.lookup, items)
     fresh: list[NewMemory] = []
@@ -321,12 +417,7 @@ async def write_batch(
             fresh.append(item)
     stored_ids: dict[str, str] = {}
     if fresh:
-        vectors = await embedder.embed([item.text for item in fresh])
-        if len(vectors) != len(fresh):
-            raise ConfigurationError(
-                f"embedder {embedder.name!r} returned {len(vectors)} vectors for {len(fresh)} texts"
-            )
-        written = await run(index.write, fresh, vectors)
+        written = await _embed_and_write(fresh, index=index, embedder=embedder, run=run)
         stored_ids = dict(zip((item.key for item in fresh), written, strict=True))
     out: list[str] = []
     repeated: list[NewMemory] = []
