@@ -43,10 +43,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
+from benchmarks._env import package_version
 from benchmarks._history_faces import FaceMeasurement, bench_faces, print_faces
 from benchmarks._history_overhead import OverheadMeasurement, bench_overhead, print_overhead
 from benchmarks._history_peers import PEERS, Peer, load_peers, storage_kind
@@ -294,18 +294,11 @@ def _peer_status(
         "url": mask_url(url),
         "peer": cls.name,
         "package": cls.package,
-        "version": _version(cls.package),
+        "version": package_version(cls.package),
         "status": status,
         "reason": reason,
         "notes": notes,
     }
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _backend_name(url: str) -> str:
@@ -472,7 +465,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
-        "packages": {package: _version(package) for package in names},
+        "packages": {package: package_version(package) for package in names},
     }
 
 

@@ -52,11 +52,11 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from benchmarks._cli import positive_int
+from benchmarks._env import package_version
 from benchmarks._stats import percentile
 from benchmarks.retrieval import MODES, Conversation, Question, ingest, prepare
 from memweave import ChatMessage, Session
@@ -310,20 +310,13 @@ async def run(
         "embedder": embedder.name,
         "fusion": _fusion_identity(),
         "versions": {
-            "memweave": _version("memweave"),
-            "chromadb": _version("chromadb"),
-            "onnxruntime": _version("onnxruntime"),
+            "memweave": package_version("memweave"),
+            "chromadb": package_version("chromadb"),
+            "onnxruntime": package_version("onnxruntime"),
             "python": platform.python_version(),
         },
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _cell(value: float | None) -> str:

@@ -23,18 +23,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from benchmarks._cli import positive_int
+from benchmarks._env import machine, package_version
 from benchmarks._stats import Timings
 from benchmarks._workload import make_conversation
 from memweave.llm import ChatChunk, ChatResponse, ToolSpec
@@ -216,24 +214,6 @@ async def _bench_mode(mode: str, options: Options, directory: Path) -> dict[str,
     }
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpus": os.cpu_count(),
-    }
-
-
 async def run(options: Options) -> dict[str, Any]:
     """Measure both modes and return the JSON report."""
     with tempfile.TemporaryDirectory(prefix="memweave-bench-") as directory:
@@ -253,12 +233,12 @@ async def run(options: Options) -> dict[str, Any]:
         },
         "target_overhead_ms": TARGET_OVERHEAD_MS,
         "versions": {
-            "memweave": _version("memweave"),
-            "pydantic": _version("pydantic"),
-            "sqlalchemy": _version("sqlalchemy"),
-            "aiosqlite": _version("aiosqlite"),
+            "memweave": package_version("memweave"),
+            "pydantic": package_version("pydantic"),
+            "sqlalchemy": package_version("sqlalchemy"),
+            "aiosqlite": package_version("aiosqlite"),
         },
-        "machine": _machine(),
+        "machine": machine(),
         "results": results,
     }
 

@@ -24,17 +24,15 @@ import argparse
 import asyncio
 import gc
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 from benchmarks._budgeted_read import TARGET_BUDGETED_READ_MS, run_budgeted_reads
 from benchmarks._cli import positive_int
+from benchmarks._env import machine, package_version
 from benchmarks._stats import Timings
 from benchmarks._workload import make_conversation
 from memweave._urls import mask_url
@@ -78,24 +76,6 @@ class Options:
         if self.read_messages is None:
             return READ_SESSION_FACTOR * self.messages
         return self.read_messages
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpus": os.cpu_count(),
-    }
 
 
 def _timed(action: Callable[[], Any]) -> tuple[float, Any]:
@@ -286,14 +266,14 @@ async def run(options: Options) -> dict[str, Any]:
             "redis_url": None if options.redis_url is None else mask_url(options.redis_url),
         },
         "versions": {
-            "memweave": _version("memweave"),
-            "tiktoken": _version("tiktoken"),
-            "langchain_core": _version("langchain-core"),
-            "sqlalchemy": _version("sqlalchemy"),
-            "aiosqlite": _version("aiosqlite"),
-            "redis": _version("redis"),
+            "memweave": package_version("memweave"),
+            "tiktoken": package_version("tiktoken"),
+            "langchain_core": package_version("langchain-core"),
+            "sqlalchemy": package_version("sqlalchemy"),
+            "aiosqlite": package_version("aiosqlite"),
+            "redis": package_version("redis"),
         },
-        "machine": _machine(),
+        "machine": machine(),
         "results": results,
     }
 

@@ -46,11 +46,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
 from benchmarks._cli import positive_int
+from benchmarks._env import package_version
 from benchmarks._stats import percentile
 from memweave.context import (
     ChromaDefaultEmbeddings,
@@ -495,7 +495,7 @@ async def run(
         "text": "prefixed" if prefixed else "plain",
     }
     report["versions"] = {
-        name: _version(name)
+        name: package_version(name)
         for name in ("memweave", "chromadb", "onnxruntime", "tokenizers", "numpy")
     }
     report["versions"]["python"] = platform.python_version()
@@ -506,13 +506,6 @@ async def run(
         "cpus": os.cpu_count(),
     }
     return report
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _print_table(report: dict[str, Any]) -> None:

@@ -33,17 +33,16 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from benchmarks._cli import positive_int
+from benchmarks._env import machine, package_version
 from benchmarks._scale_backends import Target, make_target
 from benchmarks._scale_parts import bench_cluster, bench_export, bench_sessions, bench_turns
 from benchmarks._scale_redis import (
@@ -122,30 +121,12 @@ class Options:
         return cls(**{**fields, **overrides})
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _load() -> list[float] | None:
     """The 1, 5 and 15 minute load averages: on a shared machine, other work skews timings."""
     try:
         return [round(value, 2) for value in os.getloadavg()]
     except OSError:
         return None
-
-
-def _machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpus": os.cpu_count(),
-    }
 
 
 async def _server(target: Target) -> str | None:
@@ -179,10 +160,10 @@ async def run(
             if not key.endswith("_url")
         },
         "versions": {
-            name: _version(name)
+            name: package_version(name)
             for name in ("memweave", "sqlalchemy", "aiosqlite", "asyncpg", "aiomysql", "redis")
         },
-        "machine": {**_machine(), "load_start": _load()},
+        "machine": {**machine(), "load_start": _load()},
         "backends": [],
         "turn": [],
         "sessions": [],
