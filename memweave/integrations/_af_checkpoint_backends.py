@@ -21,7 +21,6 @@ from memweave.errors import (
     BackendUnavailable,
     ConfigurationError,
     EventLoopMismatch,
-    MemweaveError,
 )
 
 __all__ = [
@@ -104,7 +103,8 @@ class SQLCheckpointBackend(CheckpointBackend):
             Text,
         )
 
-        from memweave.providers._sql_engine import Engines
+        from memweave.providers._resilience import DEFAULT_TIMEOUT
+        from memweave.providers._sql_engine import Engines, statement_limit
         from memweave.providers._sql_schema import MySQLBlob
         from memweave.providers._sql_schema import tables_for as _check_prefix
 
@@ -126,6 +126,7 @@ class SQLCheckpointBackend(CheckpointBackend):
         Index(f"{name}_workflow", self._table.c.workflow_key, self._table.c.ts, self._table.c.seq)
         self._engines = Engines(url, engine, owner="MemweaveCheckpointStorage")
         self.url = self._engines.url
+        self._statement_limit = statement_limit(url if engine is None else None, DEFAULT_TIMEOUT)
         self._ready = False
 
     async def _setup(self) -> Any:
@@ -235,23 +236,16 @@ class SQLCheckpointBackend(CheckpointBackend):
 
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:
-        from sqlalchemy import exc
+        from memweave.providers._sql_errors import map_sql_errors
 
-        try:
+        with map_sql_errors(
+            self.url,
+            statement_limit=self._statement_limit,
+            bound_to=self._engines.bound_to,
+            owner="MemweaveCheckpointStorage",
+            schema_hint=f"the checkpoint table {self._table.name!r} is missing or differs",
+        ):
             yield
-        except MemweaveError:
-            raise
-        except exc.DBAPIError as error:
-            orig = error.orig if error.orig is not None else error
-            raise BackendUnavailable(f"{type(orig).__name__}: {orig}", url=self.url) from error
-        except (exc.SQLAlchemyError, OSError) as error:
-            raise BackendUnavailable(f"{type(error).__name__}: {error}", url=self.url) from error
-        except RuntimeError as error:
-            if is_loop_error(error):
-                raise EventLoopMismatch(
-                    "MemweaveCheckpointStorage", self._engines.bound_to
-                ) from error
-            raise
 
 
 # KEYS: data hash, owner hash, the workflow's sorted set. ARGV: checkpoint id, document,

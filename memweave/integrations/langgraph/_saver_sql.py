@@ -36,13 +36,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from memweave._loops import PerLoop, is_loop_error
+from memweave._loops import PerLoop
 from memweave.errors import (
-    BackendUnavailable,
-    ConfigurationError,
-    EventLoopMismatch,
     InvalidArgument,
-    MemweaveError,
     SchemaMismatch,
 )
 from memweave.integrations.langgraph._records import (
@@ -68,7 +64,9 @@ from memweave.integrations.langgraph._saver_sql_schema import (
     heads_query,
     saver_tables,
 )
-from memweave.providers._sql_engine import Engines
+from memweave.providers._resilience import DEFAULT_TIMEOUT
+from memweave.providers._sql_engine import Engines, statement_limit
+from memweave.providers._sql_errors import is_conflict, map_sql_errors
 
 __all__ = ["SQLCheckpointStorage"]
 
@@ -113,6 +111,7 @@ class SQLCheckpointStorage(CheckpointStorage):
         self.tables = saver_tables(table_prefix)
         self._engines = Engines(url, engine, owner=_OWNER)
         self._url = self._engines.url
+        self._statement_limit = statement_limit(url if engine is None else None, DEFAULT_TIMEOUT)
         self._dialect = self._engines.dialect_name
         self._sqlite = self._engines.sqlite
         self._send_begin = self._sqlite and not self._engines.owned
@@ -172,7 +171,7 @@ class SQLCheckpointStorage(CheckpointStorage):
             try:
                 return await work()
             except exc.DBAPIError as error:
-                if attempt == _ATTEMPTS or not _is_transient(error):
+                if attempt == _ATTEMPTS or not is_conflict(error):
                     raise
             await asyncio.sleep(random.uniform(0.0, 0.01 * 2**attempt))
             attempt += 1
@@ -554,40 +553,18 @@ class SQLCheckpointStorage(CheckpointStorage):
 
     @contextlib.contextmanager
     def map_errors(self) -> Iterator[None]:
-        try:
+        with map_sql_errors(
+            self._url,
+            statement_limit=self._statement_limit,
+            bound_to=self._engines.bound_to,
+            owner=_OWNER,
+            schema_hint=(
+                f"the checkpoint tables at {self._url} are missing or differ from schema "
+                f"version {SCHEMA_VERSION}"
+            ),
+        ):
             yield
-        except MemweaveError:
-            raise
-        except exc.DBAPIError as error:
-            orig = error.orig if error.orig is not None else error
-            reason = _reason(orig)
-            if "no such table" in reason or isinstance(error, exc.ProgrammingError):
-                raise ConfigurationError(
-                    f"the checkpoint tables at {self._url} are missing or differ from schema "
-                    f"version {SCHEMA_VERSION}: {reason}"
-                ) from error
-            raise BackendUnavailable(reason, url=self._url) from error
-        except (exc.SQLAlchemyError, OSError) as error:
-            raise BackendUnavailable(_reason(error), url=self._url) from error
-        except RuntimeError as error:
-            if is_loop_error(error):
-                raise EventLoopMismatch(_OWNER, self._engines.bound_to) from error
-            raise
 
 
 def _blob_row(thread: str, ns: str, blob: Blob) -> dict[str, Any]:
     return {"thread": thread, "ns": ns, "blob_key": blob.key, "type": blob.type, "data": blob.data}
-
-
-def _is_transient(error: exc.DBAPIError) -> bool:
-    """A deadlock, serialization failure or concurrent DDL: the transaction may be rerun."""
-    orig = error.orig
-    if getattr(orig, "sqlstate", None) in ("40P01", "40001"):
-        return True
-    args: tuple[object, ...] = getattr(orig, "args", ())
-    return bool(args) and args[0] in (1213, 1684)
-
-
-def _reason(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}"
-    return text if len(text) <= 500 else text[:497] + "..."

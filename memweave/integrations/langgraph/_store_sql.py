@@ -33,12 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import TypeCompiler
 
-from memweave._loops import is_loop_error
 from memweave.errors import (
-    BackendUnavailable,
     ConfigurationError,
-    EventLoopMismatch,
-    MemweaveError,
 )
 from memweave.integrations.langgraph._store_backend import (
     LABEL_WIDTH,
@@ -47,7 +43,9 @@ from memweave.integrations.langgraph._store_backend import (
     StoreBackend,
     StoredRow,
 )
-from memweave.providers._sql_engine import Engines
+from memweave.providers._resilience import DEFAULT_TIMEOUT
+from memweave.providers._sql_engine import Engines, statement_limit
+from memweave.providers._sql_errors import map_sql_errors
 from memweave.providers._sql_schema import EpochNow, MySQLBlob
 
 __all__ = ["SQLStoreBackend", "store_table"]
@@ -152,6 +150,7 @@ class SQLStoreBackend(StoreBackend):
         self._owner = owner
         self._engines = Engines(url, engine, owner=owner)
         self.url = self._engines.url
+        self._statement_limit = statement_limit(url if engine is None else None, DEFAULT_TIMEOUT)
         self._ready = False
 
     @property
@@ -366,16 +365,11 @@ class SQLStoreBackend(StoreBackend):
 
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:
-        try:
+        with map_sql_errors(
+            self.url,
+            statement_limit=self._statement_limit,
+            bound_to=self._engines.bound_to,
+            owner=self._owner,
+            schema_hint=f"the store table {self._table.name!r} is missing or differs",
+        ):
             yield
-        except MemweaveError:
-            raise
-        except exc.DBAPIError as error:
-            orig = error.orig if error.orig is not None else error
-            raise BackendUnavailable(f"{type(orig).__name__}: {orig}", url=self.url) from error
-        except (exc.SQLAlchemyError, OSError) as error:
-            raise BackendUnavailable(f"{type(error).__name__}: {error}", url=self.url) from error
-        except RuntimeError as error:
-            if is_loop_error(error):
-                raise EventLoopMismatch(self._owner, self._engines.bound_to) from error
-            raise
