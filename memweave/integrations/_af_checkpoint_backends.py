@@ -15,12 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from memweave._loops import is_loop_error
 from memweave._urls import mask_url
 from memweave.errors import (
-    BackendUnavailable,
     ConfigurationError,
-    EventLoopMismatch,
 )
 
 __all__ = [
@@ -288,6 +285,7 @@ class RedisCheckpointBackend(CheckpointBackend):
     def __init__(self, url: str | None, *, client: Any = None, prefix: str) -> None:
         import re
 
+        from memweave.providers._redis_client import socket_timeout
         from memweave.providers.redis import DEFAULT_URL, loop_clients
 
         if not isinstance(prefix, str) or not prefix or re.search(r"[{}\x00-\x20\x7f]", prefix):
@@ -299,9 +297,11 @@ class RedisCheckpointBackend(CheckpointBackend):
         def link(made: Any) -> Any:
             return made, made.register_script(_SAVE), made.register_script(_DELETE)
 
-        self._links, _ = loop_clients(
+        self._links, first = loop_clients(
             url, client, owner="MemweaveCheckpointStorage", link=link, client_of=lambda v: v[0]
         )
+        self._prefix = prefix
+        self._socket_timeout = socket_timeout(first)
         self.url = (
             mask_url(url if url is not None else DEFAULT_URL)
             if client is None
@@ -377,15 +377,13 @@ class RedisCheckpointBackend(CheckpointBackend):
 
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:
-        from redis.exceptions import RedisClusterException, RedisError
+        from memweave.providers._redis_client import map_redis_errors
 
-        try:
+        with map_redis_errors(
+            self.url,
+            timeout=self._socket_timeout,
+            prefix=self._prefix,
+            owner="MemweaveCheckpointStorage",
+            bound_to="the client passed in",
+        ):
             yield
-        except (RedisError, RedisClusterException) as exc:
-            raise BackendUnavailable(f"{type(exc).__name__}: {exc}", url=self.url) from exc
-        except RuntimeError as exc:
-            if is_loop_error(exc):
-                raise EventLoopMismatch(
-                    "MemweaveCheckpointStorage", "the client passed in"
-                ) from exc
-            raise

@@ -23,11 +23,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from memweave._loops import is_loop_error
 from memweave.errors import (
-    BackendUnavailable,
     ConfigurationError,
-    EventLoopMismatch,
     InvalidArgument,
     MissingDependency,
 )
@@ -46,10 +43,10 @@ from memweave.integrations.langgraph._records import (
 try:
     from redis.asyncio import Redis, RedisCluster
     from redis.commands.core import AsyncScript
-    from redis.exceptions import RedisClusterException, RedisError
 except ImportError as exc:  # pragma: no cover - needs an environment without redis
     raise MissingDependency("redis", "redis") from exc
 
+from memweave.providers._redis_client import map_redis_errors, socket_timeout
 from memweave.providers.redis import DEFAULT_URL, loop_clients
 
 __all__ = ["RedisCheckpointStorage"]
@@ -117,6 +114,7 @@ class RedisCheckpointStorage(CheckpointStorage):
         self._cluster = isinstance(first, RedisCluster)
         self._url = "redis://(client)" if client is not None else (url or DEFAULT_URL)
         self.prefix = prefix
+        self._socket_timeout = socket_timeout(first)
         self._registry = f"{prefix}:lg:threads"
 
     def keys(self, thread_id: str) -> list[str]:
@@ -321,14 +319,14 @@ class RedisCheckpointStorage(CheckpointStorage):
 
     @contextlib.contextmanager
     def map_errors(self) -> Iterator[None]:
-        try:
+        with map_redis_errors(
+            self._url,
+            timeout=self._socket_timeout,
+            prefix=self.prefix,
+            owner=_OWNER,
+            bound_to="the client passed in",
+        ):
             yield
-        except (RedisError, RedisClusterException) as error:
-            raise BackendUnavailable(f"{type(error).__name__}: {error}", url=self._url) from error
-        except RuntimeError as error:
-            if is_loop_error(error):
-                raise EventLoopMismatch(_OWNER, "the client passed in") from error
-            raise
 
 
 def _record(head: Head) -> bytes:

@@ -9,12 +9,9 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from memweave._loops import is_loop_error
 from memweave._urls import mask_url
 from memweave.errors import (
-    BackendUnavailable,
     ConfigurationError,
-    EventLoopMismatch,
     MissingDependency,
 )
 from memweave.integrations.langgraph._store_backend import ItemWrite, StoreBackend, StoredRow
@@ -22,10 +19,10 @@ from memweave.integrations.langgraph._store_backend import ItemWrite, StoreBacke
 try:
     from redis.asyncio import Redis, RedisCluster
     from redis.commands.core import AsyncScript
-    from redis.exceptions import RedisClusterException, RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - needs an environment without redis
     raise MissingDependency("redis", "redis") from exc
 
+from memweave.providers._redis_client import map_redis_errors, socket_timeout
 from memweave.providers.redis import DEFAULT_URL, loop_clients
 
 __all__ = ["RedisStoreBackend"]
@@ -165,7 +162,11 @@ class RedisStoreBackend(StoreBackend):
                 f"(braces would change the cluster hash tag), got {prefix!r}"
             )
         self._owner = owner
-        self._links, _ = loop_clients(url, client, owner=owner, link=_link, client_of=_client_of)
+        self._links, first = loop_clients(
+            url, client, owner=owner, link=_link, client_of=_client_of
+        )
+        self._prefix = prefix
+        self._socket_timeout = socket_timeout(first)
         source = url if url is not None else DEFAULT_URL
         self.url = mask_url(source) if client is None else "redis://(client)"
         tag = f"{{{prefix}:store}}"
@@ -323,18 +324,11 @@ class RedisStoreBackend(StoreBackend):
 
     @contextlib.contextmanager
     def _map_errors(self) -> Iterator[None]:
-        try:
+        with map_redis_errors(
+            self.url,
+            timeout=self._socket_timeout,
+            prefix=self._prefix,
+            owner=self._owner,
+            bound_to="the client passed in",
+        ):
             yield
-        except ResponseError as exc:
-            if str(exc).startswith("WRONGTYPE"):
-                raise ConfigurationError(
-                    f"a store key at {self.url} holds data memweave did not write ({exc}); "
-                    "use another prefix"
-                ) from exc
-            raise BackendUnavailable(f"{type(exc).__name__}: {exc}", url=self.url) from exc
-        except (RedisError, RedisClusterException) as exc:
-            raise BackendUnavailable(f"{type(exc).__name__}: {exc}", url=self.url) from exc
-        except RuntimeError as exc:
-            if is_loop_error(exc):
-                raise EventLoopMismatch(self._owner, "the client passed in") from exc
-            raise
