@@ -1,1 +1,4 @@
-"""Performance suites, one module each, run as `python -m benchmarks.<suite>`."""
+"""Entry points of a source checkout: `python -m benchmarks.<suite>` runs `memweave.bench.<suite>`.
+
+The suites themselves live in `memweave/bench/`, so `memweave bench` works from a wheel too.
+"""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.checkpoints import MEMWEAVE, OFFICIAL, OPERATIONS, backend_name, main, run
+from memweave.bench.checkpoints import MEMWEAVE, OFFICIAL, OPERATIONS, backend_name, main, run
 
 
 async def test_run_times_memweave_beside_the_official_saver(tmp_path: Path) -> None:

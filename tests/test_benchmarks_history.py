@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.history import (
+from memweave import ChatMessage, InMemoryChatHistoryProvider, from_url
+from memweave.bench.history import (
     OPERATIONS,
     Measurement,
     PeerMeasurement,
@@ -21,7 +22,6 @@ from benchmarks.history import (
     _print_table,
     run,
 )
-from memweave import ChatMessage, InMemoryChatHistoryProvider, from_url
 from tests.conftest import service_unavailable
 
 

@@ -1,4 +1,4 @@
-"""Smoke test of `python -m benchmarks.orchestration`: it runs a few turns and emits its fields."""
+"""Smoke test of `python -m memweave.bench.orchestration`: runs a few turns, emits its fields."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import orchestration
+from memweave.bench import orchestration
 
 STEP_FIELDS = {"step_total", "step_history", "step_model", "step_overhead"}
 SUMMARY_FIELDS = {"p50_ms", "p95_ms", "mean_ms", "samples"}

@@ -1,4 +1,4 @@
-"""Smoke test of `python -m benchmarks.reducers`: it runs on a tiny history and emits its fields."""
+"""Smoke test of `python -m memweave.bench.reducers`: runs on a tiny history, emits its fields."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import redis
 
-from benchmarks import reducers
-from benchmarks._workload import make_conversation
+from memweave.bench import reducers
+from memweave.bench._workload import make_conversation
 from tests.conformance._harness_redis import redis_url
 
 __all__ = ["redis_url"]
@@ -95,11 +95,11 @@ def test_reducers_benchmark_times_budgeted_reads_on_redis(
     )
     backends = report["results"]["budgeted_read"]["backends"]
     assert backends["redis"]["status"] == "measured"
-    assert backends["redis"].keys() >= READ_FIELDS | {"prefix"}
+    assert backends["redis"].keys() >= READ_FIELDS | {"namespace"}
     assert backends["redis"]["window_messages"] == backends["sqlite"]["window_messages"] < 300
     client = redis.Redis.from_url(redis_url)
     try:
-        assert list(client.scan_iter(match=f"{backends['redis']['prefix']}:*")) == []
+        assert list(client.scan_iter(match=f"{backends['redis']['namespace']}:*")) == []
     finally:
         client.close()
 

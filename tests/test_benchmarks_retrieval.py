@@ -1,4 +1,4 @@
-"""Smoke test of `python -m benchmarks.retrieval`: it runs and emits its fields, never numbers."""
+"""Smoke test of `python -m memweave.bench.retrieval`: it runs and emits fields, never numbers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import retrieval
+from memweave.bench import retrieval
 
 SAMPLE = [
     {
@@ -182,14 +182,14 @@ def test_load_locomo_names_a_malformed_part(tmp_path: Path, data: object, expect
 def test_main_reports_a_bad_file_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`python -m benchmarks.retrieval` on a bad file prints one error line, no traceback."""
+    """`python -m memweave.bench.retrieval` on a bad file prints one error line, no traceback."""
     path = _write(tmp_path, _without((0, "conversation", "session_1", 0, "text")))
     with pytest.raises(SystemExit) as caught:
         retrieval.main(["--locomo", str(path), "--k", "3"])
     assert caught.value.code == 1
     err = capsys.readouterr().err
     assert err.splitlines() == [
-        f"python -m benchmarks.retrieval: error: {str(path)!r} is not in the locomo10.json "
+        f"python -m memweave.bench.retrieval: error: {str(path)!r} is not in the locomo10.json "
         "layout: sample 0 ('conv-test'), session_1, turn 0: no 'text'"
     ]
 
@@ -228,7 +228,7 @@ def test_ablation_cross_validates_every_row(
 ) -> None:
     """The ablation prints, per row, held-out recall per k and category, and each fold's
     choice tuned on the other conversation."""
-    from benchmarks import retrieval_ablation
+    from memweave.bench import retrieval_ablation
 
     path = _write(tmp_path, _two_conversations())
     assert retrieval_ablation.main(["--locomo", str(path), "--json"]) == 0
@@ -249,7 +249,7 @@ def test_ablation_needs_two_conversations(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Cross-validation across conversations refuses a file with only one."""
-    from benchmarks import retrieval_ablation
+    from memweave.bench import retrieval_ablation
 
     with pytest.raises(SystemExit):
         retrieval_ablation.main(["--locomo", str(_write(tmp_path, SAMPLE))])

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from benchmarks._scale_backends import SESSION_TEMPLATE, make_target, session_id
-from benchmarks._scale_redis import redis_server_available
-from benchmarks.scale import Options, build_parser, format_table, main, options_from, run
+from memweave.bench._scale_backends import SESSION_TEMPLATE, make_target, session_id
+from memweave.bench._scale_redis import redis_server_available
+from memweave.bench.scale import Options, build_parser, format_table, main, options_from, run
 from memweave.errors import MemweaveError
 from tests.conftest import service_unavailable
 

@@ -78,20 +78,37 @@ def err_console() -> Console:
     return Console(file=sys.stderr, soft_wrap=True, highlight=False, markup=False, emoji=False)
 
 
+_EXTRA_OF_MODULE = {
+    "chromadb": "chroma",
+    "onnxruntime": "chroma",
+    "tokenizers": "chroma",
+    "numpy": "chroma",
+    "tiktoken": "tokens",
+    "redis": "redis",
+    "asyncpg": "postgres",
+    "aiomysql": "mysql",
+    "matplotlib": "cli",
+    "rich": "cli",
+    "nltk": "cli",
+}
+
+
 def suite_module(name: str) -> ModuleType:
-    """Import `benchmarks.<name>`, a suite of the memweave source checkout.
+    """Import the benchmark suite `memweave.bench.<name>` (shipped in the wheel).
 
     Raises:
-        CommandError: There is no `benchmarks` package (memweave was installed from a wheel).
+        CommandError: A package the suite needs is not installed; names the extra to add.
     """
     try:
-        return importlib.import_module(f"benchmarks.{name}")
+        return importlib.import_module(f"memweave.bench.{name}")
     except ModuleNotFoundError as exc:
-        if exc.name not in ("benchmarks", f"benchmarks.{name}"):
+        missing = (exc.name or "").partition(".")[0]
+        if not missing or missing == "memweave":
             raise
+        extra = _EXTRA_OF_MODULE.get(missing, "all")
         raise CommandError(
-            f"the {name} benchmark is not available: memweave bench runs the benchmarks/ "
-            "folder of a memweave source checkout (git clone, then pip install -e '.[all]')"
+            f"the {name} benchmark needs the {missing!r} package, which is not installed: "
+            f"pip install 'memweave[cli,{extra}]'"
         ) from None
 
 
@@ -209,7 +226,7 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
         type=backend_option,
         default=[],
         metavar="KEY=VALUE",
-        help="a provider option, repeatable (e.g. -O prefix=myapp for Redis)",
+        help="a provider option, repeatable (e.g. -O namespace=myapp)",
     )
 
 
@@ -334,7 +351,7 @@ def open_history(
         url: A URL `memweave.from_url` understands.
         must_exist: True when the command only reads: a missing SQLite file is then an error
             instead of an empty database created on the spot.
-        options: Constructor options of the provider, e.g. `("prefix", "myapp")`.
+        options: Constructor options of the provider, e.g. `("namespace", "myapp")`.
 
     Raises:
         CommandError: The SQLite file (or, when writing, its folder) does not exist.

@@ -1,8 +1,8 @@
-"""The backends `benchmarks.scale` runs on: opening, seeding, raw-client floors, clean-up.
+"""The backends `memweave.bench.scale` runs on: opening, seeding, raw-client floors, clean-up.
 
-A `Target` is one backend under names of its own for this run: SQL tables under a fresh
-`table_prefix` (dropped afterwards, with the floors' raw tables; `_scale_sql`), Redis keys
-under a fresh `prefix` (deleted afterwards, or gone with the throwaway server;
+A `Target` is one backend under names of its own for this run: SQL tables in a fresh
+`namespace` (dropped afterwards, with the floors' raw tables; `_scale_sql`), Redis keys
+in a fresh `namespace` (deleted afterwards, or gone with the throwaway server;
 `_scale_redis`), or an in-process memory store (here). Besides opening memweave providers on
 it, a target does what the raw client would do for the same question (the floors), and
 seeds many sessions, or one long session, fast but with exactly what memweave stores:
@@ -35,7 +35,7 @@ from memweave.messages import ChatMessage
 from memweave.providers import ChatHistoryProvider, from_url
 
 if TYPE_CHECKING:
-    from benchmarks._scale_export import Row
+    from memweave.bench._scale_export import Row
 
 __all__ = ["SESSION_TEMPLATE", "MemoryTarget", "Target", "make_target", "session_id"]
 
@@ -62,7 +62,7 @@ class Target(ABC):
     """`memory`, `sqlite`, `postgresql`, `mariadb` or `redis`."""
     url: str
     options: dict[str, Any] = field(default_factory=dict)
-    """Provider options that keep this run apart (`table_prefix`, `prefix`)."""
+    """Provider options that keep this run apart (`namespace`)."""
 
     floor_needs_rows: ClassVar[bool] = True
     """Whether `floor_store` must be given the rows (False: the floor reads memweave's own)."""
@@ -101,7 +101,7 @@ class Target(ABC):
     ) -> None:
         """Store one long session batch after batch through `add_messages`; give the floor
         the same rows."""
-        from benchmarks._scale_export import as_messages
+        from memweave.bench._scale_export import as_messages
 
         for rows in batches:
             await history.add_messages(session, as_messages(rows))
@@ -175,12 +175,13 @@ class MemoryTarget(Target):
 
 def make_target(name: str, url: str, options: dict[str, Any] | None = None, **extra: Any) -> Target:
     """The target for backend `name` at `url`, under fresh names unless `options` give them."""
-    from benchmarks._scale_redis import RedisTarget
-    from benchmarks._scale_sql import SQLTarget
+    from memweave.bench._scale_redis import RedisTarget
+    from memweave.bench._scale_sql import SQLTarget
 
     run = uuid.uuid4().hex[:10]
     if name == "memory":
         return MemoryTarget(name, url, dict(options or {}))
     if name == "redis":
-        return RedisTarget(name, url, dict(options or {"prefix": f"memweave-bench-{run}"}), **extra)
-    return SQLTarget(name, url, dict(options or {"table_prefix": f"mwb_{run}_"}), **extra)
+        options = options or {"namespace": f"memweave-bench-{run}"}
+        return RedisTarget(name, url, dict(options), **extra)
+    return SQLTarget(name, url, dict(options or {"namespace": f"mwb_{run}"}), **extra)

@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks._stats import percentile
-from benchmarks._workload import make_conversation
 from memweave import ChatMessage, sync
+from memweave.bench._stats import percentile
+from memweave.bench._workload import make_conversation
 from memweave.providers import ChatHistoryProvider
 from memweave.reducers import TokenBudgetReducer
 

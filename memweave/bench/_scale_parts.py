@@ -1,4 +1,4 @@
-"""The four measured parts of `benchmarks.scale`: agent turns, session pages, streaming export,
+"""The four measured parts of `memweave.bench.scale`: agent turns, session pages, streaming export,
 and Redis Cluster spread. Each times memweave and its floor in the same loop (see that module's
 docstring for what is measured and why)."""
 
@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks._scale_backends import SESSION_TEMPLATE, Target, session_id
-from benchmarks._scale_export import export_rows
-from benchmarks._scale_redis import RedisProcesses, command_calls
-from benchmarks._stats import Timings
-from benchmarks._workload import make_conversation
 from memweave._codec import encode
+from memweave.bench._scale_backends import SESSION_TEMPLATE, Target, session_id
+from memweave.bench._scale_export import export_rows
+from memweave.bench._scale_redis import RedisProcesses, command_calls
+from memweave.bench._stats import Timings
+from memweave.bench._workload import make_conversation
 from memweave.messages import ChatMessage
 from memweave.orchestration import Agent
 from memweave.providers import ChatHistoryProvider, from_url
@@ -28,7 +28,7 @@ from memweave.reducers import TokenBudgetReducer
 from memweave.testing import ScriptedChatClient
 
 if TYPE_CHECKING:
-    from benchmarks.scale import Options
+    from memweave.bench.scale import Options
 
 __all__ = ["bench_cluster", "bench_export", "bench_sessions", "bench_turns"]
 
@@ -272,7 +272,7 @@ async def _probe(job: dict[str, Any]) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "benchmarks._scale_export",
+        "memweave.bench._scale_export",
         json.dumps(job),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -296,14 +296,14 @@ async def bench_cluster(options: Options) -> dict[str, Any]:
     of the commands (`INFO commandstats`), memweave beside raw RPUSHes of the same rows."""
     from redis.asyncio import Redis, RedisCluster
 
-    from benchmarks._scale_redis import RAW_CLIENT_NAME
+    from memweave.bench._scale_redis import RAW_CLIENT_NAME
 
     nodes = RedisProcesses(3, cluster=True).start()
     masters = [Redis(host="127.0.0.1", port=port) for port in nodes.ports]
     sessions = [f"c-{i:05d}" for i in range(options.cluster_sessions)]
     messages, encoded = _conversation(options.cluster_appends * 2)
     prefix = f"memweave-bench-{uuid.uuid4().hex[:10]}"
-    history = from_url(nodes.url, prefix=prefix)
+    history = from_url(nodes.url, namespace=prefix)
     raw = RedisCluster(host="127.0.0.1", port=nodes.ports[0], client_name=RAW_CLIENT_NAME)
     try:
         await history.count_messages(sessions[0])  # connect and load scripts first

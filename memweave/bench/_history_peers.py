@@ -1,6 +1,6 @@
 """The stores users compare memweave's history with, driven through their own async APIs.
 
-`benchmarks.history` times each one beside memweave on the same server: every peer here
+`memweave.bench.history` times each one beside memweave on the same server: every peer here
 writes one fresh session of messages converted from memweave's before timing, and its
 `teardown` deletes exactly what it wrote. Why these: Agent Framework's `RedisHistoryProvider`
 (agent-framework-redis) and LangChain's `RedisChatMessageHistory` and `SQLChatMessageHistory`

@@ -1,4 +1,4 @@
-"""The SQL targets of `benchmarks.scale`: memweave's tables under a fresh prefix, bulk seeding
+"""The SQL targets of `memweave.bench.scale`: memweave's tables in a fresh namespace, bulk seeding
 with the rows memweave writes, and the raw SQLAlchemy Core floors (see `_scale_backends`)."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from benchmarks._scale_backends import ID_WIDTH, SESSION_TEMPLATE, Target, session_id
+from memweave.bench._scale_backends import ID_WIDTH, SESSION_TEMPLATE, Target, session_id
 from memweave.providers import ChatHistoryProvider
 
 if TYPE_CHECKING:
-    from benchmarks._scale_export import Row
+    from memweave.bench._scale_export import Row
 
 __all__ = ["SQLTarget"]
 
@@ -22,7 +22,7 @@ _SQL_COPY_CHUNK = 100_000  # sessions copied per INSERT ... SELECT
 
 @dataclass
 class SQLTarget(Target):
-    """SQLite, PostgreSQL or MariaDB through SQLAlchemy, tables under a fresh prefix."""
+    """SQLite, PostgreSQL or MariaDB through SQLAlchemy, tables in a fresh namespace."""
 
     floor_needs_rows: ClassVar[bool] = False
 
@@ -60,10 +60,10 @@ class SQLTarget(Target):
 
     @property
     def tables(self) -> Any:
-        """memweave's tables under this target's prefix."""
+        """memweave's tables in this target's namespace."""
         from memweave.providers._sql_schema import tables_for
 
-        return tables_for(self.options["table_prefix"])
+        return tables_for(f"{self.options['namespace']}_")
 
     async def seed_sessions(self, history: ChatHistoryProvider, start: int, stop: int) -> None:
         if start == 0:
@@ -85,7 +85,7 @@ class SQLTarget(Target):
         Falls back to `add_messages` when memweave's messages table holds other columns."""
         from sqlalchemy import func, insert, select, update
 
-        from benchmarks._scale_export import as_messages
+        from memweave.bench._scale_export import as_messages
 
         m, sessions = self.tables.messages, self.tables.sessions
         known = {"session_id", "message_id", "role", "data"}

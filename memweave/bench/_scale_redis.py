@@ -1,4 +1,4 @@
-"""Throwaway Redis servers for `benchmarks.scale`, and what it reads from them.
+"""Throwaway Redis servers for `memweave.bench.scale`, and what it reads from them.
 
 The benchmark starts its own `redis-server` processes on free loopback ports (one node, and a
 3-master Cluster), so it may reset and read the SLOWLOG and `INFO commandstats` without
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from benchmarks._scale_backends import SESSION_TEMPLATE, Target, session_id
+from memweave.bench._scale_backends import SESSION_TEMPLATE, Target, session_id
 from memweave.providers import ChatHistoryProvider
 
 if TYPE_CHECKING:
-    from benchmarks._scale_export import Row
+    from memweave.bench._scale_export import Row
 
 __all__ = [
     "RAW_CLIENT_NAME",
@@ -328,7 +328,7 @@ _REDIS_SEED_CONCURRENCY = 64
 
 @dataclass
 class RedisTarget(Target):
-    """A Redis server (single node), keys under a fresh prefix; floors under another."""
+    """A Redis server (single node), keys in a fresh namespace; floors under another prefix."""
 
     raw_prefix: str = ""
     owned_server: bool = False
@@ -460,7 +460,7 @@ class RedisTarget(Target):
 
     async def cleanup(self) -> None:
         try:
-            for pattern in (f"{self.options['prefix']}:*", f"{self.raw_prefix}:*"):
+            for pattern in (f"{self.options['namespace']}:*", f"{self.raw_prefix}:*"):
                 batch: list[bytes] = []
                 async for key in self.client.scan_iter(match=pattern, count=1000):
                     batch.append(key)

@@ -1,4 +1,4 @@
-"""The budgeted-read workload of `benchmarks.reducers`: one long session read through a
+"""The budgeted-read workload of `memweave.bench.reducers`: one long session read through a
 history backend with `TokenBudgetReducer` and `reduce_on="read"`, next to a full read plus
 reduce of the same session (see that module's docstring)."""
 
@@ -11,16 +11,16 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from benchmarks._stats import Timings
-from benchmarks._workload import make_conversation
 from memweave._urls import mask_url
+from memweave.bench._stats import Timings
+from memweave.bench._workload import make_conversation
 from memweave.errors import BackendUnavailable, ConfigurationError
 from memweave.messages import ChatMessage
 from memweave.providers import ChatHistoryProvider, from_url
 from memweave.reducers import TokenBudgetReducer, TokenCounter
 
 if TYPE_CHECKING:
-    from benchmarks.reducers import Options
+    from memweave.bench.reducers import Options
 
 __all__ = ["TARGET_BUDGETED_READ_MS", "run_budgeted_reads"]
 
@@ -51,9 +51,9 @@ async def run_budgeted_reads(options: Options, counter: TokenCounter) -> dict[st
     if options.redis_url is None:
         backends["redis"] = {"status": "skipped", "reason": "--no-redis"}
     else:
-        prefix = f"memweave-bench-{uuid.uuid4().hex}"
+        namespace = f"memweave-bench-{uuid.uuid4().hex}"
         backends["redis"] = await _bench_budgeted_read(
-            options, counter, session, options.redis_url, {"prefix": prefix}
+            options, counter, session, options.redis_url, {"namespace": namespace}
         )
     return section
 

@@ -1,6 +1,6 @@
-"""The streaming-export probe of `benchmarks.scale`, run in a subprocess of its own.
+"""The streaming-export probe of `memweave.bench.scale`, run in a subprocess of its own.
 
-`python -m benchmarks._scale_export '<json>'` opens one target, reads one session from its
+`python -m memweave.bench._scale_export '<json>'` opens one target, reads one session from its
 first message to its last (memweave's `iter_messages`, or the raw client's keyset pages for
 the floor), and prints one JSON line: messages read, seconds, and the peak memory growth of
 the process while reading. The peak is the kernel's high-water mark (`VmHWM`) reset just
@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks._scale_backends import make_target
-from benchmarks._workload import make_conversation
 from memweave._codec import decode_many, encode
+from memweave.bench._scale_backends import make_target
+from memweave.bench._workload import make_conversation
 from memweave.messages import ChatMessage
 
 __all__ = ["Row", "as_messages", "export_rows", "main"]
