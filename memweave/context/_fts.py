@@ -1,4 +1,5 @@
-"""The FTS5 side of the memory catalogue: dates as indexed, and the scale of BM25 scores.
+"""The FTS5 side of the memory catalogue: the terms of a query, dates as indexed, and the scale
+of BM25 scores.
 
 Lexical scores are BM25 divided by the score the query itself would get if it were stored, so
 that 1 means "matches as well as the query's own text would". That reference is computed here
@@ -15,12 +16,36 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
 
 from memweave.context._schema import TOKENIZE
 
-__all__ = ["QueryReference", "date_terms", "date_text"]
+__all__ = [
+    "STOP_WORDS",
+    "QueryReference",
+    "date_terms",
+    "date_text",
+    "match_expression",
+    "query_terms",
+]
+
+_TOKEN = re.compile(r"\w+")
+_MAX_TERMS = 64
+
+# A query is matched on its content words. The list is the usual English function words
+# (articles, pronouns, auxiliaries, prepositions, question words); it is applied to queries
+# only, so the index stays complete and exact phrases still match.
+_STOP_WORDS = """a about above after again against all am an and any are as at be because been
+    before being below between both but by can could did do does doing don down during each ever few
+    for from further had has have having he her here hers herself him himself his how i if in
+    into is it its itself just me more most my myself no nor not now of off on once only or
+    other our ours ourselves out over own s same she should so some such t than that the their
+    theirs them themselves then there these they this those through to too under until up very
+    was we were what when where which while who whom why will with would you your yours
+    yourself yourselves"""
+STOP_WORDS = frozenset(_STOP_WORDS.split())
+"""The words a query is not matched on (unless it has no other)."""
 
 _K1 = 1.2
 _B = 0.75
@@ -43,6 +68,26 @@ _MONTHS = (
     "November",
     "December",
 )
+
+
+def query_terms(query: str) -> list[str]:
+    """The words of `query` to match: lower-cased, de-duplicated, stop words dropped; plus
+    the day terms of the dates it names (`date_terms`).
+
+    When every word is a stop word, they are all kept, so "who are you" still matches.
+    """
+    words = list(dict.fromkeys(word.lower() for word in _TOKEN.findall(query)))
+    content = [word for word in words if word not in STOP_WORDS]
+    return list(dict.fromkeys([*(content or words)[:_MAX_TERMS], *date_terms(query)]))
+
+
+def match_expression(terms: Sequence[str]) -> str:
+    """The FTS5 `MATCH` expression finding rows that hold any of `terms`.
+
+    Each term is a quoted FTS5 string (word characters only, so no quote to escape): user text
+    never reaches FTS5's query syntax as operators or column filters.
+    """
+    return " OR ".join(f'"{term}"' for term in terms)
 
 
 def date_text(created_at: float) -> str:
@@ -138,6 +183,12 @@ class QueryReference:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._tokens: dict[str, tuple[str, ...]] = {}
+        self.own_changes = 0
+        """Rows this object changed (in its `temp` table): not changes of the catalogue."""
+        # The index's statistics, kept while the catalogue's version is `_version`.
+        self._version: Hashable = None
+        self._counts: list[int] | None = None
+        self._hits: dict[str, int] = {}
         db.execute(
             "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memweave_tokens "
             f"USING fts5(body, tokenize = '{TOKENIZE}')"
@@ -147,14 +198,23 @@ class QueryReference:
             "USING fts5vocab(temp, memweave_tokens, instance)"
         )
 
-    def score(self, terms: Sequence[str]) -> float:
-        """The reference score of the query `" ".join(terms)`; positive (1e-9 at least)."""
+    def score(self, terms: Sequence[str], version: Hashable) -> float:
+        """The reference score of the query `" ".join(terms)`; positive (1e-9 at least).
+
+        `version` names the state of the catalogue: the index's statistics read for one
+        version are reused until it changes.
+        """
+        if version != self._version:
+            self._version, self._counts = version, None
+            self._hits.clear()
         phrases = self._tokenize(terms)
         query = [token for phrase in phrases for token in phrase]
-        row = self._db.execute(
-            "SELECT block FROM memories_fts_data WHERE id = ?", (_AVERAGES_ID,)
-        ).fetchone()
-        counts = _varints(bytes(row[0])) if row is not None else []
+        if self._counts is None:
+            row = self._db.execute(
+                "SELECT block FROM memories_fts_data WHERE id = ?", (_AVERAGES_ID,)
+            ).fetchone()
+            self._counts = _varints(bytes(row[0])) if row is not None else []
+        counts = self._counts
         rows = (counts[0] if counts else 0) + 1
         length = len(query)
         average = (sum(counts[1:]) + length) / rows
@@ -173,10 +233,15 @@ class QueryReference:
         return score if score > 0 else 1e-9
 
     def _matching_rows(self, term: str) -> int:
-        row = self._db.execute(
-            "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?", (f'"{term}"',)
-        ).fetchone()
-        return int(row[0])
+        hits = self._hits.get(term)
+        if hits is None:
+            if len(self._hits) >= _MAX_CACHED_TERMS:
+                self._hits.clear()
+            row = self._db.execute(
+                "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?", (f'"{term}"',)
+            ).fetchone()
+            hits = self._hits[term] = int(row[0])
+        return hits
 
     def _tokenize(self, terms: Sequence[str]) -> list[tuple[str, ...]]:
         """Each term's FTS5 tokens (stemmed; a term may hold several, or none)."""
@@ -184,17 +249,21 @@ class QueryReference:
         if missing:
             if len(self._tokens) + len(missing) > _MAX_CACHED_TERMS:
                 self._tokens.clear()
-            self._db.execute("DELETE FROM temp.memweave_tokens")
-            self._db.executemany(
-                "INSERT INTO temp.memweave_tokens (rowid, body) VALUES (?, ?)",
-                enumerate(missing, start=1),
-            )
-            found: dict[int, list[str]] = {}
-            for doc, token in self._db.execute(
-                "SELECT doc, term FROM temp.memweave_tokens_vocab ORDER BY doc, offset"
-            ):
-                found.setdefault(int(doc), []).append(str(token))
-            self._db.execute("DELETE FROM temp.memweave_tokens")
+            before = self._db.total_changes
+            try:
+                self._db.execute("DELETE FROM temp.memweave_tokens")
+                self._db.executemany(
+                    "INSERT INTO temp.memweave_tokens (rowid, body) VALUES (?, ?)",
+                    enumerate(missing, start=1),
+                )
+                found: dict[int, list[str]] = {}
+                for doc, token in self._db.execute(
+                    "SELECT doc, term FROM temp.memweave_tokens_vocab ORDER BY doc, offset"
+                ):
+                    found.setdefault(int(doc), []).append(str(token))
+                self._db.execute("DELETE FROM temp.memweave_tokens")
+            finally:
+                self.own_changes += self._db.total_changes - before
             for number, term in enumerate(missing, start=1):
                 self._tokens[term] = tuple(found.get(number, ()))
         return [self._tokens[term] for term in terms]

@@ -11,8 +11,16 @@ Every score is a similarity in [0, 1], higher is better:
 - hybrid: the signals fused as `FusionWeights` says: a weighted mean of the scores (the
   default), or reciprocal-rank fusion.
 
+The weighted mean is calibrated per query: the lexical weight counts in its denominator only
+as far as the lexical signal fires for the query (its best score among the candidates), or
+else as far as the dense signal is unsure (`FusionWeights.dense_floor`, `dense_sure`). So a
+paraphrase sharing no term with a memory it matches strongly by meaning keeps a score near its
+dense similarity, where dividing by every weight would cut it to under half, while a query
+matching nothing well either way is not inflated. The calibration scales all of a query's
+scores alike, so it never changes their order.
+
 A memory whose text equals the query (ignoring case and whitespace) scores 1 in every mode.
-`FusionWeights()` holds the defaults; `benchmarks/retrieval_ablation.py` is the sweep and
+`FusionWeights()` holds the defaults; `memweave/bench/retrieval_ablation.py` is the sweep and
 ablation, cross-validated on LoCoMo's two development conversations, that chose them.
 """
 
@@ -39,6 +47,7 @@ __all__ = [
     "dense_scores",
     "fuse",
     "hybrid_score",
+    "lexical_share",
     "mix_dense",
     "named_speakers",
     "ranked",
@@ -60,6 +69,11 @@ class FusionWeights(BaseModel):
 
     where d and l are the dense and lexical similarities in [0, 1] and s is 1 when the query
     names the memory's speaker, else 0: a similarity in [0, 1] that `min_score` can cut on.
+    The `lexical` weight in the denominator is scaled, per query, by the larger of the best
+    lexical score of any candidate and the dense signal's doubt: 1 when the best dense
+    similarity is at most `dense_floor`, falling linearly to 0 at `dense_sure`. A query whose
+    words no memory shares but whose meaning one matches strongly is thus scored on the signals
+    that fired, while the order of a query's hits stays that of the plain weighted mean.
     With `method="rrf"`, each signal ranks the candidates and a memory scores
     `sum(weight / (rrf_k + rank))`, divided by the most a memory can score (first in every
     ranking), so 1 is still the best; the scores are then ranks, not similarities, and
@@ -69,7 +83,7 @@ class FusionWeights(BaseModel):
     in every mode (`dense`, `lexical` and `hybrid`). A weight of 0 turns its signal off.
 
     The defaults were chosen by cross-validation on LoCoMo's two development conversations
-    (tuned on one, measured on the other); `python -m benchmarks.retrieval_ablation` reruns
+    (tuned on one, measured on the other); `python -m memweave.bench.retrieval_ablation` reruns
     that protocol and prints each signal's ablation.
 
     Example:
@@ -99,11 +113,23 @@ class FusionWeights(BaseModel):
     naming a day, month or year finds what was said then."""
     rrf_k: float = Field(default=60.0, gt=0.0, le=10_000.0)
     """The rank offset of reciprocal-rank fusion (`method="rrf"` only); larger flattens it."""
+    dense_floor: float = Field(default=0.35, ge=0.0, le=1.0)
+    """Best dense similarity of a query at or below which the dense signal is no evidence on
+    its own (`method="weighted"`): with all-MiniLM-L6-v2, an unrelated question's best match
+    scores less in 3 of 4 cases in a large store and 19 of 20 in a small one
+    (`python -m memweave.bench.min_score`, dense mode)."""
+    dense_sure: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Best dense similarity of a query from which a match needs no lexical support to keep
+    its score (`method="weighted"`): about the median dense similarity of a question's
+    evidence in the same benchmark. Between the two, the lexical weight fades linearly; the
+    pair was chosen from a plateau of the benchmark's thresholds and unrelated injections."""
 
     @model_validator(mode="after")
     def _some_weight(self) -> FusionWeights:
         if self.dense + self.lexical <= 0:
             raise ValueError("dense and lexical cannot both be 0: hybrid search needs one")
+        if self.dense_floor >= self.dense_sure:
+            raise ValueError("dense_floor must be below dense_sure")
         return self
 
     @property
@@ -204,15 +230,34 @@ def named_speakers(query: str, speakers: Iterable[str]) -> set[str]:
     return named
 
 
+def lexical_share(best_lexical: float, best_dense: float, weights: FusionWeights) -> float:
+    """How much of the lexical weight a query's weighted mean divides by, in [0, 1]: the best
+    lexical score of its candidates, or the dense signal's doubt if larger (1 at or below
+    `weights.dense_floor`, 0 from `weights.dense_sure` on)."""
+    if weights.dense <= 0:
+        return 1.0
+    span = weights.dense_sure - weights.dense_floor
+    doubt = 1.0 - _clip((best_dense - weights.dense_floor) / span)
+    return max(_clip(best_lexical), doubt)
+
+
 def hybrid_score(
-    dense: float, lexical: float, speaker_named: bool, weights: FusionWeights = DEFAULT_FUSION
+    dense: float,
+    lexical: float,
+    speaker_named: bool,
+    weights: FusionWeights = DEFAULT_FUSION,
+    *,
+    share: float = 1.0,
 ) -> float:
-    """The weighted mean of the three signals, in [0, 1]."""
-    total = weights.dense + weights.lexical + weights.speaker
-    value = weights.dense * dense + weights.lexical * lexical
+    """The weighted mean of the three signals, in [0, 1], its lexical weight counting `share`
+    in the denominator (see `lexical_share`; a `lexical` above `share` counts as `share`)."""
+    total = weights.dense + weights.lexical * share + weights.speaker
+    if total <= 0:
+        return 0.0
+    value = weights.dense * dense + weights.lexical * min(lexical, share)
     if speaker_named:
         value += weights.speaker
-    return value / total
+    return _clip(value / total)
 
 
 def _ranks(scores: Mapping[int, float]) -> dict[int, int]:
@@ -237,8 +282,13 @@ def fuse(
     """
     seqs = set(dense) | set(lexical)
     if weights.method == "weighted":
+        share = lexical_share(
+            max(lexical.values(), default=0.0), max(dense.values(), default=0.0), weights
+        )
         return {
-            seq: hybrid_score(dense.get(seq, 0.0), lexical.get(seq, 0.0), seq in named, weights)
+            seq: hybrid_score(
+                dense.get(seq, 0.0), lexical.get(seq, 0.0), seq in named, weights, share=share
+            )
             for seq in seqs
         }
     offset = weights.rrf_k

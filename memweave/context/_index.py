@@ -13,7 +13,8 @@ Writes go to Chroma first and are then committed to SQLite; deletes hold the cat
 lock, delete from Chroma, then from SQLite. So a catalogue row always has its Chroma record
 (unless it was deleted elsewhere, which the next catch-up notices), and a crash in between
 leaves at most a record the catalogue catches up on. Reads take candidates from both indexes and
-score them exactly (`memweave.context._fusion`).
+score them exactly (`memweave.context._fusion`); a search asks Chroma for its nearest neighbours
+on a second thread while it reads the catalogue on the worker.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent import futures
+from concurrent.futures import Future
 from typing import Any, Literal
 
 import numpy as np
@@ -39,7 +42,7 @@ from memweave.context._fusion import (
     ranked,
     unit,
 )
-from memweave.context._lexical import LexicalStore, NewMemory, Row, query_terms
+from memweave.context._lexical import LexicalStore, Link, NewMemory, Row, query_terms
 from memweave.errors import ConfigurationError
 
 __all__ = ["HybridIndex", "Mode", "candidate_pool", "open_collection"]
@@ -128,9 +131,13 @@ class HybridIndex:
         self.fusion = fusion
         self._close_client = close_client
         self._last_order = 0
+        # The thread Chroma is searched on during a search (see `search`), made on first use.
+        self._reader: futures.ThreadPoolExecutor | None = None
 
     def close(self) -> None:
         """Close the SQLite connection, and the Chroma client if this index made it."""
+        if self._reader is not None:
+            self._reader.shutdown(wait=True)
         try:
             self.lexical.close()
         finally:
@@ -254,31 +261,51 @@ class HybridIndex:
     ) -> list[tuple[Row, float]]:
         """The best `k` memories of the scope for `query`, with their scores, best first.
 
-        `fusion` overrides the index's own weights for this search.
+        `fusion` overrides the index's own weights for this search. Chroma's nearest
+        neighbours are asked for on a second thread while the catalogue is read on this one.
         """
-        self.catch_up()
         weights = self.fusion if fusion is None else fusion
         pool = candidate_pool(k)
-        exact = self.lexical.exact(scope, session_id, query)
-        lexical: dict[int, float] = {}
-        if mode != "dense":
-            terms = query_terms(query)
-            lexical = self.lexical.search(
-                scope, session_id, terms, pool, weights=weights.bm25_weights
-            )
-        dense: dict[int, float] = {}
+        vector: Vector | None = None
         if mode != "lexical":
             if query_vector is None:
                 raise ConfigurationError(f"{mode} search needs a query vector")
-            parts = self._dense(scope, session_id, unit(query_vector), pool, set(lexical))
-            dense = mix_dense(parts, weights.window)
+            vector = unit(query_vector)
+        nearest: Future[list[str]] | None = None
+        try:
+            if vector is not None:
+                nearest, extra_ids = self._ask_nearest(scope, session_id, vector, pool)
+            self.catch_up()
+            if nearest is not None and session_id is not None and vector is not None:
+                now = self.lexical.extra_ids(scope, session_id)
+                if set(now) != set(extra_ids):
+                    # Catching up made more memories visible from the session: ask again.
+                    futures.wait([nearest])
+                    nearest, extra_ids = self._ask_nearest(scope, session_id, vector, pool)
+            exact = self.lexical.exact(scope, session_id, query)
+            lexical: dict[int, float] = {}
+            if mode != "dense":
+                terms = query_terms(query)
+                lexical = self.lexical.search(
+                    scope, session_id, terms, pool, weights=weights.bm25_weights
+                )
+            dense: dict[int, float] = {}
+            rows: dict[int, Link] = {}
+            if nearest is not None and vector is not None:
+                view = (scope, session_id)
+                parts, rows = self._dense(view, nearest.result(), vector, set(lexical))
+                dense = mix_dense(parts, weights.window)
+        finally:
+            if nearest is not None:
+                # Nothing of a search runs on after it, even when it failed.
+                futures.wait([nearest])
         scores: dict[int, float]
         if mode == "dense":
             scores = dense
         elif mode == "lexical":
             scores = lexical
         else:
-            named = self._named(scope, session_id, query, set(dense) | set(lexical), weights)
+            named = self._named(query, set(dense) | set(lexical), rows, weights)
             scores = fuse(dense, lexical, named, weights)
         for seq in exact:
             scores[seq] = 1.0
@@ -286,62 +313,78 @@ class HybridIndex:
         found = self.lexical.rows(top)
         return [(found[seq], scores[seq]) for seq in top if seq in found]
 
+    def _ask_nearest(
+        self, scope: str, session_id: str | None, query: Vector, pool: int
+    ) -> tuple[Future[list[str]], list[str]]:
+        """Start Chroma's search for the `pool` memories nearest `query`, on the reader
+        thread; returns its future (the Chroma keys, nearest first) and the ids of the memories
+        visible from the session without it being their home, which the search includes."""
+        extra_ids = [] if session_id is None else self.lexical.extra_ids(scope, session_id)
+        where = _where(scope, session_id, extra_ids)
+        if self._reader is None:
+            self._reader = futures.ThreadPoolExecutor(1, thread_name_prefix="memweave-chroma")
+        return self._reader.submit(self._nearest, query, pool, where), extra_ids
+
+    def _nearest(self, query: Vector, pool: int, where: dict[str, Any]) -> list[str]:
+        # Ids only: scores are computed from the catalogue's copies of the vectors.
+        result = self.collection.query(
+            query_embeddings=[query], n_results=pool, where=where, include=[]
+        )
+        return list(result["ids"][0])
+
     def _named(
-        self,
-        scope: str,
-        session_id: str | None,
-        query: str,
-        candidates: set[int],
-        weights: FusionWeights,
+        self, query: str, candidates: set[int], rows: dict[int, Link], weights: FusionWeights
     ) -> set[int]:
-        """The candidates whose speaker the query names (none when the signal weighs 0)."""
+        """The candidates whose speaker the query names (none when the signal weighs 0).
+
+        `rows` holds what the dense search read of the candidates; the rest are read here.
+        Every candidate is a memory of the search's view, so a name is looked for among their
+        speakers alone.
+        """
         if weights.speaker <= 0 or not candidates:
             return set()
-        names = named_speakers(query, self.lexical.speakers(scope, session_id))
-        if not names:
-            return set()
-        return {
-            seq for seq, speaker in self.lexical.speakers_of(candidates).items() if speaker in names
-        }
+        rows.update(self.lexical.links(candidates - rows.keys()))
+        spoken = {seq: rows[seq][3] for seq in candidates if seq in rows}
+        names = named_speakers(query, {speaker for speaker in spoken.values() if speaker})
+        return {seq for seq, speaker in spoken.items() if speaker in names}
 
     def _dense(
-        self,
-        scope: str,
-        session_id: str | None,
-        query: Vector,
-        pool: int,
-        extra: set[int],
-    ) -> dict[int, tuple[float, float]]:
-        """`(own, window)` similarities of the nearest `pool` memories, their neighbours, and
-        `extra`."""
-        extra_ids = [] if session_id is None else self.lexical.extra_ids(scope, session_id)
-        result = self.collection.query(
-            query_embeddings=[query],
-            n_results=pool,
-            where=_where(scope, session_id, extra_ids),
-            include=[],
-        )
-        seqs, unknown = self.lexical.seqs_by_key(result["ids"][0])
+        self, view: tuple[str, str | None], keys: list[str], query: Vector, extra: set[int]
+    ) -> tuple[dict[int, tuple[float, float]], dict[int, Link]]:
+        """`(own, window)` similarities of the memories of these Chroma keys, of their
+        neighbours in the view `(scope, session_id)`, and of `extra`; and what was read of
+        them and their neighbours."""
+        seqs, unknown = self.lexical.seqs_by_key(keys)
         if unknown:
             # Written through Chroma since the last catch-up (by another process).
             with _tolerated(self.lexical.path, "catalogue new Chroma records"):
                 self._adopt(unknown)
-            seqs, _ = self.lexical.seqs_by_key(result["ids"][0])
+            seqs, _ = self.lexical.seqs_by_key(keys)
         # Only links and vectors are read here, not whole rows: a search scores hundreds.
-        nearest = self.lexical.links(seqs.values())
-        rows = dict(nearest)
-        rows.update(self.lexical.links(extra - set(rows)))
+        nearest = set(seqs.values())
+        rows = self.lexical.links(nearest | extra)
         candidates = set(rows)
-        for prev, nxt, _ in nearest.values():
-            candidates.update(side for side in (prev, nxt) if side is not None)
-        rows.update(self.lexical.links(candidates - set(rows)))
-        needed = {
-            side for seq in candidates if seq in rows for side in rows[seq][:2] if side is not None
-        }
-        rows.update(self.lexical.links(needed - set(rows)))
-        vectors = {seq: np.frombuffer(vector, dtype="<f4") for seq, (_, _, vector) in rows.items()}
+        beside = _sides(rows, nearest) - candidates
+        if view[1] is not None:
+            # A memory visible from the session through `memory_sessions` has its
+            # neighbours in its home session: they lend it their vectors, not their hits.
+            beside = self.lexical.visible(*view, beside)
+        # Neighbours join in the seq order of the memory they flank: the set's order is the
+        # order `dense_parts` stacks vectors in, which float32 sums depend on in their last bits.
+        for seq in sorted(nearest & rows.keys()):
+            candidates.update(side for side in rows[seq][:2] if side in beside)
+        # The candidates still unread, with the neighbours of those read: then theirs.
+        wanted = candidates | _sides(rows, candidates)
+        rows.update(self.lexical.links(wanted - rows.keys()))
+        rows.update(self.lexical.links(_sides(rows, candidates) - rows.keys()))
+        vectors = {seq: row[2] for seq, row in rows.items()}
         links = {seq: rows[seq][:2] for seq in candidates if seq in rows}
-        return dense_parts(query, vectors, links, candidates)
+        return dense_parts(query, vectors, links, candidates), rows
+
+
+def _sides(rows: Mapping[int, Link], seqs: Iterable[int]) -> set[int]:
+    """The neighbours of those of `seqs` that `rows` holds."""
+    return {side for seq in seqs if seq in rows for side in rows[seq][:2] if side is not None}
 
 
 def _to_chroma(item: NewMemory, order: int) -> dict[str, Any]:

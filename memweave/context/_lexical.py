@@ -14,27 +14,40 @@ Besides its home session, a memory can be visible from further sessions of its s
 both. A Chroma record that repeats the text of a catalogued memory (written through another
 catalogue) is an alias of it (`aliases`).
 
-Every method here is blocking and is called from one worker thread of the owning store.
+This module holds the reads; the connection and the writes are in
+`memweave.context._lexical_writes`, the rows and their keys in `memweave.context._lexical_records`,
+and the query terms and BM25 scale in `memweave.context._fts`. Every method is blocking and is
+called from one worker thread of the owning store.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import re
-import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from memweave.context._fts import QueryReference, date_terms, date_text
-from memweave.context._schema import COLUMNS, SCHEMA_VERSION, TABLES, is_current, upgrade
-from memweave.errors import ConfigurationError
+import numpy as np
+import numpy.typing as npt
+
+from memweave.context._fts import STOP_WORDS, match_expression, query_terms
+from memweave.context._lexical_records import (
+    NewMemory,
+    Row,
+    chunks,
+    exact_key,
+    scope_filter,
+    text_key,
+)
+from memweave.context._lexical_writes import CatalogueWriter
+from memweave.context._schema import COLUMNS, SCHEMA_VERSION
+
+Link = tuple[int | None, int | None, npt.NDArray[np.float32], str | None]
+"""`(prev, next, vector, speaker)` of a memory: what scoring it with its neighbours reads."""
 
 __all__ = [
     "SCHEMA_VERSION",
+    "STOP_WORDS",
     "LexicalStore",
+    "Link",
     "NewMemory",
     "Row",
     "exact_key",
@@ -42,458 +55,45 @@ __all__ = [
     "text_key",
 ]
 
-_TOKEN = re.compile(r"\w+")
-_MAX_TERMS = 64
 
-# A query is matched on its content words. The list is the usual English function words
-# (articles, pronouns, auxiliaries, prepositions, question words); it is applied to queries
-# only, so the index stays complete and exact phrases still match.
-_STOP_WORDS = """a about above after again against all am an and any are as at be because been
-    before being below between both but by can could did do does doing don down during each ever few
-    for from further had has have having he her here hers herself him himself his how i if in
-    into is it its itself just me more most my myself no nor not now of off on once only or
-    other our ours ourselves out over own s same she should so some such t than that the their
-    theirs them themselves then there these they this those through to too under until up very
-    was we were what when where which while who whom why will with would you your yours
-    yourself yourselves"""
-STOP_WORDS = frozenset(_STOP_WORDS.split())
+class LexicalStore(CatalogueWriter):
+    """The SQLite catalogue of memories with its FTS5 index: the connection and the writes of
+    `CatalogueWriter` (which takes the arguments), and the reads.
 
-
-def text_key(text: str) -> str:
-    """Hash of the exact text: a scope stores one memory per text."""
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-
-
-def exact_key(text: str) -> str:
-    """Hash of the text with case and whitespace runs ignored: what an exact-match query equals."""
-    folded = " ".join(text.casefold().split())
-    return hashlib.blake2b(folded.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-
-
-def query_terms(query: str) -> list[str]:
-    """The words of `query` to match: lower-cased, de-duplicated, stop words dropped; plus
-    the day terms of the dates it names (`memweave.context._fts.date_terms`).
-
-    When every word is a stop word, they are all kept, so "who are you" still matches.
-    """
-    words = list(dict.fromkeys(word.lower() for word in _TOKEN.findall(query)))
-    content = [word for word in words if word not in STOP_WORDS]
-    return list(dict.fromkeys([*(content or words)[:_MAX_TERMS], *date_terms(query)]))
-
-
-def _match_expression(terms: Sequence[str]) -> str:
-    # Each term is a quoted FTS5 string (word characters only, so no quote to escape): user
-    # text never reaches FTS5's query syntax as operators or column filters.
-    return " OR ".join(f'"{term}"' for term in terms)
-
-
-@dataclass(frozen=True, slots=True)
-class NewMemory:
-    """A memory to store, with its keys computed."""
-
-    key: str
-    id: str
-    scope: str
-    session_id: str
-    text: str
-    speaker: str | None
-    role: str | None
-    created_at: float
-    metadata: dict[str, Any]
-    sessions: tuple[str, ...] = ()
-    """Further sessions it is visible from (known when caught up from Chroma)."""
-
-    @property
-    def text_key(self) -> str:
-        """See `text_key()`."""
-        return text_key(self.text)
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One stored memory."""
-
-    seq: int
-    key: str
-    id: str
-    scope: str
-    session_id: str
-    text: str
-    speaker: str | None
-    role: str | None
-    created_at: float
-    metadata: str
-    prev: int | None
-    next: int | None
-    vector: bytes
-    """The memory's unit vector as little-endian float32, a copy of Chroma's."""
-
-
-class LexicalStore:
-    """The SQLite catalogue of memories with its FTS5 index.
-
-    Args:
-        path: The SQLite file, or `":memory:"`.
-        context_window: How many turns on each side of a memory, in its session, are indexed
-            with it as context (0 indexes the text alone).
-        context_weight: Weight of the context column in `bm25()`, the text column being 1.
-        date_weight: Weight of the date column in `bm25()`.
+    What a search reads of each memory (`links`, `seqs_by_key`, the index's statistics, the
+    count of `catalogued`) is kept while the catalogue is unchanged (`version`): a run of
+    searches reads it once.
     """
 
     def __init__(
         self, path: str, *, context_window: int, context_weight: float, date_weight: float
     ) -> None:
-        self.path = path
-        self.context_window = context_window
-        self.weights = (1.0, context_weight, date_weight)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout = 10000")
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.executescript(TABLES)
-        if not is_current(self._db, path):
-            with self.transaction():
-                if upgrade(self._db):
-                    self._reindex()
-        self._reference = QueryReference(self._db)
-
-    def _reindex(self) -> None:
-        """Fill a new FTS index from `memories`."""
-        rows = self._db.execute("SELECT seq, text, created_at FROM memories").fetchall()
-        self._db.executemany(
-            "INSERT INTO memories_fts (rowid, body, context, date) VALUES (?, ?, '', ?)",
-            [(seq, text, date_text(created_at)) for seq, text, created_at in rows],
+        super().__init__(
+            path,
+            context_window=context_window,
+            context_weight=context_weight,
+            date_weight=date_weight,
         )
-        self._refresh_context(seq for seq, _, _ in rows)
+        self._seen: tuple[int, int] | None = None
+        self._links: dict[int, Link] = {}
+        self._seqs: dict[str, int | None] = {}
+        self._catalogued: int | None = None
 
-    def close(self) -> None:
-        """Close the connection."""
-        self._db.close()
+    def version(self) -> tuple[int, int]:
+        """A value that changes whenever the catalogue does, through this connection or
+        another one (another process sharing the file)."""
+        (others,) = self._db.execute("PRAGMA data_version").fetchone()
+        return int(others), self._db.total_changes - self._reference.own_changes
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """`BEGIN IMMEDIATE` ... `COMMIT`, rolled back on error; nested uses join the outer one.
-
-        The writer lock is taken up front, so a check made inside stays true until the commit.
-        """
-        if self._db.in_transaction:
-            yield
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    # -- meta ---------------------------------------------------------------------------------
-
-    def get_meta(self, key: str) -> str | None:
-        """Return a value of the `meta` table, or None."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta(self, values: dict[str, str]) -> None:
-        """Insert or replace values of the `meta` table."""
-        with self.transaction():
-            self._db.executemany(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items()
-            )
-
-    def check_owner(self, collection: str, name: str, dimensions: int) -> None:
-        """Record the collection and embedder on first use; raise `ConfigurationError` if this
-        catalogue belongs to another collection or was written with another embedder."""
-        wanted = {"collection": collection, "embedder": name, "dimensions": str(dimensions)}
-        stored = {key: self.get_meta(key) for key in wanted}
-        if stored["collection"] not in (None, collection):
-            raise ConfigurationError(
-                f"the memory catalogue {self.path!r} indexes the Chroma collection "
-                f"{stored['collection']!r}, not {collection!r}; give each collection its own "
-                "lexical_path"
-            )
-        embedder = (stored["embedder"], stored["dimensions"])
-        if embedder not in ((None, None), (name, str(dimensions))):
-            raise ConfigurationError(
-                f"the memory catalogue {self.path!r} was written with embedder "
-                f"{stored['embedder']!r} ({stored['dimensions']} dimensions), not {name!r} "
-                f"({dimensions} dimensions); open it with that embedder, or use another collection"
-            )
-        if stored != wanted:
-            self.set_meta(wanted)
-
-    # -- writes -------------------------------------------------------------------------------
-
-    def lookup(self, items: Sequence[NewMemory]) -> list[str | None]:
-        """For each item, the id of the memory already storing it (same id or same text in its
-        scope), or None."""
-        out: list[str | None] = []
-        for item in items:
-            row = self._find(item)
-            out.append(None if row is None else row[1])
-        return out
-
-    def _find(self, item: NewMemory) -> tuple[int, str, str, str] | None:
-        """`(seq, id, key, session_id)` of the memory holding the item's id or text, or None."""
-        row = self._db.execute(
-            "SELECT seq, id, key, session_id FROM memories "
-            "WHERE key = ? OR (scope = ? AND text_key = ?) LIMIT 1",
-            (item.key, item.scope, item.text_key),
-        ).fetchone()
-        return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
-
-    def insert(self, items: Sequence[NewMemory], vectors: Sequence[bytes]) -> list[str]:
-        """Store the items (with their vectors) in one transaction, each after the newest
-        memory of its session.
-
-        An item whose id or text its scope already holds is skipped (another writer may have
-        stored it since `lookup`). Returns, per item, the id of the memory holding it.
-        """
-        ids: list[str] = []
-        touched: set[int] = set()
-        fresh: dict[int, tuple[str, str]] = {}
-        with self.transaction():
-            for item, vector in zip(items, vectors, strict=True):
-                found = self._find(item)
-                if found is not None:
-                    ids.append(found[1])
-                    continue
-                seq = self._insert_row(item, vector, refresh=False)
-                fresh[seq] = (item.text, date_text(item.created_at))
-                touched.update(self._around(seq))
-                ids.append(item.id)
-            # Each row is indexed once for the whole batch, with its final context, not again
-            # for every neighbour inserted after it.
-            self._db.executemany(
-                "INSERT INTO memories_fts (rowid, body, context, date) VALUES (?, ?, ?, ?)",
-                [(seq, text, self._context_of(seq), day) for seq, (text, day) in fresh.items()],
-            )
-            self._refresh_context(sorted(touched - set(fresh)))
-        return ids
-
-    def adopt(self, items: Sequence[NewMemory], vectors: Sequence[bytes]) -> None:
-        """Catalogue records found in Chroma, in order: each is a new memory, or (when its
-        scope already holds its text under another key) an alias of the memory holding it."""
-        with self.transaction():
-            for item, vector in zip(items, vectors, strict=True):
-                known = self._db.execute(
-                    "SELECT 1 FROM memories WHERE key = ? UNION ALL "
-                    "SELECT 1 FROM aliases WHERE key = ?",
-                    (item.key, item.key),
-                ).fetchone()
-                if known is not None:
-                    continue
-                found = self._find(item)
-                if found is None:
-                    seq = self._insert_row(item, vector)
-                    home = item.session_id
-                else:
-                    seq, home = found[0], found[3]
-                    self._db.execute(
-                        "INSERT INTO aliases (key, seq) VALUES (?, ?)", (item.key, seq)
-                    )
-                sessions = {item.session_id, *item.sessions} - {home, ""}
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO memory_sessions (scope, session_id, seq) "
-                    "VALUES (?, ?, ?)",
-                    [(item.scope, session, seq) for session in sorted(sessions)],
-                )
-
-    def ignore(self, keys: Iterable[str]) -> None:
-        """Remember Chroma records that are no memory (so they count as catalogued)."""
-        with self.transaction():
-            self._db.executemany(
-                "INSERT OR IGNORE INTO aliases (key, seq) VALUES (?, NULL)",
-                [(key,) for key in keys],
-            )
-
-    def _insert_row(self, item: NewMemory, vector: bytes, *, refresh: bool = True) -> int:
-        """Insert a row after the newest of its session, index it and re-index the context of
-        the rows around it; with `refresh` False, neither (the caller indexes them later)."""
-        prev = None
-        if item.session_id:
-            tail = self._db.execute(
-                "SELECT seq FROM memories WHERE scope = ? AND session_id = ? "
-                "ORDER BY seq DESC LIMIT 1",
-                (item.scope, item.session_id),
-            ).fetchone()
-            prev = None if tail is None else int(tail[0])
-        cursor = self._db.execute(
-            "INSERT INTO memories (key, id, scope, session_id, text, text_key, exact_key,"
-            " speaker, role, created_at, metadata, prev, vector) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                item.key,
-                item.id,
-                item.scope,
-                item.session_id,
-                item.text,
-                item.text_key,
-                exact_key(item.text),
-                item.speaker,
-                item.role,
-                item.created_at,
-                json.dumps(item.metadata, ensure_ascii=False, separators=(",", ":")),
-                prev,
-                vector,
-            ),
-        )
-        seq = int(cursor.lastrowid or 0)
-        if prev is not None:
-            self._db.execute("UPDATE memories SET next = ? WHERE seq = ?", (seq, prev))
-        if refresh:
-            self._db.execute(
-                "INSERT INTO memories_fts (rowid, body, context, date) VALUES (?, ?, '', ?)",
-                (seq, item.text, date_text(item.created_at)),
-            )
-            self._refresh_context(self._around(seq))
-        return seq
-
-    def attach(self, items: Sequence[NewMemory]) -> dict[str, list[str]]:
-        """Make the memory holding each item's id or text visible from the item's session too.
-
-        Returns, by key of each memory that gained a session, all its further sessions.
-        """
-        changed: dict[str, int] = {}
-        with self.transaction():
-            for item in items:
-                found = self._find(item)
-                if found is None or not item.session_id or item.session_id == found[3]:
-                    continue
-                cursor = self._db.execute(
-                    "INSERT OR IGNORE INTO memory_sessions (scope, session_id, seq) "
-                    "VALUES (?, ?, ?)",
-                    (item.scope, item.session_id, found[0]),
-                )
-                if cursor.rowcount:
-                    changed[found[2]] = found[0]
-        return {key: self.sessions_of(seq) for key, seq in changed.items()}
-
-    def sessions_of(self, seq: int) -> list[str]:
-        """The further sessions memory `seq` is visible from."""
-        rows = self._db.execute(
-            "SELECT session_id FROM memory_sessions WHERE seq = ? ORDER BY session_id", (seq,)
-        ).fetchall()
-        return [str(session) for (session,) in rows]
-
-    def doomed(
-        self, scope: str, session_id: str | None, memory: tuple[str, str] | None
-    ) -> dict[int, list[str]]:
-        """The memories `delete` would remove, by seq, with their Chroma keys (aliases too).
-
-        `memory` is `(id, Chroma key)` of one memory, found by its id or by the key of an alias
-        (the id another catalogue gave the same text); None means all. With a session, that is
-        every memory visible from it, wherever its home session is.
-        """
-        where, args = self._scope_filter(scope, session_id)
-        sql = f"SELECT m.seq, m.key FROM memories m WHERE {where}"  # noqa: S608 - fixed SQL
-        if memory is not None:
-            sql += " AND (m.id = ? OR m.seq IN (SELECT seq FROM aliases WHERE key = ?))"
-            args.extend(memory)
-        out = {int(seq): [str(key)] for seq, key in self._db.execute(sql, args).fetchall()}
-        for chunk in _chunks(list(out)):
-            marks = ",".join("?" * len(chunk))
-            for seq, key in self._db.execute(
-                f"SELECT seq, key FROM aliases WHERE seq IN ({marks})",  # noqa: S608
-                chunk,
-            ):
-                out[int(seq)].append(str(key))
-        return out
-
-    def remove(self, seqs: Iterable[int]) -> None:
-        """Delete these memories with their aliases; their neighbours are linked to each other
-        and re-indexed."""
-        with self.transaction():
-            touched: set[int] = set()
-            gone: set[int] = set()
-            for seq in seqs:
-                row = self._db.execute(
-                    "SELECT prev, next FROM memories WHERE seq = ?", (seq,)
-                ).fetchone()
-                if row is None:
-                    continue
-                prev, nxt = row
-                if prev is not None:
-                    self._db.execute("UPDATE memories SET next = ? WHERE seq = ?", (nxt, prev))
-                if nxt is not None:
-                    self._db.execute("UPDATE memories SET prev = ? WHERE seq = ?", (prev, nxt))
-                for statement in (
-                    "DELETE FROM memories WHERE seq = ?",
-                    "DELETE FROM memories_fts WHERE rowid = ?",
-                    "DELETE FROM memory_sessions WHERE seq = ?",
-                    "DELETE FROM aliases WHERE seq = ?",
-                ):
-                    self._db.execute(statement, (seq,))
-                gone.add(seq)
-                for side in (prev, nxt):
-                    if side is not None:
-                        touched.update(self._around(side))
-            self._refresh_context(sorted(touched - gone))
-
-    def forget_keys(self, keys: Iterable[str]) -> None:
-        """Drop what the catalogue holds under these Chroma keys (gone from Chroma)."""
-        wanted = list(keys)
-        with self.transaction():
-            seqs: list[int] = []
-            for chunk in _chunks(wanted):
-                marks = ",".join("?" * len(chunk))
-                seqs.extend(
-                    int(seq)
-                    for (seq,) in self._db.execute(
-                        f"SELECT seq FROM memories WHERE key IN ({marks})",  # noqa: S608
-                        chunk,
-                    )
-                )
-                self._db.execute(f"DELETE FROM aliases WHERE key IN ({marks})", chunk)  # noqa: S608
-            self.remove(seqs)
-
-    def _around(self, seq: int) -> list[int]:
-        """`seq` and the memories within `context_window` turns of it."""
-        out = [seq]
-        for column in ("prev", "next"):
-            cursor: int | None = seq
-            for _ in range(self.context_window):
-                row = self._db.execute(
-                    f"SELECT {column} FROM memories WHERE seq = ?",  # noqa: S608 - fixed names
-                    (cursor,),
-                ).fetchone()
-                if row is None or row[0] is None:
-                    break
-                cursor = int(row[0])
-                out.append(cursor)
-        return out
-
-    def _context_of(self, seq: int) -> str:
-        """The text of the memories within `context_window` turns of `seq`, in order."""
-        neighbours = self._around(seq)[1:] if self.context_window else []
-        if not neighbours:
-            return ""
-        marks = ",".join("?" * len(neighbours))
-        texts = self._db.execute(
-            f"SELECT text FROM memories WHERE seq IN ({marks}) ORDER BY seq",  # noqa: S608
-            neighbours,
-        ).fetchall()
-        return "\n".join(str(text) for (text,) in texts)
-
-    def _refresh_context(self, seqs: Iterable[int]) -> None:
-        if self.context_window == 0:
-            return
-        for seq in seqs:
-            self._db.execute(
-                "UPDATE memories_fts SET context = ? WHERE rowid = ?", (self._context_of(seq), seq)
-            )
-
-    # -- reads --------------------------------------------------------------------------------
-
-    def _scope_filter(self, scope: str, session_id: str | None) -> tuple[str, list[Any]]:
-        if session_id is None:
-            return "m.scope = ?", [scope]
-        return (
-            "m.scope = ? AND (m.session_id = ? OR m.seq IN "
-            "(SELECT seq FROM memory_sessions WHERE scope = ? AND session_id = ?))",
-            [scope, session_id, scope, session_id],
-        )
+    def _cached(self) -> tuple[int, int]:
+        """The catalogue's version, the read cache emptied if it is not the cached one's."""
+        version = self.version()
+        if version != self._seen:
+            self._seen = version
+            self._links.clear()
+            self._seqs.clear()
+            self._catalogued = None
+        return version
 
     def count(self, scope: str, session_id: str | None) -> int:
         """Number of memories in the scope (or visible from one session of it)."""
@@ -510,10 +110,13 @@ class LexicalStore:
 
     def catalogued(self) -> int:
         """How many Chroma records the catalogue accounts for (memories and aliases)."""
-        row = self._db.execute(
-            "SELECT (SELECT count(*) FROM memories) + (SELECT count(*) FROM aliases)"
-        ).fetchone()
-        return int(row[0])
+        self._cached()
+        if self._catalogued is None:
+            row = self._db.execute(
+                "SELECT (SELECT count(*) FROM memories) + (SELECT count(*) FROM aliases)"
+            ).fetchone()
+            self._catalogued = int(row[0])
+        return self._catalogued
 
     def keys(self) -> set[str]:
         """Every Chroma key the catalogue accounts for."""
@@ -522,9 +125,11 @@ class LexicalStore:
 
     def seqs_by_key(self, keys: Iterable[str]) -> tuple[dict[str, int], list[str]]:
         """The memory each Chroma key stands for, by key; and the keys the catalogue lacks."""
+        self._cached()
         wanted = list(keys)
-        found: dict[str, int | None] = {}
-        for chunk in _chunks(wanted):
+        found = {key: self._seqs[key] for key in wanted if key in self._seqs}
+        unread = [key for key in wanted if key not in found]
+        for chunk in chunks(unread):
             marks = ",".join("?" * len(chunk))
             for key, seq in self._db.execute(
                 f"SELECT key, seq FROM memories WHERE key IN ({marks}) UNION ALL "  # noqa: S608
@@ -532,6 +137,7 @@ class LexicalStore:
                 [*chunk, *chunk],
             ):
                 found[str(key)] = None if seq is None else int(seq)
+        _keep(self._seqs, {key: found[key] for key in unread if key in found})
         seqs = {key: seq for key, seq in found.items() if seq is not None}
         return seqs, [key for key in wanted if key not in found]
 
@@ -562,8 +168,8 @@ class LexicalStore:
         """
         if not terms:
             return {}
-        match = _match_expression(terms)
-        where, args = self._scope_filter(scope, session_id)
+        match = match_expression(terms)
+        where, args = scope_filter(scope, session_id)
         sql = (
             "SELECT memories_fts.rowid, -bm25(memories_fts, ?, ?, ?) AS score "
             "FROM memories_fts JOIN memories m ON m.seq = memories_fts.rowid "
@@ -573,13 +179,13 @@ class LexicalStore:
         rows = self._db.execute(sql, [*column_weights, match, *args, limit]).fetchall()
         if not rows:
             return {}
-        reference = self._reference.score(terms)
+        reference = self._reference.score(terms, self._cached())
         # A row matching only in columns weighted 0 scores 0: it is no lexical hit.
         return {int(seq): min(1.0, score / reference) for seq, score in rows if score > 0}
 
     def exact(self, scope: str, session_id: str | None, query: str) -> list[int]:
         """Seqs of the memories whose text equals `query`, ignoring case and whitespace."""
-        where, args = self._scope_filter(scope, session_id)
+        where, args = scope_filter(scope, session_id)
         rows = self._db.execute(
             f"SELECT m.seq FROM memories m WHERE {where} AND m.exact_key = ? "  # noqa: S608
             "ORDER BY m.seq",
@@ -589,52 +195,58 @@ class LexicalStore:
 
     def scope_seqs(self, scope: str, session_id: str | None) -> list[int]:
         """Seqs of every memory of the scope (or visible from one session of it), in order."""
-        where, args = self._scope_filter(scope, session_id)
+        where, args = scope_filter(scope, session_id)
         rows = self._db.execute(
             f"SELECT m.seq FROM memories m WHERE {where} ORDER BY m.seq",  # noqa: S608
             args,
         ).fetchall()
         return [int(seq) for (seq,) in rows]
 
-    def speakers(self, scope: str, session_id: str | None) -> list[str]:
-        """The distinct speakers of the scope's memories."""
-        where, args = self._scope_filter(scope, session_id)
-        rows = self._db.execute(
-            f"SELECT DISTINCT m.speaker FROM memories m "  # noqa: S608 - fixed SQL
-            f"WHERE {where} AND m.speaker IS NOT NULL",
-            args,
-        ).fetchall()
-        return [str(name) for (name,) in rows]
-
-    def links(self, seqs: Iterable[int]) -> dict[int, tuple[int | None, int | None, bytes]]:
-        """`(prev, next, vector)` of each of these memories, by seq (missing ones left out)."""
-        out: dict[int, tuple[int | None, int | None, bytes]] = {}
-        for chunk in _chunks(list(seqs)):
+    def visible(self, scope: str, session_id: str | None, seqs: Iterable[int]) -> set[int]:
+        """Those of `seqs` that are memories of the scope (or visible from one session of
+        it)."""
+        where, args = scope_filter(scope, session_id)
+        out: set[int] = set()
+        for chunk in chunks(list(seqs)):
             marks = ",".join("?" * len(chunk))
-            for seq, prev, nxt, vector in self._db.execute(
-                f"SELECT seq, prev, next, vector FROM memories WHERE seq IN ({marks})",  # noqa: S608
-                chunk,
-            ):
-                out[int(seq)] = (prev, nxt, bytes(vector))
+            out.update(
+                seq
+                for (seq,) in self._db.execute(
+                    f"SELECT m.seq FROM memories m WHERE m.seq IN ({marks}) AND {where}",  # noqa: S608
+                    [*chunk, *args],
+                )
+            )
         return out
 
-    def speakers_of(self, seqs: Iterable[int]) -> dict[int, str]:
-        """The speaker of each of these memories that has one, by seq."""
-        out: dict[int, str] = {}
-        for chunk in _chunks(list(seqs)):
+    def links(self, seqs: Iterable[int]) -> dict[int, Link]:
+        """`(prev, next, vector, speaker)` of each of these memories, by seq (missing ones left
+        out)."""
+        self._cached()
+        out: dict[int, Link] = {}
+        unread: list[int] = []
+        for seq in seqs:
+            link = self._links.get(seq)
+            if link is None:
+                unread.append(seq)
+            else:
+                out[seq] = link
+        read: dict[int, Link] = {}
+        for chunk in chunks(unread):
             marks = ",".join("?" * len(chunk))
-            for seq, speaker in self._db.execute(
-                f"SELECT seq, speaker FROM memories WHERE seq IN ({marks}) "  # noqa: S608
-                "AND speaker IS NOT NULL",
+            for seq, prev, nxt, vector, speaker in self._db.execute(
+                "SELECT seq, prev, next, vector, speaker FROM memories "  # noqa: S608
+                f"WHERE seq IN ({marks})",
                 chunk,
             ):
-                out[int(seq)] = str(speaker)
+                read[seq] = (prev, nxt, np.frombuffer(vector, dtype="<f4"), speaker)
+        _keep(self._links, read)
+        out.update(read)
         return out
 
     def rows(self, seqs: Iterable[int]) -> dict[int, Row]:
         """The memories with these seqs, by seq (missing ones left out)."""
         out: dict[int, Row] = {}
-        for chunk in _chunks(list(seqs)):
+        for chunk in chunks(list(seqs)):
             marks = ",".join("?" * len(chunk))
             for record in self._db.execute(
                 f"SELECT {COLUMNS} FROM memories WHERE seq IN ({marks})",  # noqa: S608
@@ -645,7 +257,14 @@ class LexicalStore:
         return out
 
 
-def _chunks(values: list[Any], size: int = 400) -> Iterator[list[Any]]:
-    # SQLite caps the number of bound parameters per statement.
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+_MAX_CACHED = 16_384
+"""The most entries a read cache keeps (a memory's link holds its vector: 1.5 kB at 384
+dimensions)."""
+
+
+def _keep(cache: dict[Any, Any], entries: dict[Any, Any]) -> None:
+    """Add `entries` to `cache`, emptied first when it would outgrow `_MAX_CACHED`."""
+    if len(cache) + len(entries) > _MAX_CACHED:
+        cache.clear()
+    if len(entries) <= _MAX_CACHED:
+        cache.update(entries)

@@ -3,17 +3,15 @@ span both kinds of memory (turns and facts)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import math
 import os
 import re
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -23,16 +21,15 @@ from memweave.context._fusion import DEFAULT_FUSION, FusionWeights
 from memweave.context.embeddings import ChromaDefaultEmbeddings, EmbeddingFunction
 from memweave.context.facts import FactExtractor
 from memweave.errors import BackendUnavailable, ConfigurationError, InvalidArgument
+from memweave.providers._namespace import CHROMA, check_namespace
 
 if TYPE_CHECKING:
     from memweave.context._index import HybridIndex
-    from memweave.context._lexical import NewMemory, Row
+    from memweave.context._lexical import Row
 
 __all__ = [
     "KINDS",
     "MODES",
-    "WRITE_CHUNK",
-    "WRITE_TAIL",
     "ClientFactory",
     "MemoryHit",
     "RetrievalMode",
@@ -41,21 +38,20 @@ __all__ = [
     "check_options",
     "check_search",
     "check_setup",
-    "chunk_sizes",
     "client_factory",
     "count_kinds",
     "embedded_client",
     "hit_of",
     "map_errors",
+    "memory_names",
     "open_index",
     "private_client",
     "quantized_embedder",
     "search_kinds",
-    "write_batch",
 ]
 
-_T = TypeVar("_T")
 _COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
+_MEMORY = "_memory"
 
 RetrievalMode: TypeAlias = Literal["dense", "lexical", "hybrid"]
 """`dense` (embeddings), `lexical` (BM25) or `hybrid` (both, fused; the default)."""
@@ -163,16 +159,29 @@ def check_kind(kind: object, name: str = "kind") -> tuple[MemoryKind, ...]:
     raise InvalidArgument(name, kind, "must be 'turn', 'fact' or None (both)")
 
 
-def check_setup(
-    collection: object, embedder: object, extractor: object, inject_kind: object
-) -> EmbeddingFunction:
-    """Raise `ConfigurationError` for a bad collection name, embedder, extractor or
-    `inject_kind` of `VectorMemory`; returns the embedder (the default one for None)."""
+def memory_names(namespace: object, collection: object) -> tuple[str, str]:
+    """The namespace and Chroma collection of a `VectorMemory` given `namespace` (the
+    collection is `<namespace>_memory`; `memweave_memory` by default), or the deprecated
+    `collection`: an exact name, kept as it is, whose namespace is the name less its
+    `_memory` ending.
+
+    Raises:
+        ConfigurationError: The value given is not valid.
+    """
+    if collection is None:
+        checked = check_namespace(namespace, CHROMA, owner="VectorMemory")
+        return checked, f"{checked}{_MEMORY}"
     if not isinstance(collection, str) or not _COLLECTION_NAME.match(collection):
         raise ConfigurationError(
-            f"collection must be 3-512 characters of [a-zA-Z0-9._-], starting and ending "
-            f"with a letter or digit; got {collection!r}"
+            f"VectorMemory: collection must be 3-512 characters of [a-zA-Z0-9._-], starting "
+            f"and ending with a letter or digit; got {collection!r}"
         )
+    return collection.removesuffix(_MEMORY) or collection, collection
+
+
+def check_setup(embedder: object, extractor: object, inject_kind: object) -> EmbeddingFunction:
+    """Raise `ConfigurationError` for a bad embedder, extractor or `inject_kind` of
+    `VectorMemory`; returns the embedder (the default one for None)."""
     if extractor is not None and not isinstance(extractor, FactExtractor):
         raise ConfigurationError(f"extractor must be a FactExtractor, got {extractor!r}")
     if inject_kind not in (None, *KINDS):
@@ -335,103 +344,3 @@ def count_kinds(
     return sum(
         index.count(scope if kind == "turn" else fact_scope(scope), session_id) for kind in kinds
     )
-
-
-class _Runner(Protocol):
-    def __call__(self, function: Callable[..., _T], *args: Any) -> Awaitable[_T]: ...
-
-
-WRITE_CHUNK = 256
-"""Most memories embedded, then written, at a time by `write_batch`: while one chunk is
-written, the next one is embedded. Large, so the model batches inputs of similar length well."""
-WRITE_TAIL = 32
-"""The last chunk of a batch: small, so the one write nothing overlaps is short, and its
-embedding still covers the write of the chunk before it."""
-
-
-def chunk_sizes(count: int) -> list[int]:
-    """How `write_batch` cuts `count` new memories: even chunks of at most `WRITE_CHUNK`,
-    then a tail of `WRITE_TAIL` (one chunk when `count` is no more than twice that)."""
-    if count <= 2 * WRITE_TAIL:
-        return [count] if count else []
-    body = count - WRITE_TAIL
-    parts = math.ceil(body / WRITE_CHUNK)
-    sizes = [body // parts + (1 if n < body % parts else 0) for n in range(parts)]
-    return [*sizes, WRITE_TAIL]
-
-
-async def _embed_and_write(
-    fresh: list[NewMemory], *, index: HybridIndex, embedder: EmbeddingFunction, run: _Runner
-) -> list[str]:
-    """Embed and write `fresh` chunk by chunk, in order, embedding the next chunk while the
-    store writes the last one (the model and the store run on different threads)."""
-
-    async def embed(part: list[NewMemory]) -> list[list[float]]:
-        vectors = await embedder.embed([item.text for item in part])
-        if len(vectors) != len(part):
-            raise ConfigurationError(
-                f"embedder {embedder.name!r} returned {len(vectors)} vectors for {len(part)} texts"
-            )
-        return vectors
-
-    parts: list[list[NewMemory]] = []
-    for size in chunk_sizes(len(fresh)):
-        start = sum(len(part) for part in parts)
-        parts.append(fresh[start : start + size])
-    written: list[str] = []
-    pending = asyncio.ensure_future(embed(parts[0]))
-    try:
-        for number, part in enumerate(parts):
-            vectors = await pending
-            if number + 1 < len(parts):
-                pending = asyncio.ensure_future(embed(parts[number + 1]))
-            written += await run(index.write, part, vectors)
-    finally:
-        if not pending.done():
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
-    return written
-
-
-async def write_batch(
-    items: list[NewMemory], *, index: HybridIndex, embedder: EmbeddingFunction, run: _Runner
-) -> list[str]:
-    """Write a batch of `add`s (see `VectorMemory.add`); returns the id holding each item.
-
-    Texts or ids the scope holds already, and repeats within the batch, are not written again;
-    a repeat from another session makes the stored memory visible from that session too.
-    New memories are embedded and written in chunks (`chunk_sizes`), the next chunk's
-    embedding overlapping the last chunk's write; if a chunk fails, the chunks before it stay
-    written (adding them again is a no-op, so a retry completes the batch).
-    """
-    known = await run(index.lookup, items)
-    fresh: list[NewMemory] = []
-    seen: dict[tuple[str, str], NewMemory] = {}
-    fresh_keys: set[str] = set()
-    for item, stored in zip(items, known, strict=True):
-        duplicate = (item.scope, item.text_key) in seen or item.key in fresh_keys
-        if stored is None and not duplicate:
-            seen[(item.scope, item.text_key)] = item
-            fresh_keys.add(item.key)
-            fresh.append(item)
-    stored_ids: dict[str, str] = {}
-    if fresh:
-        written = await _embed_and_write(fresh, index=index, embedder=embedder, run=run)
-        stored_ids = dict(zip((item.key for item in fresh), written, strict=True))
-    out: list[str] = []
-    repeated: list[NewMemory] = []
-    for item, stored in zip(items, known, strict=True):
-        if stored is not None:
-            out.append(stored)
-        elif item.key in stored_ids:
-            out.append(stored_ids[item.key])
-        else:
-            twin = seen.get((item.scope, item.text_key))
-            out.append(stored_ids[twin.key] if twin is not None else item.id)
-        if item.session_id and (stored is not None or out[-1] != item.id):
-            repeated.append(item)
-    if repeated:
-        # Stored once, under its first session; visible from the new one too.
-        await run(index.attach, repeated)
-    return out

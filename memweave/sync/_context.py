@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from memweave._deprecation import warn_renamed
 from memweave.context import base as _base
 from memweave.context import vector as _vector
 from memweave.context._render import CountsTextTokens
@@ -87,6 +88,11 @@ class VectorMemory(ContextProvider):
         return self._async.collection_name
 
     @property
+    def namespace(self) -> str:
+        """The name the memory's collections are named from."""
+        return self._async.namespace
+
+    @property
     def token_counter(self) -> CountsTextTokens:
         """The counter that budgets `invoking`'s instructions."""
         return self._async.token_counter
@@ -122,12 +128,13 @@ class VectorMemory(ContextProvider):
         *,
         user_id: str | None = None,
         session_id: str | None = None,
-        k: int = 5,
+        k: int | None = None,
         mode: RetrievalMode | None = None,
-        min_score: float = 0.0,
+        min_score: float | None = None,
         kind: MemoryKind | None = None,
     ) -> list[MemoryHit]:
-        """Return the `k` memories of the scope most similar to `query`, best first."""
+        """Return the `k` memories of the scope most similar to `query` scoring at least
+        `min_score`, best first; `None` takes the memory's own `k` and `min_score`."""
         return self._call(
             self._async.search,
             query,
@@ -160,7 +167,7 @@ class VectorMemory(ContextProvider):
         """Forget every memory of the scope; return how many were deleted."""
         return self._call(self._async.clear, user_id=user_id, session_id=session_id, kind=kind)
 
-    def count(
+    def count_memories(
         self,
         *,
         user_id: str | None = None,
@@ -168,7 +175,20 @@ class VectorMemory(ContextProvider):
         kind: MemoryKind | None = None,
     ) -> int:
         """Return how many memories the scope holds."""
-        return self._call(self._async.count, user_id=user_id, session_id=session_id, kind=kind)
+        return self._call(
+            self._async.count_memories, user_id=user_id, session_id=session_id, kind=kind
+        )
+
+    def count(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        kind: MemoryKind | None = None,
+    ) -> int:
+        """Deprecated name of `count_memories` (goes in 0.3)."""
+        warn_renamed("VectorMemory.count()", "VectorMemory.count_memories()")
+        return self.count_memories(user_id=user_id, session_id=session_id, kind=kind)
 
     def remember(
         self,

@@ -65,7 +65,7 @@ async def test_search_finds_messages_by_meaning(
         ],
     )
     await history.add_messages("s2", [ChatMessage.user("My flight to Osaka was cancelled.")])
-    hits = await history.search("s1", "when do I travel to Japan?", k=10)
+    hits = await history.search("when do I travel to Japan?", session_id="s1", k=10)
     assert hits[0].message.text == "My flight to Osaka leaves on Friday morning."
     assert len(hits) == 4  # the tool call without text is never a hit; s2 is not searched
     assert all(0.0 <= hit.score <= 1.0 for hit in hits)
@@ -78,21 +78,21 @@ async def test_search_of_expired_or_unknown_session_is_empty(
     """An unknown session, a blank query, or an expired session finds nothing."""
     history = make_history(ttl=timedelta(hours=1))
     await history.add_messages("s1", [ChatMessage.user("remember the milk")])
-    assert await history.search("nobody", "milk") == []
-    assert await history.search("s1", "   ") == []
-    assert len(await history.search("s1", "milk")) == 1
+    assert await history.search("milk", session_id="nobody") == []
+    assert await history.search("   ", session_id="s1") == []
+    assert len(await history.search("milk", session_id="s1")) == 1
     await history.clear("s1")
-    assert await history.search("s1", "milk") == []
+    assert await history.search("milk", session_id="s1") == []
     with pytest.raises(InvalidArgument):
-        await history.search("s1", "milk", k=0)
+        await history.search("milk", session_id="s1", k=0)
 
 
 def test_urls_name_folder_or_server() -> None:
     """`chroma:///path` is embedded, `chroma+http(s)://host:port` a server; options parse."""
     assert parse_chroma_url("chroma:///var/lib/chat") == ("path", {"path": "/var/lib/chat"})
-    assert parse_chroma_url("chroma://data/chat?collection=abc") == (
+    assert parse_chroma_url("chroma://data/chat?namespace=abc") == (
         "path",
-        {"path": "data/chat", "collection": "abc"},
+        {"path": "data/chat", "namespace": "abc"},
     )
     assert parse_chroma_url("chroma+https://db.example:9000?tenant=t") == (
         "http",
@@ -104,10 +104,10 @@ def test_urls_name_folder_or_server() -> None:
 
 
 def test_from_url_builds_the_provider(tmp_path: Path) -> None:
-    """from_url knows the chroma schemes and passes the collection on."""
-    history = from_url(f"chroma://{tmp_path}?collection=my_chats", max_messages=10)
+    """from_url knows the chroma schemes and passes the namespace on."""
+    history = from_url(f"chroma://{tmp_path}?namespace=my_chats", max_messages=10)
     assert isinstance(history, ChromaChatHistoryProvider)
-    assert history.collection_name == "my_chats"
+    assert history.collection_name == "my_chats_history"
     assert history.max_messages == 10
     assert isinstance(from_url("chroma+http://127.0.0.1:1"), ChromaChatHistoryProvider)
 
@@ -127,7 +127,7 @@ async def test_foreign_collection_is_refused(tmp_path: Path) -> None:
     client = chromadb.PersistentClient(str(tmp_path))
     client.create_collection("not_history", embedding_function=None)
     async with ChromaChatHistoryProvider(
-        client=client, collection="not_history", embedder=HashEmbeddings()
+        client=client, namespace="not", embedder=HashEmbeddings()
     ) as history:
         with pytest.raises(ConfigurationError, match="not created by"):
             await history.count_messages("s")

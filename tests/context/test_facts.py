@@ -53,7 +53,7 @@ async def test_remember_same_fact_twice_stores_one_memory(make_memory: MakeMemor
     assert [change.event for change in first.changes] == ["ADD"]
     assert again.changes == ()
     assert again.unchanged == 1
-    assert await memory.count(user_id="ada", kind="fact") == 1
+    assert await memory.count_memories(user_id="ada", kind="fact") == 1
     assert len(model.shown) == 1
 
 
@@ -137,7 +137,7 @@ async def test_remember_delete_leaves_search_but_not_history(make_memory: MakeMe
     memory_id = added.changes[0].memory_id
     assert [c.event for c in deleted.changes] == ["DELETE"]
     assert await memory.search("cat named Tom", user_id="ada", kind="fact") == []
-    assert await memory.count(user_id="ada", kind="fact") == 0
+    assert await memory.count_memories(user_id="ada", kind="fact") == 0
     history = await memory.history(memory_id, user_id="ada")
     assert [(v.event, v.old_text, v.new_text) for v in history] == [
         ("ADD", None, "Has a cat named Tom."),
@@ -220,8 +220,8 @@ async def test_search_kind_selects_turns_facts_or_both(make_memory: MakeMemory) 
     ]
     assert [h.kind for h in await memory.search("Lyon", user_id="ada", kind="turn")] == ["turn"]
     assert [h.kind for h in await memory.search("Lyon", user_id="ada", kind="fact")] == ["fact"]
-    assert await memory.count(user_id="ada") == 2
-    assert await memory.count(user_id="ada", kind="fact") == 1
+    assert await memory.count_memories(user_id="ada") == 2
+    assert await memory.count_memories(user_id="ada", kind="fact") == 1
     with pytest.raises(InvalidArgument):
         await memory.search("Lyon", user_id="ada", kind="facts")  # type: ignore[arg-type]
 
@@ -236,7 +236,7 @@ async def test_delete_and_clear_of_facts_record_history(make_memory: MakeMemory)
     assert await memory.delete(first, user_id="ada") is True
     assert await memory.delete(first, user_id="ada") is False
     assert await memory.clear(user_id="ada", kind="fact") == 1
-    assert await memory.count(user_id="ada") == 1
+    assert await memory.count_memories(user_id="ada") == 1
     for memory_id in (first, second):
         history = await memory.history(memory_id, user_id="ada")
         assert [v.event for v in history] == ["ADD", "DELETE"]
@@ -254,7 +254,7 @@ async def test_remember_makes_a_confirmed_fact_visible_from_the_new_session(
     await memory.remember(says("Likes tea."), user_id="ada", session_id="s2")
     for session in ("s1", "s2"):
         assert await facts_of(memory, user_id="ada", session_id=session) == ["Likes tea."]
-    assert await memory.count(user_id="ada", kind="fact") == 1
+    assert await memory.count_memories(user_id="ada", kind="fact") == 1
 
 
 async def test_remember_without_a_user_scopes_facts_to_the_session(

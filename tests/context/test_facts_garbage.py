@@ -170,7 +170,7 @@ _STORED = ["Likes tea.", "Has a cat.", "Lives in Lyon."]
 
 
 async def _fact_texts(memory: VectorMemory, user: str) -> dict[str, str]:
-    hits = await memory.search("x", user_id=user, kind="fact", k=100, mode="dense")
+    hits = await memory.search("x", user_id=user, kind="fact", k=100, mode="dense", min_score=0.0)
     return {hit.id: hit.text for hit in hits}
 
 

@@ -38,8 +38,8 @@ async def test_invoked_learns_facts_in_the_background(make_memory: MakeMemory) -
     memory = make_memory(extractor=extractor(model))
     session = Session(user_id="ada")
     said = await turn(memory, session, "Likes tea.")
-    assert await memory.count(user_id="ada", kind="turn") == 2
-    assert await memory.count(user_id="ada", kind="fact") == 0
+    assert await memory.count_memories(user_id="ada", kind="turn") == 2
+    assert await memory.count_memories(user_id="ada", kind="fact") == 0
     model.gate.set()
     await memory.flush()
     [fact] = await memory.search("tea", user_id="ada", kind="fact")
@@ -62,7 +62,7 @@ async def test_aclose_flushes_the_queue(tmp_path: Path, hash_embedder: HashEmbed
     await memory.aclose()
     assert memory.extraction_stats.completed == 2
     async with VectorMemory(tmp_path / "m", embedder=hash_embedder) as reopened:
-        assert await reopened.count(user_id="ada", kind="fact") == 2
+        assert await reopened.count_memories(user_id="ada", kind="fact") == 2
 
 
 async def test_queue_retries_a_failing_model(
@@ -75,7 +75,7 @@ async def test_queue_retries_a_failing_model(
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         await turn(memory, Session(user_id="ada"), "Likes tea.")
         await memory.flush()
-    assert await memory.count(user_id="ada", kind="fact") == 1
+    assert await memory.count_memories(user_id="ada", kind="fact") == 1
     stats = memory.extraction_stats
     assert (stats.retries, stats.completed, stats.failed) == (2, 1, 0)
     assert "retrying" in caplog.text
@@ -123,7 +123,7 @@ async def test_full_queue_holds_the_caller_back(make_memory: MakeMemory) -> None
     await memory.flush()
     stats = memory.extraction_stats
     assert (stats.queued, stats.completed, stats.failed) == (3, 3, 0)
-    assert await memory.count(user_id="ada", kind="fact") == 3
+    assert await memory.count_memories(user_id="ada", kind="fact") == 3
 
 
 def test_batches_left_in_an_ended_loop_are_logged(

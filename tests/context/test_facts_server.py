@@ -30,21 +30,23 @@ async def test_facts_and_history_are_shared_through_a_chroma_server(
         client=client,
         embedder=hash_embedder,
         lexical_path=tmp_path / "writer.db",
-        collection=collection,
+        namespace=collection,
         extractor=FactExtractor(model.client, retry_wait=0),
     )
     reader = VectorMemory(
         client=client,
         embedder=hash_embedder,
         lexical_path=tmp_path / "reader.db",
-        collection=collection,
+        namespace=collection,
     )
     async with writer, reader:
         session = Session(user_id="ada")
         await writer.invoked(session, [ChatMessage.user("Likes tea.")], [])
         await writer.invoked(session, [ChatMessage.user("Has a cat.")], [])
         await writer.flush()
-        before = await reader.search("coffee tea cat", user_id="ada", kind="fact", k=10)
+        before = await reader.search(
+            "coffee tea cat", user_id="ada", kind="fact", k=10, min_score=0.0
+        )
         assert sorted(hit.text for hit in before) == ["Has a cat.", "Likes tea."]
         model.decide = lambda existing, facts: [
             {
@@ -56,10 +58,12 @@ async def test_facts_and_history_are_shared_through_a_chroma_server(
         ]
         result = await writer.remember("Coffee now; the cat is gone.", user_id="ada")
         assert sorted(change.event for change in result.changes) == ["DELETE", "UPDATE"]
-        hits = await reader.search("coffee tea cat", user_id="ada", kind="fact", k=10)
+        hits = await reader.search(
+            "coffee tea cat", user_id="ada", kind="fact", k=10, min_score=0.0
+        )
         assert [hit.text for hit in hits] == ["Likes coffee."]
         for change in result.changes:
             history = await reader.history(change.memory_id, user_id="ada")
             assert [entry.event for entry in history] == ["ADD", change.event]
             assert history == await writer.history(change.memory_id, user_id="ada")
-        assert await reader.count(user_id="bob") == 0
+        assert await reader.count_memories(user_id="bob") == 0

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from memweave.context import FusionWeights, VectorMemory
-from memweave.context._fusion import DEFAULT_FUSION, fuse, hybrid_score, ranked
+from memweave.context._fusion import DEFAULT_FUSION, fuse, hybrid_score, lexical_share, ranked
 from memweave.errors import ConfigurationError
 
 _SCORES = st.dictionaries(
@@ -28,10 +28,19 @@ def test_fusion_weights_are_frozen() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"dense": 0.0, "lexical": 0.0}, {"speaker": -1.0}, {"window": 1.5}, {"rrf_k": 0}, {"x": 1}],
+    [
+        {"dense": 0.0, "lexical": 0.0},
+        {"speaker": -1.0},
+        {"window": 1.5},
+        {"rrf_k": 0},
+        {"x": 1},
+        {"dense_floor": 0.6, "dense_sure": 0.5},
+        {"dense_sure": 1.5},
+    ],
 )
 def test_fusion_weights_reject_bad_values(options: dict[str, float]) -> None:
-    """Negative weights, a window share past 1, no dense nor lexical, unknown fields fail."""
+    """Negative weights, a window share past 1, no dense nor lexical, a dense floor not below
+    the sure level, unknown fields fail."""
     with pytest.raises(ValidationError):
         FusionWeights(**options)
 
@@ -43,16 +52,80 @@ def test_vector_memory_rejects_a_fusion_that_is_not_fusion_weights() -> None:
 
 
 @given(dense=_SCORES, lexical=_SCORES, named=st.sets(st.integers(0, 50)))
-def test_fuse_weighted_is_the_weighted_mean(
+def test_fuse_weighted_is_the_calibrated_weighted_mean(
     dense: dict[int, float], lexical: dict[int, float], named: set[int]
 ) -> None:
-    """Weighted fusion scores each memory with `hybrid_score`, in [0, 1]."""
+    """Weighted fusion scores each memory with `hybrid_score` at the query's lexical share,
+    in [0, 1]."""
     fused = fuse(dense, lexical, named, DEFAULT_FUSION)
     assert set(fused) == set(dense) | set(lexical)
+    share = lexical_share(
+        max(lexical.values(), default=0.0), max(dense.values(), default=0.0), DEFAULT_FUSION
+    )
     for seq, score in fused.items():
-        expected = hybrid_score(dense.get(seq, 0.0), lexical.get(seq, 0.0), seq in named)
+        expected = hybrid_score(
+            dense.get(seq, 0.0), lexical.get(seq, 0.0), seq in named, share=share
+        )
         assert score == pytest.approx(expected)
         assert 0.0 <= score <= 1.0
+
+
+@given(dense=_SCORES, lexical=_SCORES, named=st.sets(st.integers(0, 50)))
+def test_fuse_weighted_keeps_the_order_of_the_plain_mean(
+    dense: dict[int, float], lexical: dict[int, float], named: set[int]
+) -> None:
+    """The calibration scales a query's scores alike: it never reorders its hits."""
+    fused = fuse(dense, lexical, named, DEFAULT_FUSION)
+    plain = {
+        seq: hybrid_score(dense.get(seq, 0.0), lexical.get(seq, 0.0), seq in named) for seq in fused
+    }
+    for a in fused:
+        for b in fused:
+            if plain[a] > plain[b] + 1e-9:
+                assert fused[a] >= fused[b]
+
+
+def test_fuse_strong_dense_match_without_lexical_support_keeps_its_similarity() -> None:
+    """A query no memory shares a term with, matching one strongly by meaning, scores it
+    on the signals that fired (dense and speaker), not divided by the lexical weight too."""
+    weights = DEFAULT_FUSION
+    fused = fuse({1: 0.55, 2: 0.3}, {}, set(), weights)
+    assert fused[1] == pytest.approx(0.55 / (weights.dense + weights.speaker))
+    assert hybrid_score(0.55, 0.0, False) < 0.55 / 2 < fused[1]
+
+
+def test_fuse_weak_dense_match_without_lexical_support_is_not_inflated() -> None:
+    """When the best dense match is at most `dense_floor`, nothing is rescaled: an unrelated
+    query scores its plain weighted mean."""
+    fused = fuse({1: DEFAULT_FUSION.dense_floor, 2: 0.1}, {}, set(), DEFAULT_FUSION)
+    assert fused[1] == pytest.approx(hybrid_score(DEFAULT_FUSION.dense_floor, 0.0, False))
+
+
+def test_fuse_full_lexical_match_is_the_plain_weighted_mean() -> None:
+    """When the lexical signal fires fully for the query, the mean divides by every weight."""
+    dense, lexical = {1: 0.9, 2: 0.4}, {1: 1.0, 2: 0.2}
+    fused = fuse(dense, lexical, {2}, DEFAULT_FUSION)
+    assert fused[1] == pytest.approx(hybrid_score(0.9, 1.0, False))
+    assert fused[2] == pytest.approx(hybrid_score(0.4, 0.2, True))
+
+
+@pytest.mark.parametrize(
+    ("best_lexical", "best_dense", "expected"),
+    [(0.0, 0.2, 1.0), (0.0, 0.425, 0.5), (0.0, 0.9, 0.0), (0.7, 0.9, 0.7), (0.3, 0.35, 1.0)],
+)
+def test_lexical_share_is_the_larger_of_lexical_evidence_and_dense_doubt(
+    best_lexical: float, best_dense: float, expected: float
+) -> None:
+    """The share falls linearly from 1 at `dense_floor` (0.35) to 0 at `dense_sure` (0.5),
+    and never below the query's best lexical score."""
+    assert lexical_share(best_lexical, best_dense, DEFAULT_FUSION) == pytest.approx(expected)
+
+
+def test_lexical_share_without_dense_weight_is_one() -> None:
+    """With the dense signal off, there is no dense confidence to stand in for the lexical."""
+    weights = FusionWeights(dense=0.0, speaker=0.0)
+    assert lexical_share(0.0, 0.9, weights) == 1.0
+    assert fuse({1: 0.9}, {}, set(), weights) == {1: 0.0}
 
 
 @given(dense=_SCORES, lexical=_SCORES, named=st.sets(st.integers(0, 50)))

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memweave.context import VectorMemory
-from memweave.context._vector_parts import WRITE_CHUNK, WRITE_TAIL, chunk_sizes
+from memweave.context._vector_writes import WRITE_CHUNK, WRITE_TAIL, chunk_sizes
 from memweave.errors import ModelError
 from tests.context.conftest import HashEmbeddings
 
@@ -57,7 +57,7 @@ async def test_add_concurrent_writes_in_chunks_in_call_order(
     assert [text for call in embedder.calls for text in call] == [
         f"turn number {n}" for n in range(count)
     ]
-    assert await memory.count(user_id="u") == count
+    assert await memory.count_memories(user_id="u") == count
 
 
 async def test_add_batch_failing_midway_keeps_earlier_chunks_and_retry_completes(
@@ -71,8 +71,8 @@ async def test_add_batch_failing_midway_keeps_earlier_chunks_and_retry_completes
     first = chunk_sizes(len(texts))[0]
     with pytest.raises(ModelError):
         await asyncio.gather(*(memory.add(t, user_id="u", session_id="s") for t in texts))
-    assert await memory.count(user_id="u") == first
+    assert await memory.count_memories(user_id="u") == first
     embedder.fail_on_call = None
     await asyncio.gather(*(memory.add(t, user_id="u", session_id="s") for t in texts))
-    assert await memory.count(user_id="u") == len(texts)
+    assert await memory.count_memories(user_id="u") == len(texts)
     assert embedder.calls[-1] == texts[first:]

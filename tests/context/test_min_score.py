@@ -3,9 +3,8 @@ questions inject nothing, and the benchmark that chose it.
 
 The scenario is the Agent Framework memory reference's ("Hello, my name is Alice", then in a
 new session "What's my name?"), run by an `Agent` with a scripted model on an embedded Chroma
-with the default model, so every setting is the default. (A question sharing no telling word
-with the memory, "Do you know my name?", scores under the default in so small a store; see
-`VectorMemory`'s `min_score`.)
+with the default model, so every setting is the default. (Rewordings sharing no telling word
+with the memory are checked in `test_paraphrase_recall.py`.)
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.min_score import choose_threshold, main
 from memweave import ChatMessage, Session
+from memweave.bench.min_score import choose_threshold, main
 from memweave.context import VectorMemory
 from memweave.orchestration import Agent
 from memweave.testing import ScriptedChatClient
@@ -132,7 +131,7 @@ def _tiny_locomo(path: Path) -> None:
 def test_min_score_benchmark_reports_its_fields(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`python -m benchmarks.min_score --json` reports distributions, threshold and fusion."""
+    """`python -m memweave.bench.min_score --json` reports distributions, threshold and fusion."""
     locomo = tmp_path / "locomo.json"
     _tiny_locomo(locomo)
     assert main(["--locomo", str(locomo), "--json", "--mode", "hybrid", "--k", "2"]) == 0

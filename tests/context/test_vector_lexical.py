@@ -77,7 +77,7 @@ async def test_lexical_search_takes_no_write_lock(
     """Searching and counting work while another connection holds the catalogue's write lock."""
     memory = make_memory()
     await memory.add("the red kite nests in wales", user_id="ada", id="m1")
-    assert await memory.count(user_id="ada") == 1
+    assert await memory.count_memories(user_id="ada") == 1
     other = sqlite3.connect(memory.lexical_path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:
@@ -86,7 +86,7 @@ async def test_lexical_search_takes_no_write_lock(
                 memory.search("red kite", user_id="ada", mode=mode), timeout=5
             )
             assert [hit.id for hit in hits] == ["m1"]
-        assert await asyncio.wait_for(memory.count(user_id="ada"), timeout=5) == 1
+        assert await asyncio.wait_for(memory.count_memories(user_id="ada"), timeout=5) == 1
     finally:
         other.execute("ROLLBACK")
         other.close()

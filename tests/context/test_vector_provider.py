@@ -47,7 +47,7 @@ async def test_invoked_is_idempotent_by_message_id(memory: VectorMemory) -> None
     first = turn("My cat is called Luna.", "Luna is a lovely name.")
     await memory.invoked(session, [first[0]], [first[1]])
     await memory.invoked(session, list(first), [])
-    assert await memory.count(user_id="ada") == 2
+    assert await memory.count_memories(user_id="ada") == 2
 
 
 async def test_invoked_stores_nothing_for_a_failed_call(memory: VectorMemory) -> None:
@@ -55,15 +55,15 @@ async def test_invoked_stores_nothing_for_a_failed_call(memory: VectorMemory) ->
     await memory.invoked(
         Session(user_id="ada"), [ChatMessage.user("hi there")], [], error=RuntimeError("boom")
     )
-    assert await memory.count(user_id="ada") == 0
+    assert await memory.count_memories(user_id="ada") == 0
 
 
 async def test_invoked_without_user_writes_to_the_session(memory: VectorMemory) -> None:
     """A session without a user keeps its memories in the session's scope only."""
     session = Session()
     await memory.invoked(session, [ChatMessage.user("The launch code is 1234.")], [])
-    assert await memory.count(session_id=session.id) == 1
-    assert await memory.count(session_id=Session().id) == 0
+    assert await memory.count_memories(session_id=session.id) == 1
+    assert await memory.count_memories(session_id=Session().id) == 0
     elsewhere = await memory.invoking(Session(), [ChatMessage.user("What is the launch code?")])
     assert elsewhere == Context()
 

@@ -41,14 +41,14 @@ async def test_every_read_needs_a_scope(memory: VectorMemory) -> None:
     with pytest.raises(InvalidArgument, match="user_id or session_id"):
         await memory.search("something")
     with pytest.raises(InvalidArgument):
-        await memory.count()
+        await memory.count_memories()
     with pytest.raises(InvalidArgument):
         await memory.clear()
     with pytest.raises(InvalidArgument):
         await memory.delete("x")
     with pytest.raises(InvalidArgument):
         await memory.add("unscoped")
-    assert await memory.count(user_id="ada") == 1
+    assert await memory.count_memories(user_id="ada") == 1
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -66,7 +66,7 @@ async def test_users_with_hostile_ids_see_only_their_own(
         assert sorted(hit.text for hit in hits) == sorted(
             [f"secret number {number} of this user", "a text every user stores"]
         )
-        assert await memory.count(user_id=user) == 2
+        assert await memory.count_memories(user_id=user) == 2
 
 
 async def test_filter_shaped_ids_are_only_data(memory: VectorMemory) -> None:
@@ -77,7 +77,7 @@ async def test_filter_shaped_ids_are_only_data(memory: VectorMemory) -> None:
     assert await memory.search("memory", session_id=shaped) == []
     assert await memory.clear(user_id=shaped) == 0
     assert await memory.clear(user_id="bob", session_id=shaped) == 0
-    assert await memory.count(user_id="bob") == 1
+    assert await memory.count_memories(user_id="bob") == 1
 
 
 async def test_session_scope_never_reads_user_memories(memory: VectorMemory) -> None:
@@ -89,15 +89,15 @@ async def test_session_scope_never_reads_user_memories(memory: VectorMemory) -> 
     assert [hit.text for hit in anonymous] == ["written anonymously in s1"]
     ada_s1 = await memory.search("written in s1", user_id="ada", session_id="s1", k=10)
     assert [hit.text for hit in ada_s1] == ["written by ada in s1"]
-    assert await memory.count(user_id="s1") == 0
+    assert await memory.count_memories(user_id="s1") == 0
 
 
 async def test_user_scope_spans_the_users_sessions(memory: VectorMemory) -> None:
     """A user's scope holds the memories of all their sessions; session_id narrows it."""
     await memory.add("first session fact", user_id="ada", session_id="s1")
     await memory.add("second session fact", user_id="ada", session_id="s2")
-    assert await memory.count(user_id="ada") == 2
-    assert await memory.count(user_id="ada", session_id="s2") == 1
+    assert await memory.count_memories(user_id="ada") == 2
+    assert await memory.count_memories(user_id="ada", session_id="s2") == 1
     hits = await memory.search("fact", user_id="ada", session_id="s2", k=10)
     assert [(hit.text, hit.session_id) for hit in hits] == [("second session fact", "s2")]
 
@@ -106,14 +106,15 @@ async def test_user_scope_spans_the_users_sessions(memory: VectorMemory) -> None
 async def test_text_repeated_in_another_session_is_visible_from_it(
     memory: VectorMemory, mode: RetrievalMode
 ) -> None:
-    """A text a user repeats in a new session is stored once and found from both sessions."""
+    """A text a user repeats in a new session is stored once and found from both sessions;
+    the repeat's own id names it too."""
     first = await memory.add("Ada prefers window seats", user_id="ada", session_id="s1", id="a")
     again = await memory.add("Ada prefers window seats", user_id="ada", session_id="s2", id="b")
-    assert again == first == "a"
+    assert (first, again) == ("a", "b")
     await memory.add("an unrelated s2 fact", user_id="ada", session_id="s2")
-    assert await memory.count(user_id="ada") == 2
-    assert await memory.count(user_id="ada", session_id="s1") == 1
-    assert await memory.count(user_id="ada", session_id="s2") == 2
+    assert await memory.count_memories(user_id="ada") == 2
+    assert await memory.count_memories(user_id="ada", session_id="s1") == 1
+    assert await memory.count_memories(user_id="ada", session_id="s2") == 2
     for session in ("s1", "s2"):
         hits = await memory.search("window seats", user_id="ada", session_id=session, mode=mode)
         assert (hits[0].id, hits[0].session_id) == ("a", "s1")
@@ -134,8 +135,8 @@ async def test_repeated_text_is_visible_from_its_sessions_after_a_restart(
     await memory.aclose()
     again = make_memory(**options)
     for session in ("s1", "s2", "s3"):
-        assert await again.count(user_id="ada", session_id=session) == 1
-    assert await again.count(user_id="ada") == 1
+        assert await again.count_memories(user_id="ada", session_id=session) == 1
+    assert await again.count_memories(user_id="ada") == 1
 
 
 async def test_clearing_a_session_deletes_what_is_visible_from_it(memory: VectorMemory) -> None:
@@ -155,7 +156,7 @@ async def test_ids_are_per_scope(memory: VectorMemory) -> None:
     assert await memory.delete("m1", user_id="alice") is True
     assert await memory.delete("m1", user_id="alice") is False
     assert [hit.text for hit in await memory.search("note", user_id="bob")] == ["bob's note"]
-    assert await memory.count(user_id="alice") == 0
+    assert await memory.count_memories(user_id="alice") == 0
 
 
 async def test_metadata_is_returned_and_never_filters(memory: VectorMemory) -> None:
@@ -175,6 +176,6 @@ async def test_clear_deletes_only_its_scope(make_memory: Callable[..., VectorMem
         await memory.add(f"{user} likes chess", user_id=user, session_id="s")
     assert await memory.clear(user_id="ada", session_id="s") == 1
     assert await memory.clear(user_id="ada") == 1
-    assert await memory.count(user_id="ada") == 0
-    assert await memory.count(user_id="ada2") == 2
-    assert await memory.count(user_id="bob") == 2
+    assert await memory.count_memories(user_id="ada") == 0
+    assert await memory.count_memories(user_id="ada2") == 2
+    assert await memory.count_memories(user_id="bob") == 2

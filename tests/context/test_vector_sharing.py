@@ -52,7 +52,7 @@ async def test_memories_written_through_another_catalogue_are_found(
     """A memory written through one catalogue is counted and found, in every mode, through
     another opened before the write."""
     writer, reader = on_client(), on_client()
-    assert await reader.count(user_id="ada") == 0
+    assert await reader.count_memories(user_id="ada") == 0
     when = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
     await writer.add(
         "the red kite nests in wales",
@@ -64,8 +64,8 @@ async def test_memories_written_through_another_catalogue_are_found(
         role="user",
         created_at=when,
     )
-    assert await reader.count(user_id="ada") == 1
-    assert await reader.count(user_id="ada", session_id="s") == 1
+    assert await reader.count_memories(user_id="ada") == 1
+    assert await reader.count_memories(user_id="ada", session_id="s") == 1
     for mode in MODES:
         [hit] = await reader.search("red kite in wales", user_id="ada", mode=mode)
         assert (hit.id, hit.text, hit.metadata, hit.created_at) == (
@@ -84,9 +84,9 @@ async def test_deletes_through_another_catalogue_are_seen(
     writer, reader = on_client(), on_client()
     await writer.add("buy oat milk", user_id="ada", id="m1")
     await writer.add("call mum", user_id="ada", id="m2")
-    assert await reader.count(user_id="ada") == 2
+    assert await reader.count_memories(user_id="ada") == 2
     assert await writer.delete("m1", user_id="ada")
-    assert await reader.count(user_id="ada") == 1
+    assert await reader.count_memories(user_id="ada") == 1
     for mode in MODES:
         hits = await reader.search("oat milk", user_id="ada", mode=mode, k=10)
         assert "m1" not in {hit.id for hit in hits}
@@ -98,13 +98,13 @@ async def test_dense_hit_unknown_to_the_catalogue_is_caught_up(
     """A dense hit written elsewhere is returned even when record counts happen to match."""
     writer, reader = on_client(), on_client()
     await writer.add("an old note", user_id="ada", id="old")
-    assert await reader.count(user_id="ada") == 1
+    assert await reader.count_memories(user_id="ada") == 1
     # One delete and one add elsewhere: Chroma holds as many records as the reader knows.
     assert await writer.delete("old", user_id="ada")
     await writer.add("the red kite nests in wales", user_id="ada", id="new")
     hits = await reader.search("red kite nests in wales", user_id="ada", mode="dense")
     assert hits[0].id == "new"
-    assert await reader.count(user_id="ada") == 1
+    assert await reader.count_memories(user_id="ada") == 1
 
 
 async def test_in_memory_catalogue_is_rebuilt_from_chroma(
@@ -117,7 +117,7 @@ async def test_in_memory_catalogue_is_rebuilt_from_chroma(
         await first.add(text, user_id="ada", session_id="s", id=f"t{n}", speaker="Ada")
     await first.aclose()
     again = on_client(":memory:", context_window=1)
-    assert await again.count(user_id="ada", session_id="s") == 3
+    assert await again.count_memories(user_id="ada", session_id="s") == 3
     for mode in MODES:
         [hit, *_] = await again.search("the clarinet", user_id="ada", mode=mode)
         assert (hit.id, hit.speaker) == ("t2", "Ada")
@@ -133,18 +133,18 @@ async def test_same_text_through_two_catalogues_is_one_memory_in_both_sessions(
     """The same text added through two catalogues in two sessions reads as one memory, visible
     from both sessions, through either catalogue; deleting it by either id removes it."""
     one, two = on_client(), on_client()
-    assert await one.count(user_id="ada") == await two.count(user_id="ada") == 0
+    assert await one.count_memories(user_id="ada") == await two.count_memories(user_id="ada") == 0
     await one.add("Ada prefers window seats", user_id="ada", session_id="s1", id="a")
     await two.add("Ada prefers window seats", user_id="ada", session_id="s2", id="b")
     for memory in (one, two):
-        assert await memory.count(user_id="ada") == 1
+        assert await memory.count_memories(user_id="ada") == 1
         for session in ("s1", "s2"):
-            assert await memory.count(user_id="ada", session_id=session) == 1
+            assert await memory.count_memories(user_id="ada", session_id=session) == 1
             hits = await memory.search("window seats", user_id="ada", session_id=session)
             assert [hit.text for hit in hits] == ["Ada prefers window seats"]
     assert await one.delete("b", user_id="ada")
     for memory in (one, two):
-        assert await memory.count(user_id="ada") == 0
+        assert await memory.count_memories(user_id="ada") == 0
 
 
 async def test_catalogue_of_another_collection_is_refused(
@@ -152,10 +152,10 @@ async def test_catalogue_of_another_collection_is_refused(
 ) -> None:
     """A catalogue file indexing another collection raises ConfigurationError."""
     shared = tmp_path / "shared.db"
-    await on_client(shared, collection="first_collection").add("kept", user_id="ada")
-    other = on_client(shared, collection="second_collection")
+    await on_client(shared, namespace="first_collection").add("kept", user_id="ada")
+    other = on_client(shared, namespace="second_collection")
     with pytest.raises(ConfigurationError, match="first_collection"):
-        await other.count(user_id="ada")
+        await other.count_memories(user_id="ada")
 
 
 _SERVER_WRITER = """
@@ -168,7 +168,7 @@ async def main() -> None:
     host, port = sys.argv[1].rsplit(":", 1)
     client = chromadb.HttpClient(host=host, port=int(port))
     async with VectorMemory(
-        client=client, embedder=HashEmbeddings(), lexical_path=sys.argv[2], collection=sys.argv[3]
+        client=client, embedder=HashEmbeddings(), lexical_path=sys.argv[2], namespace=sys.argv[3]
     ) as memory:
         await memory.add("the red kite nests in wales", user_id="ada", session_id="s", id="m0")
 
@@ -191,9 +191,9 @@ async def test_processes_share_memories_through_a_chroma_server(
         client=client,
         embedder=hash_embedder,
         lexical_path=tmp_path / "here.db",
-        collection=collection,
+        namespace=collection,
     ) as memory:
-        assert await memory.count(user_id="ada") == 0
+        assert await memory.count_memories(user_id="ada") == 0
         subprocess.run(  # noqa: ASYNC221 - the writer must be another OS process
             [
                 sys.executable,
@@ -207,7 +207,7 @@ async def test_processes_share_memories_through_a_chroma_server(
             check=True,
             timeout=120,
         )
-        assert await memory.count(user_id="ada", session_id="s") == 1
+        assert await memory.count_memories(user_id="ada", session_id="s") == 1
         for mode in MODES:
             [hit] = await memory.search("red kite", user_id="ada", mode=mode)
             assert hit.id == "m0"

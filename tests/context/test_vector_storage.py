@@ -29,21 +29,25 @@ ROOT = Path(__file__).resolve().parents[2]
 async def test_add_same_text_twice_stores_it_once(
     memory: VectorMemory, hash_embedder: HashEmbeddings
 ) -> None:
-    """Adding a text its scope already holds stores nothing and returns the stored id."""
+    """Adding a text its scope already holds stores no second memory (and embeds nothing): a
+    generated id returns the stored id, a caller's id is kept as another name of it."""
     first = await memory.add("Ada prefers window seats.", user_id="ada")
+    assert await memory.add("Ada prefers window seats.", user_id="ada") == first
     again = await memory.add("Ada prefers window seats.", user_id="ada", id="other-id")
-    assert again == first
-    assert await memory.count(user_id="ada") == 1
+    assert again == "other-id"
+    assert await memory.count_memories(user_id="ada") == 1
     assert sum(len(call) for call in hash_embedder.calls) == 1
     assert await memory.add("Ada prefers window seats.", user_id="bob") != first
 
 
 async def test_add_same_id_twice_stores_it_once(memory: VectorMemory) -> None:
-    """Re-adding an id its scope holds stores nothing (safe retries)."""
+    """Re-adding an id its scope holds stores nothing (safe retries); with another text it
+    raises InvalidArgument and keeps the stored text."""
     assert await memory.add("first text", user_id="ada", id="m-1") == "m-1"
     assert await memory.add("first text", user_id="ada", id="m-1") == "m-1"
-    assert await memory.add("changed text", user_id="ada", id="m-1") == "m-1"
-    hits = await memory.search("text", user_id="ada", k=10)
+    with pytest.raises(InvalidArgument, match="another text"):
+        await memory.add("changed text", user_id="ada", id="m-1")
+    hits = await memory.search("text", user_id="ada", k=10, min_score=0.0)
     assert [(hit.id, hit.text) for hit in hits] == [("m-1", "first text")]
 
 
@@ -53,7 +57,7 @@ async def test_concurrent_adds_of_one_text_store_it_once(memory: VectorMemory) -
         *(memory.add(text, user_id="ada") for text in ["same", "same", "other", "same"])
     )
     assert ids[0] == ids[1] == ids[3] != ids[2]
-    assert await memory.count(user_id="ada") == 2
+    assert await memory.count_memories(user_id="ada") == 2
 
 
 _WRITER = """
@@ -80,12 +84,12 @@ async def test_both_indexes_survive_a_process_restart(tmp_path: Path) -> None:
         timeout=120,
     )
     async with VectorMemory(folder, embedder=HashEmbeddings()) as memory:
-        assert await memory.count(user_id="ada") == 3
+        assert await memory.count_memories(user_id="ada") == 3
         for mode in MODES:
             [hit, *_] = await memory.search("red kite in wales", user_id="ada", mode=mode)
             assert hit.id == "m0"
         await memory.add("a fourth memory", user_id="ada", session_id="s")
-        assert await memory.count(user_id="ada", session_id="s") == 4
+        assert await memory.count_memories(user_id="ada", session_id="s") == 4
 
 
 async def test_another_embedder_is_refused(make_memory: Callable[..., VectorMemory]) -> None:
@@ -108,10 +112,10 @@ async def test_foreign_collection_is_refused(
 ) -> None:
     """A Chroma collection not made by VectorMemory raises ConfigurationError."""
     client = chromadb.PersistentClient(str(tmp_path / "chroma"))
-    client.create_collection("someone_elses", embedding_function=None)
-    memory = make_memory(collection="someone_elses")
+    client.create_collection("someone_elses_memory", embedding_function=None)
+    memory = make_memory(namespace="someone_elses")
     with pytest.raises(ConfigurationError, match="not created by memweave"):
-        await memory.count(user_id="ada")
+        await memory.count_memories(user_id="ada")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -211,8 +215,9 @@ async def test_bad_arguments_are_named(memory: VectorMemory) -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        {"collection": "x"},
-        {"collection": "bad name!"},
+        {"namespace": ""},
+        {"namespace": "bad name!"},
+        {"namespace": "x" * 505},
         {"mode": "fuzzy"},
         {"k": 0},
         {"min_score": 2},
@@ -247,7 +252,7 @@ async def test_ephemeral_memory_is_deleted_on_close(hash_embedder: HashEmbedding
     """Without path or client, the memory lives in a temporary folder removed by aclose."""
     memory = VectorMemory(embedder=hash_embedder)
     await memory.add("fleeting", user_id="ada")
-    assert await memory.count(user_id="ada") == 1
+    assert await memory.count_memories(user_id="ada") == 1
     folder = Path(memory.lexical_path).parent
     await memory.aclose()
     await memory.aclose()
@@ -270,7 +275,7 @@ async def test_every_method_raises_provider_closed_after_aclose(memory: VectorMe
         "search": lambda: memory.search(" ", user_id="ada"),
         "delete": lambda: memory.delete("x", user_id="ada"),
         "clear": lambda: memory.clear(user_id="ada"),
-        "count": lambda: memory.count(user_id="ada"),
+        "count_memories": lambda: memory.count_memories(user_id="ada"),
         "invoking": lambda: memory.invoking(session, turn),
         "invoked": lambda: memory.invoked(session, turn, [], RuntimeError("failed call")),
     }

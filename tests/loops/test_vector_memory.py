@@ -22,7 +22,7 @@ def make_memory(
     """Builds a memory on an embedded Chroma folder, or on the test session's Chroma server
     (through a client passed in, with a catalogue file of its own); closed and dropped after."""
     made: list[VectorMemory] = []
-    collection = f"loops-{threading.get_ident()}-{id(made)}"
+    namespace = f"loops-{threading.get_ident()}-{id(made)}"
     client = None
     if request.param == "server":
         import chromadb
@@ -36,7 +36,7 @@ def make_memory(
         else:
             memory = VectorMemory(
                 client=client,
-                collection=collection,
+                namespace=namespace,
                 embedder=HashEmbeddings(),
                 lexical_path=tmp_path / "catalogue.sqlite3",
             )
@@ -47,7 +47,7 @@ def make_memory(
     for memory in made:
         asyncio.run(memory.aclose())
     if client is not None:
-        client.delete_collection(collection)
+        client.delete_collection(f"{namespace}_memory")
 
 
 def test_consecutive_asyncio_runs_share_one_memory(make_memory: Callable[[], VectorMemory]) -> None:
@@ -59,13 +59,13 @@ def test_consecutive_asyncio_runs_share_one_memory(make_memory: Callable[[], Vec
         text = f"note number {n} about topic{n}"
         memory_id = await memory.add(text, user_id="ada", session_id="s")
         assert await memory.add(text, user_id="ada", session_id="s") == memory_id
-        assert await memory.count(user_id="ada") == n + 1
+        assert await memory.count_memories(user_id="ada") == n + 1
         hits = await memory.search(f"topic{n}", user_id="ada", k=1)
         assert [hit.text for hit in hits] == [text]
 
     for n in range(RUNS):
         asyncio.run(step(n))
-    assert asyncio.run(memory.count(user_id="ada")) == RUNS
+    assert asyncio.run(memory.count_memories(user_id="ada")) == RUNS
 
 
 def test_a_thread_with_its_own_loop_shares_the_memory(
@@ -91,5 +91,5 @@ def test_a_thread_with_its_own_loop_shares_the_memory(
         await asyncio.gather(writer("ada"), in_thread_loop(lambda: writer("bob"))())
 
     asyncio.run(main())
-    assert asyncio.run(memory.count(user_id="ada")) == 2 * turns
-    assert asyncio.run(memory.count(user_id="bob")) == 2 * turns
+    assert asyncio.run(memory.count_memories(user_id="ada")) == 2 * turns
+    assert asyncio.run(memory.count_memories(user_id="bob")) == 2 * turns

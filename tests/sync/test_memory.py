@@ -29,11 +29,11 @@ def test_add_search_count_delete_clear(memory: sync.VectorMemory) -> None:
     memory.add("Bob prefers aisle seats.", user_id="bob")
     hits = memory.search("window seats", user_id="ada", k=1)
     assert [hit.id for hit in hits] == [seat]
-    assert memory.count(user_id="ada") == 2
+    assert memory.count_memories(user_id="ada") == 2
     assert memory.delete(seat, user_id="ada")
     assert not memory.delete(seat, user_id="ada")
     assert memory.clear(user_id="ada") == 1
-    assert memory.count(user_id="bob") == 1
+    assert memory.count_memories(user_id="bob") == 1
     assert memory.source_id == "vector_memory"
 
 
@@ -76,4 +76,4 @@ def test_memory_after_close_raises_provider_closed(tmp_path: Path) -> None:
     with pytest.raises(ProviderClosed, match="add"):
         memory.add("x", user_id="u")
     with pytest.raises(ProviderClosed, match="count"):
-        memory.count(user_id="u")
+        memory.count_memories(user_id="u")
