@@ -4,7 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.memweave-installed
 SHARED := $(abspath ../shared)
-export TIKTOKEN_CACHE_DIR ?= $(if $(wildcard $(SHARED)/tiktoken),$(SHARED)/tiktoken,)
+CHROMA_MODEL := $(SHARED)/models/chroma/onnx_models/all-MiniLM-L6-v2/onnx
+# Offline model files beside the checkout (see ../shared/models/README), when there: tests and
+# benchmarks load them from here, and nothing needs copying into ~/.cache. Exported only when
+# present: an empty TIKTOKEN_CACHE_DIR would turn tiktoken's cache off.
+ifneq ($(wildcard $(SHARED)/tiktoken),)
+export TIKTOKEN_CACHE_DIR ?= $(SHARED)/tiktoken
+endif
+ifneq ($(wildcard $(CHROMA_MODEL)/model.onnx),)
+export MEMWEAVE_EMBEDDING_MODEL_DIR ?= $(CHROMA_MODEL)
+endif
 
 .PHONY: venv test lint bench format clean
 
@@ -29,7 +38,6 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format memweave tests benchmarks examples
 
 LOCOMO ?=
-CHROMA_MODEL := $(SHARED)/models/chroma/onnx_models/all-MiniLM-L6-v2/onnx
 
 # The main job: every benchmark on the embedded defaults (memory, SQLite, embedded Chroma).
 bench: $(STAMP)

@@ -11,11 +11,16 @@ that applies winning:
   `VectorMemory`'s token budget: the `cache_dir=` argument, else `$TIKTOKEN_CACHE_DIR`, else
   `$DATA_GYM_CACHE_DIR`, else tiktoken's default `$TMPDIR/data-gym-cache`.
 
+The opt-in int8 copy of the embedding model (`quantized=True`) is not downloaded: it is built
+from the fp32 `model.onnx` on first use (`memweave._onnx_int8`) and cached in the `onnx` folder
+of memweave's user cache (`int8_model_dir`), or the `cache_dir=` argument's folder.
+
 Only the default folders are filled on first use, from the URLs Chroma and tiktoken download
 from (each download checked against its published SHA-256), and never when
 `$MEMWEAVE_OFFLINE` is set. A folder named by an argument or a variable must hold the files
 already. `memweave models` shows each folder and what it holds; `memweave models fetch` copies
-the files from a local folder, or downloads them, into place. Every "could not load" error
+the files from a local folder, or downloads them, into place (and with `--quantized` builds
+the int8 copy). Every "could not load" error
 names both, and the variables.
 """
 
@@ -61,6 +66,7 @@ __all__ = [
     "embedding_model_dir",
     "ensure_embedding_model",
     "extract_embedding_model",
+    "int8_model_dir",
     "load_tiktoken",
     "memweave_cache_dir",
     "missing_model_files",
@@ -218,6 +224,20 @@ def embedding_model_dir(model_dir: str | os.PathLike[str] | None = None) -> Mode
             path=Path(named).expanduser(), source="environment", variable=EMBEDDING_MODEL_DIR_ENV
         )
     return ModelLocation(path=chroma_model_dir(), source="default")
+
+
+def int8_model_dir(cache_dir: str | os.PathLike[str] | None = None) -> ModelLocation:
+    """The folder of the int8 copy of the embedding model: `cache_dir`, else the `onnx` folder
+    of memweave's user cache (`memweave_cache_dir`: `$MEMWEAVE_CACHE_DIR`, else
+    `$XDG_CACHE_HOME/memweave`, else `~/.cache/memweave`)."""
+    if cache_dir is not None:
+        return ModelLocation(path=Path(cache_dir).expanduser(), source="argument")
+    for variable in (CACHE_DIR_ENV, "XDG_CACHE_HOME"):
+        if os.environ.get(variable):
+            return ModelLocation(
+                path=memweave_cache_dir() / "onnx", source="environment", variable=variable
+            )
+    return ModelLocation(path=memweave_cache_dir() / "onnx", source="default")
 
 
 def tiktoken_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> ModelLocation:

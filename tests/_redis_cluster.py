@@ -1,6 +1,6 @@
 """A throwaway 3-node Redis Cluster on free loopback ports, started once per test process.
 
-The processes are the benchmarks' own (`benchmarks._scale_redis.RedisProcesses`), so tests
+The processes are the benchmarks' own (`memweave.bench._scale_redis.RedisProcesses`), so tests
 and benchmarks start and stop throwaway servers one way.
 """
 
@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from benchmarks._scale_redis import RedisProcesses, redis_server_available
+from memweave.bench._scale_redis import RedisProcesses, redis_server_available
 from tests.conftest import service_unavailable
 
 __all__ = ["redis_cluster_url"]

@@ -15,6 +15,14 @@ if (SHARED / "tiktoken").is_dir():
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken"))
 
 _CHROMA_MODELS = SHARED / "models" / "chroma" / "onnx_models"
+_MODEL_DIR = _CHROMA_MODELS / "all-MiniLM-L6-v2" / "onnx"
+if (_MODEL_DIR / "model.onnx").is_file():
+    # memweave (ChromaDefaultEmbeddings, VectorMemory) loads the model from here, as `make`
+    # points it; tests of the variable's own rules unset it themselves.
+    os.environ.setdefault("MEMWEAVE_EMBEDDING_MODEL_DIR", str(_MODEL_DIR))
+
+# chromadb's own embedding function, which tests compare memweave's vectors with, reads only
+# Chroma's cache: seed it, keeping files already there (`cp -rn`).
 if _CHROMA_MODELS.is_dir():
     _cache = Path.home() / ".cache" / "chroma" / "onnx_models"
     for source in _CHROMA_MODELS.rglob("*"):

@@ -13,7 +13,7 @@ from memweave._urls import mask_url
     [
         ("redis://h:6379/0", "redis://h:6379/0"),
         ("sqlite+aiosqlite:///chat.db", "sqlite+aiosqlite:///chat.db"),
-        ("chroma:///p?collection=a", "chroma:///p?collection=a"),
+        ("chroma:///p?namespace=a", "chroma:///p?namespace=a"),
         ("redis://:s3cret@h:6379/0", "redis://:***@h:6379/0"),
         ("postgresql+asyncpg://ada:s3cret@h/db", "postgresql+asyncpg://ada:***@h/db"),
         ("redis://127.0.0.1:1/0?password=s3cret", "redis://127.0.0.1:1/0?password=***"),
@@ -47,8 +47,8 @@ def test_from_url_rejects_an_unparsable_url_without_showing_secrets(url: str) ->
     ("url", "option", "known"),
     [
         ("memory://", "max_mesages", "max_messages"),
-        ("sqlite+aiosqlite:///unused.db", "tabel_prefix", "table_prefix"),
-        ("redis://127.0.0.1:6379/0", "prefx", "prefix"),
+        ("sqlite+aiosqlite:///unused.db", "namespce", "namespace"),
+        ("redis://127.0.0.1:6379/0", "prefx", "namespace"),
     ],
 )
 def test_from_url_rejects_an_unknown_option_listing_the_known_ones(

@@ -143,7 +143,7 @@ async def answer_run(
     Args:
         path: The LoCoMo file.
         client: The chat model that answers.
-        retrieval: The `benchmarks.retrieval` module; its `load_locomo` turns the file into
+        retrieval: The `memweave.bench.retrieval` module; its `load_locomo` turns the file into
             the same memory texts the recall benchmark stores.
         embedder: The embedding function of the memory.
         mode: The retrieval mode used to find memories.
@@ -186,6 +186,7 @@ async def answer_run(
                     user_id=question.conversation,
                     k=k,
                     mode=mode,  # type: ignore[arg-type]
+                    min_score=0.0,
                 )
                 memories = "\n".join(f"- {memory_line(hit)}" for hit in hits) or "- (none)"
                 messages = [

@@ -63,7 +63,7 @@ def add_parser(actions: argparse._SubParsersAction[Any]) -> None:
             type=backend_option,
             default=[],
             metavar="KEY=VALUE",
-            help=f"a provider option for {url}, repeatable (e.g. prefix=myapp for Redis)",
+            help=f"a provider option for {url}, repeatable (e.g. namespace=myapp)",
         )
     migrate.set_defaults(func=migrate_sessions)
 

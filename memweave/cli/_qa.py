@@ -176,7 +176,7 @@ async def _ingest(
             )
         for number, messages in sessions.items():
             await memory.remember(messages, user_id=conversation.id, session_id=f"session_{number}")
-        facts += await memory.count(user_id=conversation.id, kind="fact")
+        facts += await memory.count_memories(user_id=conversation.id, kind="fact")
     return {
         "turns": sum(len(c.turns) for c in conversations),
         "turns_s": turns_s,
@@ -230,7 +230,11 @@ async def qa_run(
 
             async def answer(question: QAQuestion, source: str) -> dict[str, Any]:
                 hits = await memory.search(
-                    question.text, user_id=question.conversation, k=k, kind=_KINDS[source]
+                    question.text,
+                    user_id=question.conversation,
+                    k=k,
+                    min_score=0.0,
+                    kind=_KINDS[source],
                 )
                 lines = [f"- {_answers.memory_line(hit)}" for hit in hits]
                 memories = "\n".join(lines) or "- (none)"

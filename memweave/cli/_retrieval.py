@@ -1,7 +1,7 @@
 """The retrieval suite of `memweave bench`: its options, their checks, the run, charts, report.
 
 Recall@k per category and mode, query latency and ingest rate come from
-`benchmarks.retrieval`, which ingests the data set once and measures every mode on it. With
+`memweave.bench.retrieval`, which ingests the data set once and measures every mode on it. With
 `--llm-model`, an answer-quality run follows (see `memweave.cli._answers`), reported apart
 from recall. `prepare` checks every option and the data file before any suite starts.
 """
@@ -76,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a folder holding the all-MiniLM-L6-v2 ONNX files (default: Chroma's cache, "
         "~/.cache/chroma/onnx_models/all-MiniLM-L6-v2/onnx, downloaded on first use)",
     )
+    parser.add_argument(
+        "--quantized",
+        action="store_true",
+        help="embed with the int8 copy of all-MiniLM-L6-v2 (ChromaDefaultEmbeddings("
+        "quantized=True); built from the fp32 model on first use, needs memweave[quantize])",
+    )
     llm = parser.add_argument_group(
         "answer quality (optional)",
         "Answer each question from the retrieved memories with a chat model and score the "
@@ -130,13 +136,13 @@ class Prepared:
     """A retrieval run whose options and data were checked: everything `run` needs."""
 
     module: ModuleType
-    """`benchmarks.retrieval`."""
+    """`memweave.bench.retrieval`."""
     dataset: Dataset
     """The LoCoMo file."""
     dataset_entry: dict[str, Any]
     """The manifest entry of the file."""
     plan: Any
-    """The file read and checked: a `benchmarks.retrieval.Plan` (conversations, modes, ks)."""
+    """The file read and checked: a `memweave.bench.retrieval.Plan` (conversations, modes, ks)."""
     embedder: ChromaDefaultEmbeddings
     """The embedding function, its model loaded."""
     client: ChatClient | None = None
@@ -205,7 +211,7 @@ async def prepare(args: argparse.Namespace, say: Callable[[str], object]) -> Pre
     entry = describe_dataset(dataset)
     from memweave.context import ChromaDefaultEmbeddings
 
-    embedder = ChromaDefaultEmbeddings(model_dir=args.embeddings_dir)
+    embedder = ChromaDefaultEmbeddings(model_dir=args.embeddings_dir, quantized=args.quantized)
     try:
         await embedder.embed(["load the model"])
     except MissingDependency:
@@ -227,6 +233,7 @@ async def run(
         "embedding_model": embedder.name,
         "dimensions": embedder.dimensions,
         "embeddings_dir": str(args.embeddings_dir) if args.embeddings_dir else None,
+        "quantized": embedder.quantized,
         "k": list(plan.ks),
         "modes": list(plan.modes),
     }
@@ -371,7 +378,13 @@ def section(result: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
         f"{result.get('conversations')} conversations, {result.get('turns'):,} turns, "
         f"{result.get('questions'):,} questions with evidence (adversarial category left out); "
         f"embeddings {manifest['retrieval']['embedding_model']} "
-        f"({manifest['retrieval']['dimensions']} dimensions). Recall@k is the share of a "
+        f"({manifest['retrieval']['dimensions']} dimensions"
+        + (
+            "; the int8 model, `--quantized`"
+            if manifest["retrieval"].get("quantized")
+            else "; the fp32 model"
+        )
+        + "). Recall@k is the share of a "
         "question's evidence turns among the top k memories. Every mode searches the same "
         "store, ingested once, so the ingest rate is one figure"
         + (

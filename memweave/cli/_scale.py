@@ -1,7 +1,7 @@
 """The scale suite of `memweave bench`: its options, the run, its console summary and report.
 
 Agent turns, session pages and streaming export at service scale come from
-`benchmarks.scale`; `bench all` runs its quick version (1k / 10k on memory and SQLite).
+`memweave.bench.scale`; `bench all` runs its quick version (1k / 10k on memory and SQLite).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    """Run `benchmarks.scale` with the options given (for `all`, its quick run)."""
+    """Run `memweave.bench.scale` with the options given (for `all`, its quick run)."""
     module = suite_module("scale")
     # `all` runs scale's quick version: a few seconds on memory and SQLite.
     options = module.Options.quick() if args.suite == "all" else module.options_from(args)

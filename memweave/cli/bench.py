@@ -3,7 +3,7 @@
 Each run writes into `--out DIR` (default `./bench-results/<UTC timestamp>`): `results.json`
 (a manifest with the command, versions, machine, git commit, backends, dataset hash and
 settings, then each suite's raw results), `report.md` (tables) and PNG charts. The suites are
-the `benchmarks.<suite>` modules of a memweave source checkout, called as libraries.
+the `memweave.bench.<suite>` modules, shipped in the wheel and called as libraries.
 """
 
 from __future__ import annotations

@@ -3,19 +3,24 @@
 `memweave models` (or `memweave models list`) prints, for the embedding model and each tiktoken
 encoding, the folder it is looked for in, what chose that folder (an option, a variable, or
 the default), whether the files are there, and whether they match their published checksum.
-`memweave models fetch` puts missing files into those folders: copied from local folders
-(`--from DIR`, e.g. a copy made on a machine with internet access), or else downloaded from the
-URLs Chroma and tiktoken use, with a progress bar, every download checked against its SHA-256.
+It also shows the opt-in int8 copy of the embedding model that `quantized=True` runs: where it
+is cached and whether it is built yet (it is built from the fp32 model on first use; its
+absence is no error). `memweave models fetch` puts missing files into those folders: copied
+from local folders (`--from DIR`, e.g. a copy made on a machine with internet access), or else
+downloaded from the URLs Chroma and tiktoken use, with a progress bar, every download checked
+against its SHA-256; `--quantized` also builds the int8 copy now.
 
 Folders are chosen exactly as the library chooses them (see `memweave._models`), so what
 `fetch` placed is what `ChromaDefaultEmbeddings`, `VectorMemory` and `TokenCounter` load.
-Exit status: 0 when every model is present (after `fetch`: was fetched), 1 otherwise.
+Exit status: 0 when every model is present (after `fetch`: was fetched), 1 otherwise; the
+int8 copy counts only when `--quantized` asks for it.
 
 Example:
     ```console
     $ memweave models
     $ memweave models fetch --from /mnt/usb/models --from /mnt/usb/tiktoken
     $ MEMWEAVE_EMBEDDING_MODEL_DIR=./models/minilm memweave models fetch --only embedding
+    $ memweave models fetch --quantized
     ```
 """
 
@@ -24,60 +29,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from memweave._models import (
+    CACHE_DIR_ENV,
     DEFAULT_ENCODINGS,
     EMBEDDING_MODEL,
     EMBEDDING_MODEL_DIR_ENV,
-    MINILM_FILES,
     OFFLINE_ENV,
     TIKTOKEN_CACHE_ENV,
     TIKTOKEN_FILES,
     ModelLocation,
-    TiktokenFile,
-    download_embedding_model,
-    download_tiktoken,
     downloads_allowed,
     embedding_model_dir,
-    extract_embedding_model,
     missing_model_files,
     sha256_of,
     tiktoken_cache_dir,
     tiktoken_path,
 )
-from memweave.cli._common import CommandError, err_console, out_console
+from memweave.cli._common import CommandError, out_console
+from memweave.cli._fetch_models import fetch_embedding, fetch_tiktoken, find_embedding_model
+from memweave.cli._int8 import INT8_NAME, build_int8, int8_status
 
 __all__ = ["ModelStatus", "add_parser", "find_embedding_model", "model_statuses", "run_models"]
 
 MISSING = 1
 """Exit status when a model is missing or fails its checksum."""
-
-# Where a folder given to --from may hold the embedding model: the model folder itself, or a
-# copy of Chroma's cache (or of its parents, as in a `models/` folder shipped beside a project).
-_MODEL_LAYOUTS = (
-    ".",
-    "onnx",
-    f"{EMBEDDING_MODEL}/onnx",
-    f"onnx_models/{EMBEDDING_MODEL}/onnx",
-    f"chroma/onnx_models/{EMBEDDING_MODEL}/onnx",
-)
-_ARCHIVE = "onnx.tar.gz"
 
 
 class ModelStatus(BaseModel):
@@ -86,9 +68,9 @@ class ModelStatus(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    """`all-MiniLM-L6-v2`, or `tiktoken <encoding>`."""
-    kind: Literal["embedding", "tiktoken"]
-    """Which loader reads it."""
+    """`all-MiniLM-L6-v2`, `all-MiniLM-L6-v2 int8` or `tiktoken <encoding>`."""
+    kind: Literal["embedding", "int8", "tiktoken"]
+    """Which loader reads it (`int8`: the embedder with `quantized=True`)."""
     path: str
     """The folder it is looked for in."""
     source: Literal["argument", "environment", "default"]
@@ -103,6 +85,10 @@ class ModelStatus(BaseModel):
     """`ok` or `mismatch` against the published SHA-256; `unpublished` when none is published
     for the files (the embedding model: Chroma publishes its archive's only); `missing` when
     files are missing."""
+    required: bool = True
+    """False for the opt-in int8 copy: its absence does not fail the command."""
+    built_from: str | None = None
+    """The fp32 model file the int8 copy is built from (`int8` only)."""
 
 
 def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
@@ -143,6 +129,19 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
         "Chroma's cache)",
     )
     parser.add_argument(
+        "--int8-dir",
+        type=Path,
+        metavar="DIR",
+        help="the folder of the int8 copy of the embedding model (quantized=True; default: "
+        f"${CACHE_DIR_ENV}/onnx, else ~/.cache/memweave/onnx)",
+    )
+    parser.add_argument(
+        "--quantized",
+        action="store_true",
+        help="fetch: also build the int8 copy of the embedding model that quantized=True runs "
+        "(else built on its first use; needs memweave[quantize]); list: count it as required",
+    )
+    parser.add_argument(
         "--tiktoken-cache",
         type=Path,
         metavar="DIR",
@@ -172,27 +171,40 @@ async def run_models(args: argparse.Namespace) -> int:
     """Run `memweave models [list|fetch]`; return the exit status."""
     if args.action == "list" and (args.sources or args.force):
         raise CommandError("--from and --force go with `memweave models fetch`")
+    if args.quantized and args.only == "tiktoken":
+        raise CommandError("--quantized is about the embedding model; not with --only tiktoken")
     encodings = tuple(dict.fromkeys(args.encodings or DEFAULT_ENCODINGS))
     fetched: list[dict[str, str]] = []
     if args.action == "fetch":
         if args.only != "tiktoken":
-            fetched.append(_fetch_embedding(args))
+            fetched.append(fetch_embedding(args))
+            if args.quantized:
+                fetched.append(build_int8(args.model_dir, args.int8_dir, force=args.force))
         if args.only != "embedding":
-            fetched.extend(_fetch_tiktoken(args, name) for name in encodings)
+            fetched.extend(fetch_tiktoken(args, name) for name in encodings)
     statuses = model_statuses(
         model_dir=args.model_dir,
         tiktoken_cache=args.tiktoken_cache,
         encodings=() if args.only == "embedding" else encodings,
         embedding=args.only != "tiktoken",
+        int8_dir=args.int8_dir,
+        int8_required=args.quantized,
     )
-    ok = all(status.present and status.checksum != "mismatch" for status in statuses)
+    ok = all(
+        status.present and status.checksum != "mismatch" for status in statuses if status.required
+    )
     if args.json:
         document: dict[str, Any] = {
             "models": [status.model_dump(mode="json") for status in statuses],
             "downloads_allowed": downloads_allowed(),
             "variables": {
                 name: os.environ.get(name)
-                for name in (EMBEDDING_MODEL_DIR_ENV, TIKTOKEN_CACHE_ENV, OFFLINE_ENV)
+                for name in (
+                    EMBEDDING_MODEL_DIR_ENV,
+                    CACHE_DIR_ENV,
+                    TIKTOKEN_CACHE_ENV,
+                    OFFLINE_ENV,
+                )
             },
         }
         if args.action == "fetch":
@@ -209,9 +221,12 @@ def model_statuses(
     tiktoken_cache: Path | None = None,
     encodings: Sequence[str] = DEFAULT_ENCODINGS,
     embedding: bool = True,
+    int8_dir: Path | None = None,
+    int8_required: bool = False,
 ) -> list[ModelStatus]:
-    """The status of the embedding model (with `embedding`) and of each of `encodings`, in the
-    folders the library would load them from, given these options."""
+    """The status of the embedding model and its int8 copy (with `embedding`) and of each of
+    `encodings`, in the folders the library would load them from, given these options. The
+    int8 copy is required only with `int8_required`."""
     out: list[ModelStatus] = []
     if embedding:
         location = embedding_model_dir(model_dir)
@@ -225,6 +240,9 @@ def model_statuses(
                 "missing" if missing else "unpublished",
             )
         )
+        folder, fp32, absent = int8_status(model_dir, int8_dir)
+        status = _status(INT8_NAME, "int8", folder, absent, "missing" if absent else "unpublished")
+        out.append(status.model_copy(update={"required": int8_required, "built_from": str(fp32)}))
     cache = tiktoken_cache_dir(tiktoken_cache)
     for name in encodings:
         files = TIKTOKEN_FILES[name]
@@ -239,7 +257,7 @@ def model_statuses(
 
 def _status(
     name: str,
-    kind: Literal["embedding", "tiktoken"],
+    kind: Literal["embedding", "int8", "tiktoken"],
     location: ModelLocation,
     missing: tuple[str, ...],
     checksum: Literal["ok", "mismatch", "unpublished", "missing"],
@@ -256,162 +274,6 @@ def _status(
     )
 
 
-def find_embedding_model(source: Path) -> tuple[Literal["folder", "archive"], Path] | None:
-    """Where under `source` the embedding model is: a folder of its six files, or Chroma's
-    archive (`onnx.tar.gz`); None when it holds neither."""
-    for layout in _MODEL_LAYOUTS:
-        folder = (source / layout).resolve()
-        if not missing_model_files(folder):
-            return "folder", folder
-    for layout in _MODEL_LAYOUTS:
-        archive = (source / layout).parent / _ARCHIVE if layout != "." else source / _ARCHIVE
-        if archive.is_file():
-            return "archive", archive
-    return None
-
-
-def _fetch_embedding(args: argparse.Namespace) -> dict[str, str]:
-    location = embedding_model_dir(args.model_dir)
-    target = location.path
-    if not missing_model_files(target) and not args.force:
-        return {"model": EMBEDDING_MODEL, "action": "present", "path": str(target)}
-    for source in args.sources:
-        found = find_embedding_model(source)
-        if found is None:
-            continue
-        kind, path = found
-        if kind == "archive":
-            try:
-                extract_embedding_model(path, target)
-            except ValueError as exc:
-                raise CommandError(str(exc)) from exc
-        elif path != target.resolve():
-            _copy_files(path, target, MINILM_FILES)
-        return {
-            "model": EMBEDDING_MODEL,
-            "action": "copied",
-            "from": str(path),
-            "path": str(target),
-        }
-    if args.sources:
-        raise CommandError(
-            f"no {EMBEDDING_MODEL} model in {[str(s) for s in args.sources]}: looked for the six "
-            f"files {list(MINILM_FILES)} in the folder, in onnx/, in a copy of Chroma's cache "
-            f"(chroma/onnx_models/{EMBEDDING_MODEL}/onnx), and for Chroma's {_ARCHIVE}"
-        )
-    _check_downloads()
-    with _download_bar(f"{EMBEDDING_MODEL} (Chroma's archive)") as progress:
-        try:
-            download_embedding_model(target, progress=progress)
-        except (OSError, ValueError) as exc:
-            raise CommandError(_download_failed(EMBEDDING_MODEL, exc)) from exc
-    return {"model": EMBEDDING_MODEL, "action": "downloaded", "path": str(target)}
-
-
-def _fetch_tiktoken(args: argparse.Namespace, name: str) -> dict[str, str]:
-    target = tiktoken_cache_dir(args.tiktoken_cache).path
-    files = TIKTOKEN_FILES[name]
-    model = f"tiktoken {name}"
-    todo = [f for f in files if args.force or not _good(tiktoken_path(target, f), f)]
-    if not todo:
-        return {"model": model, "action": "present", "path": str(target)}
-    copied_from: list[str] = []
-    for file in list(todo):
-        source = next(
-            (path for folder in args.sources for path in _candidates(folder, file)),
-            None,
-        )
-        if source is not None:
-            _copy_file(source, tiktoken_path(target, file))
-            copied_from.append(str(source))
-            todo.remove(file)
-    if not todo:
-        return {
-            "model": model,
-            "action": "copied",
-            "from": ", ".join(copied_from),
-            "path": str(target),
-        }
-    if args.sources:
-        raise CommandError(
-            f"no {model} file in {[str(s) for s in args.sources]}: looked for "
-            f"{[f.cache_name for f in todo]} (tiktoken's cache names) and "
-            f"{[f.plain_name for f in todo]}, in each folder and its tiktoken/ folder, with "
-            "tiktoken's SHA-256"
-        )
-    _check_downloads()
-    with _download_bar(model) as progress:
-        try:
-            download_tiktoken(name, target, progress=progress)
-        except (OSError, ValueError) as exc:
-            raise CommandError(_download_failed(model, exc)) from exc
-    return {"model": model, "action": "downloaded", "path": str(target)}
-
-
-def _good(path: Path, file: TiktokenFile) -> bool:
-    return path.is_file() and sha256_of(path) == file.sha256
-
-
-def _candidates(folder: Path, file: TiktokenFile) -> Iterator[Path]:
-    """The files under `folder` that are `file` (right name and SHA-256)."""
-    for sub in (folder, folder / "tiktoken"):
-        for name in (file.cache_name, file.plain_name):
-            if _good(sub / name, file):
-                yield sub / name
-
-
-def _copy_file(source: Path, target: Path) -> None:
-    """Copy `source` to `target` through a temporary name, so a reader never sees half."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if source.resolve() == target.resolve():
-        return
-    part = target.with_name(f".{target.name}.part")
-    shutil.copyfile(source, part)
-    os.replace(part, target)
-
-
-def _copy_files(source: Path, target: Path, names: Sequence[str]) -> None:
-    for name in names:
-        _copy_file(source / name, target / name)
-
-
-def _check_downloads() -> None:
-    if not downloads_allowed():
-        raise CommandError(
-            f"${OFFLINE_ENV} is set, so nothing is downloaded: copy the files from a local "
-            "folder with `memweave models fetch --from DIR`"
-        )
-
-
-def _download_failed(model: str, exc: Exception) -> str:
-    return (
-        f"downloading {model} failed: {exc}. Offline, copy the files from a folder made on a "
-        "machine with internet access: `memweave models fetch --from DIR`"
-    )
-
-
-@contextmanager
-def _download_bar(label: str) -> Iterator[Any]:
-    """A download progress bar on standard error (silent unless it is a terminal); yields the
-    callback a download reports to."""
-    console = err_console()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    ) as bar:
-        task = bar.add_task(f"downloading {label}", total=None)
-
-        def report(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield report
-
-
 _STYLES = {"ok": "green", "unpublished": "green", "mismatch": "bold red", "missing": "bold red"}
 
 
@@ -422,6 +284,9 @@ def _print(statuses: Sequence[ModelStatus], fetched: Sequence[dict[str, str]]) -
         console.print(f"{item['model']}: {item['action']}{origin} -> {item['path']}")
     for status in statuses:
         origin = f"${status.variable}" if status.variable else status.source
+        if status.kind == "int8":
+            _print_int8(status, origin)
+            continue
         if status.present:
             state = {
                 "ok": "present, checksum ok",
@@ -432,9 +297,23 @@ def _print(statuses: Sequence[ModelStatus], fetched: Sequence[dict[str, str]]) -
             state = f"MISSING {list(status.missing)}"
         console.print(f"{status.name}: {state}", style=_STYLES[status.checksum])
         console.print(f"  looked for in {status.path} ({origin})")
-    if not all(s.present and s.checksum != "mismatch" for s in statuses):
+    if not all(s.present and s.checksum != "mismatch" for s in statuses if s.required):
         console.print(
             "fix: `memweave models fetch` (downloads), or `memweave models fetch --from DIR` "
             f"(copies); or point ${EMBEDDING_MODEL_DIR_ENV} / ${TIKTOKEN_CACHE_ENV} at folders "
             "holding the files"
         )
+
+
+def _print_int8(status: ModelStatus, origin: str) -> None:
+    console = out_console()
+    if status.present:
+        console.print(f"{status.name}: present (built from {status.built_from})", style="green")
+    else:
+        style = "bold red" if status.required else "yellow"
+        console.print(
+            f"{status.name}: not built (opt-in, for quantized=True: built from "
+            f"{status.built_from} on first use, or now by `memweave models fetch --quantized`)",
+            style=style,
+        )
+    console.print(f"  cached in {status.path} ({origin})")

@@ -7,7 +7,6 @@ workflow's checkpoints are ordered by their timestamp (then by save order).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 from abc import ABC, abstractmethod
@@ -127,24 +126,20 @@ class SQLCheckpointBackend(CheckpointBackend):
         self._ready = False
 
     async def _setup(self) -> Any:
-        from sqlalchemy import exc
+        from memweave.integrations._sql_retry import set_up_racing
 
         link = self._engines.get()
         if self._ready:
             return link
         async with link.setup_lock:
-            for attempt in range(1, 6):
-                if self._ready:
-                    break
-                try:
+            if not self._ready:
+
+                async def create() -> None:
                     async with link.write_lock, link.engine.begin() as conn:
                         await conn.run_sync(self._table.metadata.create_all)
-                    self._ready = True
-                except exc.DBAPIError:
-                    # Another process may be creating the same table right now; look again.
-                    if attempt == 5:
-                        raise
-                    await asyncio.sleep(0.05 * attempt)
+
+                await set_up_racing(create)
+                self._ready = True
         return link
 
     def _upsert(self) -> Any:

@@ -10,9 +10,8 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from memweave._closing import AsyncCloseable
-from memweave._urls import mask_url
+from memweave._deprecation import renamed_argument
 from memweave.errors import (
-    ConfigurationError,
     CorruptRecord,
     InvalidArgument,
     MemweaveError,
@@ -28,6 +27,7 @@ from memweave.integrations._af_checkpoint_codec import (
     DecodeError,
     EncodeError,
 )
+from memweave.integrations._names import Namespace, required_backend
 
 try:
     from agent_framework import WorkflowCheckpoint, WorkflowCheckpointException
@@ -43,9 +43,6 @@ __all__ = [
 
 FORMAT_VERSION = 1
 """Version of the stored document: `{"v", "checkpoint_id", "workflow_name", "checkpoint"}`."""
-
-_SQL_SCHEMES = frozenset({"sqlite", "postgresql", "postgres", "mysql", "mariadb"})
-_REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"})
 
 
 class CheckpointNotFound(MemweaveError, WorkflowCheckpointException):
@@ -117,20 +114,29 @@ class MemweaveCheckpointStorage(AsyncCloseable):
     A workflow's checkpoints are listed in timestamp order; `get_latest` takes the newest
     timestamp and, among checkpoints sharing it, the one no other names as parent.
 
-    SQL: one row per checkpoint in `<table_prefix>af_checkpoints`, one transaction per call.
-    Redis: one hash tag `{<prefix>:af}` holding the documents, each checkpoint's workflow,
+    SQL: one row per checkpoint in `<namespace>_af_checkpoints`, one transaction per call.
+    Redis: one hash tag `{<namespace>:af}` holding the documents, each checkpoint's workflow,
     and a sorted set per workflow. Event loops: as the history providers (from a URL, any
-    loop; with an `engine` or `client` passed in, the loop that first used it).
+    loop; with a `client` passed in, the loop that first used it).
 
     Args:
         url: `sqlite+aiosqlite:///chat.db`, `postgresql+asyncpg://...`, `mysql+aiomysql://...`,
             `redis://...` or `redis+cluster://...`.
-        engine: A SQLAlchemy `AsyncEngine` to use instead (left open).
-        client: A `redis.asyncio.Redis` or `RedisCluster` to use instead (left open).
-        table_prefix: SQL table name prefix.
-        prefix: Redis key prefix.
+        client: A SQLAlchemy `AsyncEngine`, or a `redis.asyncio.Redis` or `RedisCluster`, to
+            use instead (left open).
+        namespace: The storage's place on the server, keeping storages apart: SQL table
+            `<namespace>_af_checkpoints`, Redis keys `{<namespace>:af}:...`; default
+            `"memweave"`.
         allowed_checkpoint_types: Further classes a checkpoint may hold, as classes or
             `"module:qualname"` strings.
+        engine: Deprecated name of `client` for a SQLAlchemy engine.
+        table_prefix: Deprecated: the SQL table prefix as given (`namespace` N is `N_`).
+        prefix: Deprecated: the Redis key prefix as given (`namespace` N is `N`).
+
+    Raises:
+        ConfigurationError: Not exactly one of `url` and `client`, a URL of another backend,
+            a namespace the backend cannot use in its names, or a new option with its
+            deprecated name.
 
     Example:
         ```python
@@ -143,42 +149,32 @@ class MemweaveCheckpointStorage(AsyncCloseable):
         self,
         url: str | None = None,
         *,
-        engine: Any = None,
         client: Any = None,
-        table_prefix: str = "memweave_",
-        prefix: str = "memweave",
+        namespace: str | None = None,
         allowed_checkpoint_types: Iterable[str | type] = (),
+        engine: Any = None,
+        table_prefix: str | None = None,
+        prefix: str | None = None,
     ) -> None:
+        name = type(self).__name__
+        client = renamed_argument(name, "engine", engine, "client", client)
+        renamed_argument(name, "table_prefix", table_prefix, "namespace", namespace)
+        renamed_argument(name, "prefix", prefix, "namespace", namespace)
+        names = Namespace(namespace, prefix=prefix, table_prefix=table_prefix)
         self._codec = CheckpointCodec(allowed_checkpoint_types)
-        self._backend = self._build(url, engine, client, table_prefix, prefix)
+        self._backend = self._build(url, client, names)
         self._closed = False
 
     @staticmethod
-    def _build(
-        url: str | None, engine: Any, client: Any, table_prefix: str, prefix: str
-    ) -> CheckpointBackend:
+    def _build(url: str | None, client: Any, names: Namespace) -> CheckpointBackend:
         from memweave.integrations._af_checkpoint_backends import (
             RedisCheckpointBackend,
             SQLCheckpointBackend,
         )
 
-        if sum(value is not None for value in (url, engine, client)) != 1:
-            raise ConfigurationError("pass exactly one of url, engine= or client=")
-        if engine is not None:
-            return SQLCheckpointBackend(None, engine=engine, table_prefix=table_prefix)
-        if client is not None:
-            return RedisCheckpointBackend(None, client=client, prefix=prefix)
-        if not isinstance(url, str) or "://" not in url:
-            raise ConfigurationError(f"not a URL: {url!r}; expected <scheme>://...")
-        scheme = url.split("://", 1)[0].lower()
-        if scheme in _REDIS_SCHEMES:
-            return RedisCheckpointBackend(url, prefix=prefix)
-        if scheme.split("+", 1)[0] in _SQL_SCHEMES:
-            return SQLCheckpointBackend(url, table_prefix=table_prefix)
-        raise ConfigurationError(
-            f"MemweaveCheckpointStorage has no backend for {mask_url(url)!r}; use a SQLAlchemy "
-            "URL (sqlite+aiosqlite://, postgresql+asyncpg://, mysql+aiomysql://) or redis://"
-        )
+        if required_backend("MemweaveCheckpointStorage", url, client) == "sql":
+            return SQLCheckpointBackend(url, engine=client, table_prefix=names.sql_prefix())
+        return RedisCheckpointBackend(url, client=client, prefix=names.redis_prefix())
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -300,7 +296,7 @@ class MemweaveCheckpointStorage(AsyncCloseable):
             raise ProviderClosed(type(self).__name__, method)
 
     async def aclose(self) -> None:
-        """Release what the storage opened (an engine or client passed in is left open).
+        """Release what the storage opened (a client passed in is left open).
         Idempotent; any other method called afterwards raises `ProviderClosed`."""
         if self._closed:
             return

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from memweave.errors import ConfigurationError, MissingDependency
+from memweave._deprecation import renamed_argument, warn_renamed
+from memweave.errors import MissingDependency
 from memweave.orchestration.checkpoints import Checkpoint, CheckpointStore
 
 try:
@@ -18,6 +18,7 @@ try:
 except ImportError as exc:  # pragma: no cover - needs an environment without redis
     raise MissingDependency("redis", "redis") from exc
 
+from memweave.providers._namespace import REDIS, check_namespace
 from memweave.providers._redis_client import loop_clients, map_redis_errors, socket_timeout
 from memweave.providers._resilience import (
     DEFAULT_RETRIES,
@@ -31,8 +32,6 @@ __all__ = ["RedisCheckpointStore"]
 DEFAULT_URL = "redis://localhost:6379/0"
 
 _T = TypeVar("_T")
-
-_BAD_PREFIX = re.compile(r"[{}\x00-\x20\x7f]")
 
 # KEYS: order list, data hash. ARGV: checkpoint id, JSON, max checkpoints (0: no limit).
 # One script, so the id check, the append and the trim are one atomic step.
@@ -85,7 +84,7 @@ class RedisCheckpointStore(CheckpointStore):
     """Redis based, process-safe checkpoint store: one atomic Lua script per save.
 
     A thread's checkpoints are a hash (id to JSON) and a list of ids in save order, under
-    `<prefix>:checkpoints:{<thread_key>}:...`; both share one hash tag, so a thread lives in one
+    `<namespace>:checkpoints:{<thread_key>}:...`; both share one hash tag, so a thread lives in one
     cluster slot. A save is one script that skips known ids, appends and trims to
     `max_checkpoints`.
 
@@ -103,13 +102,18 @@ class RedisCheckpointStore(CheckpointStore):
             Defaults to `redis://localhost:6379/0` when no `client` is given.
         client: A `redis.asyncio.Redis` or `RedisCluster` to use instead; the caller keeps
             ownership and `aclose()` leaves it open.
-        prefix: First part of every key name. Must not hold braces, spaces or control
-            characters.
+        namespace: The name this store's data lives under, so several applications share
+            one server: every key name starts with `<namespace>:` (default `memweave`, as
+            `RedisChatHistoryProvider`'s). Must not hold braces, spaces or control characters.
         max_checkpoints: Keep at most this many checkpoints per thread (newest kept).
         timeout: Seconds each call may take, retries included (default 10; None: no limit);
             also `?timeout=` in the URL.
         retries: Retries of a transiently failed call (default 3; 0: none); also
             `?retries=` in the URL.
+        prefix: Deprecated name of `namespace` (the same key names); goes in 0.3.
+
+    Raises:
+        ConfigurationError: A bad URL or option, or both `namespace` and `prefix`.
     """
 
     def __init__(
@@ -117,23 +121,28 @@ class RedisCheckpointStore(CheckpointStore):
         url: str | None = None,
         *,
         client: Redis | RedisCluster | None = None,
-        prefix: str = "memweave",
+        namespace: str | None = None,
         max_checkpoints: int | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
+        prefix: str | None = None,
     ) -> None:
+        owner = type(self).__name__
+        renamed_argument(owner, "prefix", prefix, "namespace", namespace)
         super().__init__(max_checkpoints=max_checkpoints)
         url, self.timeout, self.retries = resolve_options(url, timeout, retries)
         self._policy = CallPolicy(self.timeout, self.retries)
-        if not isinstance(prefix, str) or not prefix or _BAD_PREFIX.search(prefix):
-            raise ConfigurationError(
-                "prefix must be a non-empty str without braces, spaces or control characters "
-                f"(braces would change the cluster hash tag), got {prefix!r}"
-            )
+        self.namespace = check_namespace(
+            prefix if prefix is not None else namespace,
+            REDIS,
+            owner=owner,
+            option="prefix" if prefix is not None else "namespace",
+        )
+        """The name this store's data lives under: the first part of every key name."""
         self._links, first = loop_clients(
             url,
             client,
-            owner=type(self).__name__,
+            owner=owner,
             link=_link,
             client_of=_client_of,
             timeout=self.timeout,
@@ -143,7 +152,12 @@ class RedisCheckpointStore(CheckpointStore):
             self._url = url if url is not None else DEFAULT_URL
         else:
             self._url = "redis://(client)"
-        self.prefix = prefix
+
+    @property
+    def prefix(self) -> str:
+        """Deprecated name of `namespace`; goes in 0.3."""
+        warn_renamed(f"{type(self).__name__}.prefix", ".namespace", stacklevel=3)
+        return self.namespace
 
     def keys(self, thread: str) -> tuple[str, str]:
         """The keys of a thread (from `thread_key`): its id list and its data hash.
@@ -155,7 +169,7 @@ class RedisCheckpointStore(CheckpointStore):
         return self._keys(thread)
 
     def _keys(self, thread: str) -> tuple[str, str]:
-        base = f"{self.prefix}:checkpoints:{{{thread}}}:"
+        base = f"{self.namespace}:checkpoints:{{{thread}}}:"
         return base + "order", base + "data"
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[_T]]) -> _T:
@@ -203,7 +217,7 @@ class RedisCheckpointStore(CheckpointStore):
         with map_redis_errors(
             self._url,
             timeout=self._socket_timeout,
-            prefix=self.prefix,
+            prefix=self.namespace,
             owner=type(self).__name__,
             bound_to="the client passed in",
         ):

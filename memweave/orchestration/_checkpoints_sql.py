@@ -27,8 +27,9 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
-from memweave.errors import ConfigurationError
+from memweave._deprecation import renamed_argument
 from memweave.orchestration.checkpoints import Checkpoint, CheckpointStore
+from memweave.providers._namespace import sql_names
 from memweave.providers._resilience import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -43,8 +44,6 @@ __all__ = ["SQLCheckpointStore", "checkpoint_table"]
 
 _T = TypeVar("_T")
 
-_PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-
 
 class _MediumBlob(MySQLBlob):
     """`MEDIUMBLOB` (the column checkpoint tables have always had) whose values travel as hex,
@@ -54,25 +53,30 @@ class _MediumBlob(MySQLBlob):
     cache_ok = True
 
 
-def checkpoint_table(table_prefix: str = "memweave_", metadata: MetaData | None = None) -> Table:
-    """Return the `<prefix>checkpoints` table, for your own migrations.
+def checkpoint_table(
+    table_prefix: str | None = None,
+    metadata: MetaData | None = None,
+    *,
+    namespace: str | None = None,
+) -> Table:
+    """Return the `<namespace>_checkpoints` table (default `memweave_checkpoints`), for your
+    own migrations, in `metadata` (a new `MetaData` when None).
 
     One row per checkpoint: a database-generated `seq` orders a thread, `thread` is
     `thread_key(workflow, session_id)` (so ids compare exactly on every database), and `data`
     is the checkpoint's JSON. `workflow` and `session_id` are kept for inspection only.
+    `table_prefix` (also the first positional argument) is the deprecated way to name it: the
+    exact start of the name, as before (`"app_"` names `app_checkpoints`); it goes in 0.3.
 
     Raises:
-        ConfigurationError: The prefix is not 1-32 ASCII letters, digits or underscores.
+        ConfigurationError: The namespace (or prefix) is not valid, or both were given.
     """
-    if (
-        not isinstance(table_prefix, str)
-        or not 0 < len(table_prefix) <= 32
-        or not set(table_prefix) <= _PREFIX_CHARS
-        or table_prefix[0].isdigit()
-    ):
-        raise ConfigurationError(
-            f"table_prefix must be 1-32 ASCII letters, digits or underscores, got {table_prefix!r}"
-        )
+    owner = "checkpoint_table"
+    renamed_argument(owner, "table_prefix", table_prefix, "namespace", namespace)
+    return _table(sql_names(namespace, table_prefix, owner=owner)[1], metadata)
+
+
+def _table(table_prefix: str, metadata: MetaData | None) -> Table:
     name = f"{table_prefix}checkpoints"
     table = Table(
         name,
@@ -98,10 +102,11 @@ class SQLCheckpointStore(CheckpointStore):
 
     A save is an insert-or-ignore on `(thread, checkpoint_id)` (so saving again is a no-op)
     followed, with `max_checkpoints`, by deleting the thread's older rows, in one transaction.
-    Reads are one indexed query on `(thread, seq)`. The table is created on first use.
+    Reads are one indexed query on `(thread, seq)`. The table, `<namespace>_checkpoints`, is
+    created on first use.
 
     Event loops: as `SQLChatHistoryProvider`. Built from a URL, the store works in any event
-    loop, with an engine per loop disposed of when its loop shuts down; an `engine` you pass
+    loop, with an engine per loop disposed of when its loop shuts down; a `client` you pass
     in (or an in-memory SQLite database) serves the loop that first used the store, and a call
     from another loop raises `EventLoopMismatch`.
 
@@ -112,14 +117,26 @@ class SQLCheckpointStore(CheckpointStore):
     Args:
         url: A SQLAlchemy URL (`sqlite+aiosqlite:///chat.db`, `postgresql+asyncpg://...`,
             `mysql+aiomysql://...`); the same settings as `SQLChatHistoryProvider` are applied.
-            Defaults to `sqlite+aiosqlite:///memweave.db` when no `engine` is given.
-        engine: An `AsyncEngine` to use instead of a URL; the caller keeps ownership.
-        table_prefix: First part of the table name.
+            Without it (and without a `client`), the SQLite file `memweave.db` in memweave's
+            data directory (`$MEMWEAVE_HOME`, else `platformdirs.user_data_path("memweave")`;
+            created, mode 0o700, if missing, and its path logged at INFO), the file
+            `SQLChatHistoryProvider` uses by default too.
+        client: An `AsyncEngine` to use instead of a URL; the caller keeps ownership.
+        namespace: The name this store's data lives under, so several applications share
+            one database: the table is `<namespace>_checkpoints` (default `memweave`, as
+            `SQLChatHistoryProvider`'s). 1-31 ASCII letters, digits or underscores, not
+            starting with a digit.
         max_checkpoints: Keep at most this many checkpoints per thread (newest kept).
         timeout: Seconds each call may take, retries included (default 10; None: no limit);
             also `?timeout=` in the URL.
         retries: Retries of a transiently failed call (default 3; 0: none); also
             `?retries=` in the URL.
+        engine: Deprecated name of `client`; goes in 0.3.
+        table_prefix: Deprecated: the exact start of the table name (`app_` names
+            `app_checkpoints`, as before); use `namespace`. Goes in 0.3.
+
+    Raises:
+        ConfigurationError: A bad URL or option, or a name and its deprecated name both.
 
     Example:
         ```python
@@ -132,20 +149,28 @@ class SQLCheckpointStore(CheckpointStore):
         self,
         url: str | None = None,
         *,
-        engine: AsyncEngine | None = None,
-        table_prefix: str = "memweave_",
+        client: AsyncEngine | None = None,
+        namespace: str | None = None,
         max_checkpoints: int | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
+        engine: AsyncEngine | None = None,
+        table_prefix: str | None = None,
     ) -> None:
+        owner = type(self).__name__
+        client = renamed_argument(owner, "engine", engine, "client", client)
+        renamed_argument(owner, "table_prefix", table_prefix, "namespace", namespace)
         super().__init__(max_checkpoints=max_checkpoints)
         url, self.timeout, self.retries = resolve_options(url, timeout, retries)
         self._policy = CallPolicy(self.timeout, self.retries)
-        self._table = checkpoint_table(table_prefix)
+        names = sql_names(namespace, table_prefix, owner=owner)
+        self.namespace = names[0]
+        """The name this store's data lives under."""
+        self._table = _table(names[1], None)
         # Per event loop: the engine and the lock queueing SQLite's writers.
-        self._engines = Engines(url, engine, owner=type(self).__name__, timeout=self.timeout)
+        self._engines = Engines(url, client, owner=owner, timeout=self.timeout)
         self._url = self._engines.url
-        self._statement_limit = statement_limit(url if engine is None else None, self.timeout)
+        self._statement_limit = statement_limit(url if client is None else None, self.timeout)
         self._ready = False
 
     @property

@@ -38,6 +38,7 @@ from memweave.errors import (
     SchemaMismatch,
 )
 from memweave.messages import ToolCall
+from memweave.providers._namespace import ANY, check_namespace
 
 if TYPE_CHECKING:
     from memweave.orchestration._checkpoints_redis import RedisCheckpointStore
@@ -361,10 +362,14 @@ class InMemoryCheckpointStore(CheckpointStore):
     one thread lock guards it.
 
     Args:
+        namespace: Checked and kept (any non-empty str), so options written for any store
+            work here; each store's data is its own anyway.
         max_checkpoints: Keep at most this many checkpoints per thread (newest kept).
     """
 
-    def __init__(self, *, max_checkpoints: int | None = None) -> None:
+    def __init__(self, *, namespace: str | None = None, max_checkpoints: int | None = None) -> None:
+        self.namespace = check_namespace(namespace, ANY, owner=type(self).__name__)
+        """The namespace given (default `memweave`); it stores nothing apart here."""
         super().__init__(max_checkpoints=max_checkpoints)
         self._threads: dict[str, list[tuple[str, bytes]]] = {}
         self._lock = threading.Lock()
@@ -417,7 +422,8 @@ def checkpoint_store_from_url(url: str, **options: Any) -> CheckpointStore:
 
     Takes the URLs of `memweave.providers.from_url`: `memory://`, SQLAlchemy URLs
     (`sqlite+aiosqlite:///chat.db`, `postgresql+asyncpg://...`, `mysql+aiomysql://...`) and
-    `redis://`, `rediss://`, `unix://` and `redis+cluster://`.
+    `redis://`, `rediss://`, `unix://` and `redis+cluster://`. Every store takes
+    `namespace=`, with the meaning and default of the history providers'.
 
     Raises:
         ConfigurationError: The scheme has no checkpoint store.

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from memweave.providers._diagnose import Diagnosis, Finding, diagnose
+from memweave.providers._home import data_dir
 from memweave.providers.base import ChatHistoryProvider, ReduceOn, SessionInfo, StoredRecord
 from memweave.providers.memory import InMemoryChatHistoryProvider
 from memweave.providers.url import SUPPORTED_SCHEMES, from_url
@@ -31,6 +32,7 @@ __all__ = [
     "SQLChatHistoryProvider",
     "SessionInfo",
     "StoredRecord",
+    "data_dir",
     "diagnose",
     "from_url",
 ]

@@ -126,11 +126,11 @@ def parse_chroma_url(url: str) -> tuple[str, dict[str, Any]]:
     except ValueError as exc:
         raise ConfigurationError(f"invalid Chroma URL {mask_url(url)!r}: {exc}") from exc
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    unknown = sorted(set(query) - {"collection", "tenant", "database"})
+    unknown = sorted(set(query) - {"namespace", "collection", "tenant", "database"})
     if unknown:
         raise ConfigurationError(
             f"unknown option {unknown[0]!r} in Chroma URL {mask_url(url)!r}; "
-            "known: collection, tenant, database"
+            "known: namespace, tenant, database"
         )
     scheme = parts.scheme.lower()
     if scheme == "chroma":

@@ -185,7 +185,7 @@ def map_redis_errors(
     A failure a retry may cure (a dropped or refused connection, `LOADING`, `TRYAGAIN`,
     `CLUSTERDOWN`, `MOVED`, a failover) is a `BackendUnavailable` with `transient=True`; a
     socket timeout is a `BackendTimeout` with the limit `timeout` (or 0 when unknown); a
-    key of another type under the store's prefix is a `ConfigurationError`.
+    key of another type under the store's namespace (`prefix`) is a `ConfigurationError`.
     """
     try:
         yield
@@ -194,8 +194,8 @@ def map_redis_errors(
     except ResponseError as exc:
         if str(exc).startswith("WRONGTYPE"):
             raise ConfigurationError(
-                f"a key under prefix {prefix!r} at {mask_url(url)} holds data memweave did "
-                f"not write ({exc}); use another prefix"
+                f"a key under namespace {prefix!r} at {mask_url(url)} holds data memweave did "
+                f"not write ({exc}); use another namespace"
             ) from exc
         raise BackendUnavailable(
             f"{type(exc).__name__}: {exc}", url=url, transient=_is_transient(exc)

@@ -18,11 +18,11 @@ from sqlalchemy.pool import PoolResetState
 from memweave._loops import PerLoop
 from memweave._urls import mask_url
 from memweave.errors import ConfigurationError, MissingDependency
+from memweave.providers._home import default_sql_url
 from memweave.providers._limits import mysql_limit, sql_limit
 from memweave.providers._resilience import DEFAULT_RETRIES, DEFAULT_TIMEOUT, resolve_options
 
 __all__ = [
-    "DEFAULT_URL",
     "Engines",
     "LoopEngine",
     "check_server",
@@ -30,9 +30,6 @@ __all__ = [
     "resolve_engine",
     "statement_limit",
 ]
-
-DEFAULT_URL = "sqlite+aiosqlite:///memweave.db"
-"""Where a provider built with neither `url` nor `engine` stores its histories."""
 
 # Async driver used when a URL names only the database ("postgresql://...").
 _DEFAULT_DRIVERS = {
@@ -127,8 +124,9 @@ def check_server(conn: Connection) -> int:
 def resolve_engine(
     url: str | None, engine: AsyncEngine | None, *, timeout: float | None = DEFAULT_TIMEOUT
 ) -> tuple[AsyncEngine, bool]:
-    """The engine for a store given `url` or `engine` (neither: `DEFAULT_URL`), and whether
-    it was built here, so the store disposes of it when closed.
+    """The engine for a store given `url` or `engine` (the store's `client`; neither:
+    `default_sql_url()`, a SQLite file in memweave's data directory), and whether it was
+    built here, so the store disposes of it when closed.
 
     An engine built here gets the driver's own time limits from `timeout` (see
     `driver_options`); a `?timeout=` in the URL replaces it.
@@ -139,11 +137,11 @@ def resolve_engine(
         MissingDependency: The URL's async driver is not installed.
     """
     if engine is not None and url is not None:
-        raise ConfigurationError("pass either url or engine, not both")
+        raise ConfigurationError("pass either url or client (an AsyncEngine), not both")
     if engine is None:
-        return _create_engine(url if url is not None else DEFAULT_URL, timeout), True
+        return _create_engine(url if url is not None else default_sql_url("a store"), timeout), True
     if not isinstance(engine, AsyncEngine):
-        raise ConfigurationError(f"engine must be a SQLAlchemy AsyncEngine, got {engine!r}")
+        raise ConfigurationError(f"client must be a SQLAlchemy AsyncEngine, got {engine!r}")
     return engine, False
 
 
@@ -241,8 +239,9 @@ class Engines:
     first used it only (see `memweave._loops.PerLoop`).
 
     Args:
-        url: The store's URL, or None.
-        engine: The caller's engine, or None.
+        url: The store's URL, or None: with no `engine` either, a SQLite file in memweave's
+            data directory (see `memweave.providers._home.default_sql_url`).
+        engine: The caller's engine (the store's `client`), or None.
         owner: The store's class name, for errors.
         timeout: The store's `timeout`, for the drivers' own limits (see `driver_options`).
 
@@ -259,9 +258,11 @@ class Engines:
         owner: str,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
+        if url is None and engine is None:
+            url = default_sql_url(owner)
         self.template, self.owned = resolve_engine(url, engine, timeout=timeout)
         """The engine built (or given) first; the first loop's."""
-        self._source = url if url is not None else DEFAULT_URL
+        self._source = url
         self._timeout = timeout
         self.url = self.template.url.render_as_string(hide_password=True)
         """The URL, without its password."""
@@ -314,6 +315,7 @@ class Engines:
             try:
                 engine = self._spares.pop()
             except IndexError:
+                assert self._source is not None  # an engine built here came from a URL
                 engine = _create_engine(self._source, self._timeout)
         write: AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if self.sqlite else contextlib.nullcontext()

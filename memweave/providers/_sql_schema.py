@@ -1,6 +1,7 @@
 """Tables, column types and prebuilt statements of `SQLChatHistoryProvider`.
 
-Three tables per prefix (`memweave_` by default):
+Three tables per namespace, each name starting with `<namespace>_` (the table prefix; the
+default namespace `memweave` gives `memweave_`):
 
 - `<prefix>messages`: one row per stored message. `id` is the database-generated key that
   orders a session; `(session_id, message_id)` is unique, which makes appends idempotent;
@@ -64,8 +65,10 @@ from sqlalchemy.sql.expression import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from memweave._deprecation import renamed_argument
 from memweave.errors import ConfigurationError, SchemaMismatch
 from memweave.messages import MAX_ID_LENGTH
+from memweave.providers._namespace import sql_names
 from memweave.providers.base import BATCH_SIZE
 
 # The role as SQL text, not a bound parameter: a partial index on role = 'system' serves
@@ -202,15 +205,20 @@ class Tables:
         return None
 
 
-def build_metadata(table_prefix: str = "memweave_") -> MetaData:
-    """Return the `MetaData` holding the tables for `table_prefix`, for Alembic migrations.
+def build_metadata(table_prefix: str | None = None, *, namespace: str | None = None) -> MetaData:
+    """Return the `MetaData` holding the tables of `SQLChatHistoryProvider(namespace=...)`
+    (`<namespace>_messages`, ...; default `memweave`), for Alembic migrations.
 
-    The same object is returned for the same prefix.
+    The same object is returned for the same namespace. `table_prefix` (also the first
+    positional argument) is the deprecated way to name them: the exact start of every table
+    name, as before (`"app_"` names `app_messages`); it goes in 0.3.
 
     Raises:
-        ConfigurationError: The prefix is not 1-32 letters, digits and underscores.
+        ConfigurationError: The namespace (or prefix) is not valid, or both were given.
     """
-    return tables_for(table_prefix).metadata
+    owner = "build_metadata"
+    renamed_argument(owner, "table_prefix", table_prefix, "namespace", namespace)
+    return tables_for(sql_names(namespace, table_prefix, owner=owner)[1]).metadata
 
 
 @functools.cache

@@ -8,16 +8,16 @@ import contextlib
 import functools
 import logging
 import os
-import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from memweave._codec import OnCorrupt, decode_one
+from memweave._deprecation import renamed_argument, warn_renamed
 from memweave._group_commit import GroupCommit
 from memweave._loops import PerLoop
 from memweave._urls import mask_url
@@ -31,6 +31,7 @@ from memweave.errors import (
 )
 from memweave.messages import ChatMessage
 from memweave.providers import _chroma_sessions as _sessions
+from memweave.providers._chroma_args import old_search_call, resolve_names
 from memweave.providers._chroma_client import (
     EmbeddedChroma,
     limit_requests,
@@ -39,6 +40,7 @@ from memweave.providers._chroma_client import (
 )
 from memweave.providers._chroma_history_ops import HistoryOps, text_of
 from memweave.providers._limits import chroma_limit
+from memweave.providers._namespace import DEFAULT_NAMESPACE
 from memweave.providers._resilience import resolve_options
 from memweave.providers.base import (
     BATCH_SIZE,
@@ -59,11 +61,10 @@ __all__ = ["DEFAULT_COLLECTION", "ChromaChatHistoryProvider", "EmbeddedChroma", 
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_COLLECTION = "memweave_history"
-"""The collection a provider uses unless told otherwise."""
+DEFAULT_COLLECTION = f"{DEFAULT_NAMESPACE}_history"
+"""The collection of the default namespace (`memweave_history`)."""
 
 _T = TypeVar("_T")
-_COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 _META_EMBEDDER = "memweave:embedder"
 _META_DIMENSIONS = "memweave:dimensions"
 _META_KIND = "memweave:kind"
@@ -166,10 +167,13 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
 
     Args:
         url: `chroma:///path/to/folder` (embedded) or `chroma+http://host:port` /
-            `chroma+https://...` (a server); `?collection=name` picks the collection.
+            `chroma+https://...` (a server); `?namespace=name` sets `namespace`.
             Defaults to the embedded folder `./chroma` when no `client` is given.
         client: A Chroma client to use instead of a URL; the caller keeps ownership.
-        collection: The collection (3-512 characters of `[a-zA-Z0-9._-]`).
+        namespace: The name this provider's data lives under, so several applications
+            share one server: the collection is `<namespace>_history` (default `memweave`,
+            so `memweave_history`). 1-504 characters of `[a-zA-Z0-9._-]`, starting with a
+            letter or digit. Also `?namespace=` in the URL.
         embedder: Makes the vectors for `search` (`embed`, `name`, `dimensions`); Chroma's
             default model, `memweave.context.ChromaDefaultEmbeddings`, when None. Recorded
             with the collection: opening it with another raises `ConfigurationError`.
@@ -181,17 +185,20 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         timeout: Seconds each call to Chroma may take (default 10); None for no limit.
         retries: How many times a transiently failed append or read is tried again
             (default 3; 0 turns retrying off).
+        collection: Deprecated: the exact collection name (as before; also `?collection=`
+            in the URL); use `namespace`. Goes in 0.3.
 
     Raises:
         MissingDependency: chromadb is not installed (`pip install 'memweave[chroma]'`).
-        ConfigurationError: A bad URL or option; on first use, a collection holding another
-            embedder's vectors or not made by this provider.
+        ConfigurationError: A bad URL or option, a name and its deprecated name both, or a
+            namespace given both as an option and in the URL, differently; on first use, a
+            collection holding another embedder's vectors or not made by this provider.
 
     Example:
         ```python
         async with ChromaChatHistoryProvider("chroma:///var/lib/chat") as history:
             await history.add_messages("s1", [ChatMessage.user("My flight is on Friday.")])
-            hits = await history.search("s1", "when do I travel?", k=3)
+            hits = await history.search("when do I travel?", session_id="s1", k=3)
         ```
     """
 
@@ -202,7 +209,7 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         url: str | None = None,
         *,
         client: Any = None,
-        collection: str | None = None,
+        namespace: str | None = None,
         embedder: EmbeddingFunction | None = None,
         max_messages: int | None = None,
         ttl: timedelta | None = None,
@@ -211,7 +218,10 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         reduce_on: ReduceOn = "read",
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
+        collection: str | None = None,
     ) -> None:
+        owner = type(self).__name__
+        renamed_argument(owner, "collection", collection, "namespace", namespace)
         url, timeout, retries = resolve_options(url, timeout, retries)
         super().__init__(
             max_messages=max_messages,
@@ -258,14 +268,13 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         else:
             self._url = "chroma+client://"
             self._make_client = lambda: (client, None)
-        name = collection if collection is not None else options.get("collection")
-        name = name if name is not None else DEFAULT_COLLECTION
-        if not isinstance(name, str) or not _COLLECTION_NAME.match(name):
-            raise ConfigurationError(
-                "collection must be 3-512 characters of [a-zA-Z0-9._-], starting and ending "
-                f"with a letter or digit; got {name!r}"
-            )
-        self.collection_name = name
+        if "collection" in options and "namespace" not in options:
+            warn_renamed("?collection= in a Chroma URL", "?namespace=", stacklevel=3)
+        names = resolve_names(namespace, collection, options, owner)
+        self.namespace = names[0]
+        """The name this provider's data lives under."""
+        self.collection_name = names[1]
+        """Its collection: `<namespace>_history` (a deprecated `collection` as given)."""
         self._embedder = embedder
         self._collection: Any = None
         self._client: Any = None
@@ -514,16 +523,40 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
 
     # -- Chroma-only API ----------------------------------------------------------------------
 
-    async def search(self, session_id: str, query: str, k: int = 5) -> list[MessageHit]:
-        """Return the session's `k` messages most similar in meaning to `query`, best first.
+    @overload
+    async def search(
+        self, query: str, *, session_id: str, k: int = 5
+    ) -> list[MessageHit]: ...  # pragma: no cover
+
+    @overload
+    async def search(
+        self, session_id: str, query: str, k: int = 5, /
+    ) -> list[MessageHit]: ...  # pragma: no cover
+
+    async def search(
+        self, query: str, *old: Any, session_id: str | None = None, k: int = 5
+    ) -> list[MessageHit]:
+        """Return the `k` messages of `session_id` most similar in meaning to `query`, best
+        first (as `VectorMemory.search(query, *, session_id=..., k=...)`).
 
         An unknown or expired session gives `[]`. Messages without text are never returned.
+        The order of earlier releases, `search(session_id, query, k)`, still works with a
+        `DeprecationWarning`; it goes in 0.3.
 
         Raises:
             InvalidSessionId: The session id cannot be stored.
-            InvalidArgument: `query` is not a str, or `k` is not an int from 1 to 1000.
+            InvalidArgument: No `session_id`, `query` is not a str, or `k` is not an int
+                from 1 to 1000.
             CorruptRecord: A hit could not be decoded (with `on_corrupt="raise"`).
         """
+        if old:
+            query, session_id, k = old_search_call(query, old, session_id, k)
+        return await self._search(query, session_id, k)
+
+    async def _search(self, query: str, session_id: str | None, k: int) -> list[MessageHit]:
+        """`search` once its arguments are in today's order."""
+        if session_id is None:
+            raise InvalidArgument("session_id", None, "is required: the session to search")
         session_id = validate_session_id(session_id)
         if not isinstance(query, str):
             raise InvalidArgument("query", query, "must be a str")

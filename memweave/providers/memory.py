@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from memweave._codec import OnCorrupt
 from memweave.providers._limits import MEMORY_LIMIT
+from memweave.providers._namespace import ANY, check_namespace
 from memweave.providers.base import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -95,7 +96,8 @@ class InMemoryChatHistoryProvider(ChatHistoryProvider):
     Works in any event loop, and in several at once (consecutive `asyncio.run` calls, threads
     each running a loop): it holds no connections, and one thread lock guards its sessions.
     With no I/O to wait for or to fail, `timeout` and `retries` are checked and kept (so a
-    URL or configuration written for any backend works here) but never come into play.
+    URL or configuration written for any backend works here) but never come into play; so
+    is `namespace` (any non-empty str), since each provider's data is its own anyway.
 
     Example:
         ```python
@@ -109,6 +111,7 @@ class InMemoryChatHistoryProvider(ChatHistoryProvider):
     def __init__(
         self,
         *,
+        namespace: str | None = None,
         max_messages: int | None = None,
         ttl: timedelta | None = None,
         on_corrupt: OnCorrupt = "raise",
@@ -117,6 +120,8 @@ class InMemoryChatHistoryProvider(ChatHistoryProvider):
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
     ) -> None:
+        self.namespace = check_namespace(namespace, ANY, owner=type(self).__name__)
+        """The namespace given (default `memweave`); it stores nothing apart here."""
         super().__init__(
             max_messages=max_messages,
             ttl=ttl,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from memweave._codec import OnCorrupt
-from memweave.errors import ConfigurationError, MissingDependency
+from memweave._deprecation import renamed_argument, warn_renamed
+from memweave.errors import MissingDependency
 from memweave.providers.base import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -33,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a test that hides 
 
 from memweave.providers import _redis_scripts as scripts
 from memweave.providers._limits import redis_limit
+from memweave.providers._namespace import REDIS, check_namespace
 from memweave.providers._redis_client import DEFAULT_URL as DEFAULT_URL
 from memweave.providers._redis_client import (
     client_from_url,
@@ -51,8 +52,6 @@ _KEY_CACHE_SIZE = 4096  # key names of recently used sessions, kept pre-encoded
 _CACHE_SIZE = 4096  # entries of the listed-sessions and page-position caches
 _SCAN_EVERY = 16  # sessions created between two opportunistic purge steps
 _SCAN = 64  # expired index members such a step looks at
-
-_BAD_PREFIX = re.compile(r"[{}\x00-\x20\x7f]")
 
 
 @dataclass(slots=True, eq=False)
@@ -90,7 +89,7 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
     read the role list of the session, so they cost its length.
 
     Sessions are listed from an index of 16 shards, each a pair of sorted sets under its own
-    hash tag `{<prefix>:ix<n>}` (a session's shard follows its digest), read with
+    hash tag `{<namespace>:ix<n>}` (a session's shard follows its digest), read with
     `ZRANGEBYLEX ... LIMIT` (never `SCAN`): a page of `limit` ids costs `limit` per shard. The
     index is written when a session is created or emptied, not on every append. On a single
     server the session's script does it; in a Cluster, where the index lives in other slots,
@@ -100,7 +99,7 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
     that has not listed it yet. Listing filters out ids whose keys are gone, and expired
     members leave the index in bounded batches: `purge_expired()`, one small step per
     `list_sessions` call and one per 16 sessions created. The unsharded index of earlier
-    releases (`<prefix>:{<prefix>}:sessions`) is still read, purged and pruned.
+    releases (`<namespace>:{<namespace>}:sessions`) is still read, purged and pruned.
 
     Event loops: built from a URL, the provider works in any event loop (consecutive
     `asyncio.run` calls, a test framework's loop per test, threads each running a loop): each
@@ -127,8 +126,10 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
             Defaults to `redis://localhost:6379/0` when no `client` is given.
         client: A `redis.asyncio.Redis` or `RedisCluster` to use instead of a URL; the
             caller keeps ownership and `aclose()` leaves it open.
-        prefix: First part of every key name; providers with different prefixes share
-            nothing. Must not hold braces, spaces or control characters.
+        namespace: The name this provider's data lives under, so several applications
+            share one server: every key name starts with `<namespace>:`, and providers in
+            different namespaces share nothing (default `memweave`). Must not hold braces,
+            spaces or control characters.
         max_messages: Keep at most this many messages per session (newest kept).
         ttl: Forget a session this long after its last `add_messages` (sliding).
         on_corrupt: `"raise"` or `"skip"` a stored entry that cannot be decoded.
@@ -138,6 +139,10 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
             None: no limit); also `?timeout=` in the URL.
         retries: Retries of a transiently failed idempotent call (default 3; 0: none); also
             `?retries=` in the URL.
+        prefix: Deprecated name of `namespace` (the same key names); goes in 0.3.
+
+    Raises:
+        ConfigurationError: A bad URL or option, or both `namespace` and `prefix`.
 
     Example:
         ```python
@@ -152,7 +157,7 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         url: str | None = None,
         *,
         client: Redis | RedisCluster | None = None,
-        prefix: str = "memweave",
+        namespace: str | None = None,
         max_messages: int | None = None,
         ttl: timedelta | None = None,
         on_corrupt: OnCorrupt = "raise",
@@ -160,7 +165,10 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         reduce_on: ReduceOn = "read",
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
+        prefix: str | None = None,
     ) -> None:
+        owner = type(self).__name__
+        renamed_argument(owner, "prefix", prefix, "namespace", namespace)
         url, timeout, retries = resolve_options(url, timeout, retries)
         super().__init__(
             max_messages=max_messages,
@@ -171,16 +179,17 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
             timeout=timeout,
             retries=retries,
         )
-        if not isinstance(prefix, str) or not prefix or _BAD_PREFIX.search(prefix):
-            raise ConfigurationError(
-                f"prefix must be a non-empty str without braces, spaces or control characters "
-                f"(braces would change the cluster hash tag), got {prefix!r}"
-            )
-        self.prefix = prefix
+        self.namespace = check_namespace(
+            prefix if prefix is not None else namespace,
+            REDIS,
+            owner=owner,
+            option="prefix" if prefix is not None else "namespace",
+        )
+        """The name this provider's data lives under: the first part of every key name."""
         self._links, first = loop_clients(
             url,
             client,
-            owner=type(self).__name__,
+            owner=owner,
             link=self._link,
             client_of=_client_of,
             timeout=self.timeout,
@@ -193,7 +202,7 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         self._cluster = isinstance(first, RedisCluster)
         # The index's key layout (shards, legacy keys), the same on every loop's client.
         self._layout = SessionIndex(
-            first, prefix, cluster=self._cluster, keys_of=self._session_keys
+            first, self.namespace, cluster=self._cluster, keys_of=self._session_keys
         )
         self._key_cache: dict[str, SessionKeys] = {}
         # Cluster only: sessions this provider has listed in the index (or saw created).
@@ -202,6 +211,12 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         self._hints: dict[tuple[str, str], tuple[int, str]] = {}
         self._creations = 0
 
+    @property
+    def prefix(self) -> str:
+        """Deprecated name of `namespace`; goes in 0.3."""
+        warn_renamed(f"{type(self).__name__}.prefix", ".namespace", stacklevel=3)
+        return self.namespace
+
     def _session_keys(self, session_id: str) -> SessionKeys:
         """The names of the session's keys, its index shard and what its scripts get."""
         keys = self._key_cache.get(session_id)
@@ -209,7 +224,7 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
             if len(self._key_cache) >= _KEY_CACHE_SIZE:
                 self._key_cache.clear()
             tag = _session_tag(session_id)
-            base = f"{self.prefix}:{{{tag}}}:".encode()
+            base = f"{self.namespace}:{{{tag}}}:".encode()
             session = (base + b"msgs", base + b"meta", base + b"ids", base + b"sys", base + b"info")
             shard = self._layout.shard_for(tag)
             legacy = self._layout.legacy.keys
@@ -397,7 +412,9 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         return self._links.get().index
 
     def _link(self, client: Redis | RedisCluster) -> _Link:
-        index = SessionIndex(client, self.prefix, cluster=self._cluster, keys_of=self._session_keys)
+        index = SessionIndex(
+            client, self.namespace, cluster=self._cluster, keys_of=self._session_keys
+        )
         return _Link(client, index, self._cluster, asyncio.Lock())
 
     async def _ready(self) -> _Link:
@@ -419,7 +436,7 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
         return map_redis_errors(
             self._url,
             timeout=self._socket_timeout,
-            prefix=self.prefix,
+            prefix=self.namespace,
             owner=type(self).__name__,
             bound_to="the client passed in",
         )

@@ -18,15 +18,18 @@ from tenacity import (
 )
 
 from memweave._codec import OnCorrupt
+from memweave._deprecation import renamed_argument, warn_renamed
 from memweave.errors import InvalidSessionId
+from memweave.providers._home import default_url
 from memweave.providers._limits import UNLIMITED
+from memweave.providers._namespace import sql_names
 from memweave.providers._resilience import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     resolve_options,
     retry_after,
 )
-from memweave.providers._sql_engine import DEFAULT_URL, Engines, statement_limit
+from memweave.providers._sql_engine import Engines, statement_limit
 from memweave.providers._sql_errors import is_conflict, is_lost, map_sql_errors
 from memweave.providers._sql_schema import SCHEMA_VERSION, Statements, build_metadata, tables_for
 from memweave.providers._sql_setup import ATTEMPTS, set_up
@@ -59,12 +62,20 @@ from memweave.providers.base import (
 from memweave.reducers.base import ChatReducer
 from memweave.session import validate_session_id
 
-__all__ = ["DEFAULT_URL", "SQLChatHistoryProvider", "build_metadata", "metadata"]
+__all__ = ["SQLChatHistoryProvider", "build_metadata", "default_url", "metadata"]
 
 
 metadata = build_metadata()
-"""The tables under the default prefix `memweave_`, for your own Alembic migrations; use
-`build_metadata(prefix)` for another prefix."""
+"""The tables of the default namespace (`memweave_messages`, ...), for your own Alembic
+migrations; use `build_metadata(namespace=...)` for another namespace."""
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DEFAULT_URL":
+        warn_renamed("memweave.providers.sql.DEFAULT_URL", "default_url()")
+        return default_url()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 T = TypeVar("T")
 
@@ -77,9 +88,9 @@ _RANGES_PER_STATEMENT = 100
 class SQLChatHistoryProvider(ChatHistoryProvider):
     """SQL based, process-safe history store: every call is one transaction.
 
-    Messages live in `<prefix>messages`, one row each, ordered by a database-generated key,
+    Messages live in `<namespace>_messages`, one row each, ordered by a database-generated key,
     with a unique `(session_id, message_id)` that the dialect's insert-or-ignore (`ON CONFLICT
-    DO NOTHING`, MySQL's `INSERT IGNORE`) turns into idempotent appends. `<prefix>sessions`
+    DO NOTHING`, MySQL's `INSERT IGNORE`) turns into idempotent appends. `<namespace>_sessions`
     keeps each session's message count, expiry and times, so `count_messages`,
     `session_info` and `list_sessions` never scan messages; a `list_sessions` page is one
     range of its primary key. An append upserts the session row (which also serialises
@@ -103,6 +114,13 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
     timeout and the pool's wait for a connection. An engine you pass in is used as it is and
     never closed here; `timeout` and `retries` still apply to the calls.
 
+    With neither `url` nor `client`, the histories go to the SQLite file `memweave.db` in
+    memweave's per-user data directory: `$MEMWEAVE_HOME` when set, else
+    `platformdirs.user_data_path("memweave")` (`~/.local/share/memweave` on Linux). The
+    directory is created (mode 0o700) if missing, and the file's path logged at INFO; nothing
+    is ever written to the working directory without a path from you. `SQLCheckpointStore`
+    shares that file.
+
     Timeouts and retries (see `ChatHistoryProvider`): a call cut off by `timeout` is
     cancelled in the driver, whose connection is then discarded, never returned to the pool
     mid-statement. A transaction the database certainly did not apply is run again whatever
@@ -115,7 +133,7 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
     Event loops: built from a URL, the provider works in any event loop (consecutive
     `asyncio.run` calls, a test framework's loop per test, threads each running a loop): each
     loop gets an engine and pool of its own, disposed of on that loop when it shuts down, and
-    `aclose()` disposes of those of loops still running. An `engine` you pass in, and an
+    `aclose()` disposes of those of loops still running. A `client` you pass in, and an
     in-memory SQLite database (one connection), serve the loop that first used the provider;
     a call from another loop raises `EventLoopMismatch`. Change the tables only
     through a provider, since each write keeps the session's count in step with its rows.
@@ -133,13 +151,16 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
 
     Args:
         url: A SQLAlchemy URL: `sqlite+aiosqlite:///chat.db`, `postgresql+asyncpg://...`,
-            `mysql+aiomysql://...` (the driver may be left out). Defaults to
-            `sqlite+aiosqlite:///memweave.db` when no `engine` is given.
-        engine: An `AsyncEngine` to use instead of a URL; the caller keeps ownership.
-        table_prefix: First part of every table name (ASCII letters, digits, underscores).
+            `mysql+aiomysql://...` (the driver may be left out). Without it (and without a
+            `client`), `memweave.db` in memweave's data directory (see above).
+        client: An `AsyncEngine` to use instead of a URL; the caller keeps ownership.
+        namespace: The name this provider's data lives under, so several applications
+            share one database: the tables are `<namespace>_messages`, `<namespace>_sessions`
+            and `<namespace>_schema` (default `memweave`). 1-31 ASCII letters, digits or
+            underscores, not starting with a digit.
         create_tables: Create missing tables (and upgrade older ones) on first use. With
             False they must exist already, e.g. from your Alembic migration of
-            `build_metadata(table_prefix)`; nothing is then ever written on setup.
+            `build_metadata(namespace=...)`; nothing is then ever written on setup.
         max_messages: Keep at most this many messages per session (newest kept).
         ttl: Forget a session this long after its last `add_messages` (sliding).
         on_corrupt: `"raise"` or `"skip"` a stored entry that cannot be decoded.
@@ -149,9 +170,14 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             None: no limit); also `?timeout=` in the URL.
         retries: Retries of a transiently failed idempotent call (default 3; 0: none); also
             `?retries=` in the URL.
+        engine: Deprecated name of `client`; goes in 0.3.
+        table_prefix: Deprecated: the exact start of every table name (`app_` names
+            `app_messages`, as before); use `namespace` (`namespace="app"` names the same
+            tables). Goes in 0.3.
 
     Raises:
-        ConfigurationError: A bad URL, option or combination of options.
+        ConfigurationError: A bad URL, option or combination of options (such as a name
+            and its deprecated name both).
         MissingDependency: The URL's driver (asyncpg, aiomysql) is not installed.
 
     Example:
@@ -165,8 +191,8 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         self,
         url: str | None = None,
         *,
-        engine: AsyncEngine | None = None,
-        table_prefix: str = "memweave_",
+        client: AsyncEngine | None = None,
+        namespace: str | None = None,
         create_tables: bool = True,
         max_messages: int | None = None,
         ttl: timedelta | None = None,
@@ -175,7 +201,12 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         reduce_on: ReduceOn = "read",
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
+        engine: AsyncEngine | None = None,
+        table_prefix: str | None = None,
     ) -> None:
+        owner = type(self).__name__
+        client = renamed_argument(owner, "engine", engine, "client", client)
+        renamed_argument(owner, "table_prefix", table_prefix, "namespace", namespace)
         url, timeout, retries = resolve_options(url, timeout, retries)
         super().__init__(
             max_messages=max_messages,
@@ -186,15 +217,19 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             timeout=timeout,
             retries=retries,
         )
-        self._tables = tables_for(table_prefix)
-        self.table_prefix = table_prefix
+        names = sql_names(namespace, table_prefix, owner=owner)
+        self.namespace = names[0]
+        """The name this provider's data lives under."""
+        self.table_prefix = names[1]
+        """The start of its table names: `<namespace>_` (a deprecated `table_prefix` as given)."""
+        self._tables = tables_for(self.table_prefix)
         self.metadata = self._tables.metadata
         """The `MetaData` of this provider's tables (see `build_metadata`)."""
         # Per event loop: the engine and the locks queueing SQLite's writers.
-        self._engines = Engines(url, engine, owner=type(self).__name__, timeout=self.timeout)
+        self._engines = Engines(url, client, owner=owner, timeout=self.timeout)
         self._create_tables = bool(create_tables)
         self._url = self._engines.url
-        self._statement_limit = statement_limit(url if engine is None else None, self.timeout)
+        self._statement_limit = statement_limit(url if client is None else None, self.timeout)
         # Our own SQLite connections open a write transaction with BEGIN IMMEDIATE by
         # themselves before the first write (see `_sqlite_pragmas`); others need it sent.
         self._sqlite = self._engines.sqlite
@@ -611,7 +646,7 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             bound_to=self._engines.bound_to,
             owner=type(self).__name__,
             schema_hint=(
-                f"the tables under prefix {self.table_prefix!r} are missing or differ from "
+                f"the tables of namespace {self.namespace!r} are missing or differ from "
                 f"schema version {SCHEMA_VERSION}"
             ),
         )

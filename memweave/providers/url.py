@@ -38,6 +38,9 @@ _BACKENDS: dict[str, tuple[str, str]] = {
 SUPPORTED_SCHEMES: tuple[str, ...] = tuple(_BACKENDS)
 """URL schemes `from_url` understands."""
 
+_RENAMED = frozenset({"prefix", "table_prefix", "collection", "engine"})
+"""Deprecated option names (of `namespace` and `client`): still taken, never suggested."""
+
 
 def from_url(url: str, **options: Any) -> ChatHistoryProvider:
     """Build the history backend that `url` names; `options` go to its constructor.
@@ -52,7 +55,9 @@ def from_url(url: str, **options: Any) -> ChatHistoryProvider:
     | `redis+cluster://host:7000` | `RedisChatHistoryProvider` on a Redis Cluster |
     | `chroma:///path`, `chroma+http://host:8000` | `ChromaChatHistoryProvider` |
 
-    Every scheme also takes the options `timeout` and `retries` as query parameters
+    Every backend takes `namespace=` (the name its data lives under, so several applications
+    share one server; default `memweave`). Every scheme also takes the options `timeout` and
+    `retries` as query parameters
     (`?timeout=2.5&retries=0`, `?timeout=none` for no limit); they are taken out of the URL
     before the driver sees it. A value in the URL replaces the option's default; giving one
     both ways with different values is a `ConfigurationError`.
@@ -90,9 +95,10 @@ def from_url(url: str, **options: Any) -> ChatHistoryProvider:
     accepted = backend_options(backend)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
+        current = [name for name in accepted if name not in _RENAMED]
         raise ConfigurationError(
             f"{class_name} does not take option(s) {', '.join(map(repr, unknown))} "
-            f"(from_url({mask_url(url)!r}, ...)); it takes: {', '.join(accepted)}"
+            f"(from_url({mask_url(url)!r}, ...)); it takes: {', '.join(current)}"
         )
     if scheme == "memory":
         # No driver reads this URL, so its `timeout`/`retries` are settled here.

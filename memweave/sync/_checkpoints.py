@@ -64,10 +64,16 @@ class InMemoryCheckpointStore(CheckpointStore):
     arguments."""
 
     _wraps = _checkpoints.InMemoryCheckpointStore
+    _async: _checkpoints.InMemoryCheckpointStore
 
     @mirrors(_checkpoints.InMemoryCheckpointStore)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._build(_checkpoints.InMemoryCheckpointStore, args, kwargs)
+
+    @property
+    def namespace(self) -> str:
+        """The namespace given (default `memweave`); it stores nothing apart here."""
+        return self._async.namespace
 
 
 _FACES = {

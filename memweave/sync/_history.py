@@ -176,10 +176,16 @@ class InMemoryChatHistoryProvider(ChatHistoryProvider):
     process's memory, shared by its threads, lost on exit. Takes the same arguments."""
 
     _wraps = _memory.InMemoryChatHistoryProvider
+    _async: _memory.InMemoryChatHistoryProvider
 
     @mirrors(_memory.InMemoryChatHistoryProvider)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._build(_memory.InMemoryChatHistoryProvider, args, kwargs)
+
+    @property
+    def namespace(self) -> str:
+        """The name this provider's data lives under."""
+        return self._async.namespace
 
 
 # Backend class name -> the module of its blocking face; imported only when used, so a missing

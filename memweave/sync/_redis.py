@@ -19,10 +19,16 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
     loop, so pass a URL rather than a `client` you use elsewhere."""
 
     _wraps = _redis.RedisChatHistoryProvider
+    _async: _redis.RedisChatHistoryProvider
 
     @mirrors(_redis.RedisChatHistoryProvider)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._build(_redis.RedisChatHistoryProvider, args, kwargs)
+
+    @property
+    def namespace(self) -> str:
+        """The name this provider's data lives under."""
+        return self._async.namespace
 
 
 class RedisCheckpointStore(CheckpointStore):
@@ -30,7 +36,13 @@ class RedisCheckpointStore(CheckpointStore):
     arguments."""
 
     _wraps = _checkpoints_redis.RedisCheckpointStore
+    _async: _checkpoints_redis.RedisCheckpointStore
 
     @mirrors(_checkpoints_redis.RedisCheckpointStore)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._build(_checkpoints_redis.RedisCheckpointStore, args, kwargs)
+
+    @property
+    def namespace(self) -> str:
+        """The name this store's data lives under."""
+        return self._async.namespace

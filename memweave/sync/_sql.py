@@ -16,7 +16,7 @@ __all__ = ["SQLChatHistoryProvider", "SQLCheckpointStore"]
 class SQLChatHistoryProvider(ChatHistoryProvider):
     """Blocking face of `memweave.providers.SQLChatHistoryProvider` (SQLite, PostgreSQL,
     MariaDB/MySQL through SQLAlchemy). Takes the same arguments; the engine and its pool live
-    on memweave's portal loop, so pass a URL rather than an `engine` you use elsewhere.
+    on memweave's portal loop, so pass a URL rather than a `client` you use elsewhere.
 
     Example:
         ```python
@@ -28,10 +28,16 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
     """
 
     _wraps = _sql.SQLChatHistoryProvider
+    _async: _sql.SQLChatHistoryProvider
 
     @mirrors(_sql.SQLChatHistoryProvider)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._build(_sql.SQLChatHistoryProvider, args, kwargs)
+
+    @property
+    def namespace(self) -> str:
+        """The name this provider's data lives under."""
+        return self._async.namespace
 
 
 class SQLCheckpointStore(CheckpointStore):
@@ -39,7 +45,13 @@ class SQLCheckpointStore(CheckpointStore):
     arguments."""
 
     _wraps = _checkpoints_sql.SQLCheckpointStore
+    _async: _checkpoints_sql.SQLCheckpointStore
 
     @mirrors(_checkpoints_sql.SQLCheckpointStore)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._build(_checkpoints_sql.SQLCheckpointStore, args, kwargs)
+
+    @property
+    def namespace(self) -> str:
+        """The name this store's data lives under."""
+        return self._async.namespace

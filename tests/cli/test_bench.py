@@ -174,6 +174,7 @@ def test_bench_retrieval_records_dataset_and_settings(
     assert manifest["dataset"]["conversations"] == ["conv-tiny"]
     assert manifest["dataset"]["origin"] == "given"
     assert manifest["retrieval"]["embedding_model"] == "chroma/all-MiniLM-L6-v2"
+    assert manifest["retrieval"]["quantized"] is False
     assert manifest["retrieval"]["dimensions"] == 384
     assert manifest["retrieval"]["k"] == [5, 10]
     assert manifest["retrieval"]["modes"] == ["lexical", "hybrid"]
@@ -255,7 +256,7 @@ def test_bench_all_writes_every_suite_into_one_report(
     cli: Cli, tmp_path: Path, locomo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """bench all runs every suite into one results.json, one report and every chart."""
-    from benchmarks import scale
+    from memweave.bench import scale
 
     tiny = {"turn_sizes": (20,), "session_sizes": (20,), "export_messages": 50, "turns": 2}
 
@@ -540,3 +541,23 @@ def test_recall_chart_puts_many_cut_offs_in_rows_of_three(tmp_path: Path) -> Non
         )
     assert sizes[7][0] == sizes[3][0]
     assert sizes[7][1] > 2 * sizes[3][1]
+
+
+def test_bench_retrieval_quantized_records_the_int8_model(
+    cli: Cli, tmp_path: Path, locomo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bench retrieval --quantized` embeds with the int8 model and says so in results.json
+    and report.md."""
+    monkeypatch.setenv("MEMWEAVE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    result = cli(
+        "bench", "retrieval", "--locomo", str(locomo), "--mode", "dense", "--k", "5",
+        "--quantized", "--out", str(out),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    results, report, _ = _outputs(out)
+    settings = results["manifest"]["retrieval"]
+    assert settings["quantized"] is True
+    assert settings["embedding_model"] == "chroma/all-MiniLM-L6-v2@int8"
+    assert "the int8 model, `--quantized`" in report
+    assert list((tmp_path / "cache" / "onnx").glob("*.onnx"))

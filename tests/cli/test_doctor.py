@@ -1,59 +1,28 @@
 """`memweave doctor URL`: one line per finding with its fix, `--json`, and the exit status.
 
-The Redis servers are this module's own `redis-server` processes on free loopback ports,
-started with the settings under test and stopped by pid.
+The Redis servers are throwaway `redis-server` processes on free loopback ports, started
+with the settings under test and stopped by pid (`tests._redis_servers`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sqlite3
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from benchmarks._scale_redis import RedisProcesses, redis_server_available
 from memweave import ChatMessage
 from memweave.cli.doctor import CANNOT_CHECK, FOUND
 from memweave.providers.sql import SQLChatHistoryProvider
+from tests._redis_servers import durable_redis_url, free_port, unsafe_redis_url
 from tests.cli._helpers import Result, run_subprocess
-from tests.conftest import service_unavailable
+
+__all__ = ["durable_redis_url", "unsafe_redis_url"]
 
 _SEVERITIES = ("ERROR ", "WARNING ", "INFO ")
-
-
-def _redis(*options: str) -> Iterator[str]:
-    missing = redis_server_available()
-    if missing is not None:
-        service_unavailable("a throwaway redis-server", missing)
-    server = RedisProcesses(1, options=options)
-    try:
-        server.start()
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        server.stop()
-        service_unavailable("a throwaway redis-server", str(exc))
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def unsafe_redis_url() -> Iterator[str]:
-    """A server with no persistence that evicts any key at 100 MB."""
-    yield from _redis("--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")
-
-
-@pytest.fixture(scope="module")
-def durable_redis_url() -> Iterator[str]:
-    """A server with the append-only file synced every second, never evicting."""
-    yield from _redis(
-        "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"
-    )
 
 
 @pytest.fixture
@@ -81,12 +50,6 @@ def rollback_db(tmp_path: Path) -> str:
 
 def _finding_lines(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith(_SEVERITIES)]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_doctor_clean_backend_exits_0(cli: Callable[..., Result], memweave_db: str) -> None:
@@ -143,7 +106,7 @@ def test_doctor_unreachable_backend_exits_3_with_password_masked(
     cli: Callable[..., Result],
 ) -> None:
     """A server that does not answer exits 3 with one line on stderr, password masked."""
-    result = cli("doctor", f"redis://:s3cret-pw@127.0.0.1:{_free_port()}/0", "--timeout", "5")
+    result = cli("doctor", f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0", "--timeout", "5")
     assert result.code == CANNOT_CHECK
     assert "cannot check" in result.err
     assert "s3cret-pw" not in result.err + result.out

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks._workload import make_conversation
 from memweave import ChatMessage, from_url
+from memweave.bench._workload import make_conversation
 from memweave.cli._common import open_history as real_open
 from memweave.errors import BackendUnavailable
 from memweave.providers import ChatHistoryProvider

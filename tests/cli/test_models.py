@@ -17,6 +17,7 @@ import pytest
 import tiktoken.registry
 
 from memweave import _models
+from memweave._onnx_int8 import quantized_model
 from memweave.context import ChromaDefaultEmbeddings
 from memweave.reducers import TokenCounter
 from tests.cli._helpers import Result, run_subprocess
@@ -29,7 +30,12 @@ TIKTOKEN = SHARED / "tiktoken"
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """No model variable set but MEMWEAVE_OFFLINE=1: nothing is downloaded."""
-    for name in ("MEMWEAVE_EMBEDDING_MODEL_DIR", "TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+    for name in (
+        "MEMWEAVE_EMBEDDING_MODEL_DIR",
+        "MEMWEAVE_CACHE_DIR",
+        "TIKTOKEN_CACHE_DIR",
+        "DATA_GYM_CACHE_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MEMWEAVE_OFFLINE", "1")
 
@@ -54,8 +60,16 @@ def test_models_list_reports_missing_models(cli: Callable[..., Result], dirs: li
     result = cli("models", *dirs, "--json")
     assert result.code == 1
     found = _models_of(result)
-    assert set(found) == {"all-MiniLM-L6-v2", "tiktoken o200k_base", "tiktoken cl100k_base"}
+    assert set(found) == {
+        "all-MiniLM-L6-v2",
+        "all-MiniLM-L6-v2 int8",
+        "tiktoken o200k_base",
+        "tiktoken cl100k_base",
+    }
     assert all(model["present"] is False for model in found.values())
+    assert found["all-MiniLM-L6-v2 int8"]["missing"] == [
+        "(named by model.onnx of all-MiniLM-L6-v2, itself missing)"
+    ]
     assert found["all-MiniLM-L6-v2"]["source"] == "argument"
     assert found["tiktoken o200k_base"]["missing"] == ["o200k_base.tiktoken"]
 
@@ -174,3 +188,84 @@ def test_models_command_is_registered() -> None:
     done = run_subprocess("models", "--help")
     assert done.returncode == 0
     assert b"MEMWEAVE_EMBEDDING_MODEL_DIR" in done.stdout
+
+
+def test_models_list_shows_the_int8_model_as_optional(
+    cli: Callable[..., Result], tmp_path: Path, dirs: list[str]
+) -> None:
+    """The int8 copy is listed with its cache folder and the fp32 file it is built from; not
+    built yet, it does not fail the listing."""
+    _needs_shared()
+    assert cli("models", "fetch", "--only", "embedding", "--from", str(MODELS), *dirs).code == 0
+    options = ["--only", "embedding", "--int8-dir", str(tmp_path / "int8"), *dirs]
+    result = cli("models", *options, "--json")
+    assert result.code == 0, result.err
+    int8 = _models_of(result)["all-MiniLM-L6-v2 int8"]
+    assert int8["kind"] == "int8"
+    assert int8["present"] is False
+    assert int8["required"] is False
+    assert int8["path"] == str(tmp_path / "int8")
+    assert int8["built_from"] == str(tmp_path / "model" / "model.onnx")
+    text = cli("models", *options)
+    assert "not built" in text.out
+    assert "memweave models fetch --quantized" in text.out
+    assert cli("models", *options, "--quantized").code == 1
+
+
+def test_models_list_names_the_file_quantized_model_caches(
+    cli: Callable[..., Result], tmp_path: Path, dirs: list[str]
+) -> None:
+    """The file `memweave models` looks for is the one `quantized_model` caches: with it in
+    place, the listing says present and `quantized_model` builds nothing."""
+    _needs_shared()
+    assert cli("models", "fetch", "--only", "embedding", "--from", str(MODELS), *dirs).code == 0
+    options = ["--only", "embedding", "--int8-dir", str(tmp_path / "int8"), *dirs]
+    [missing] = _models_of(cli("models", *options, "--json"))["all-MiniLM-L6-v2 int8"]["missing"]
+    cached = tmp_path / "int8" / str(missing)
+    cached.parent.mkdir()
+    cached.write_bytes(b"stand-in")
+    assert quantized_model(tmp_path / "model" / "model.onnx", tmp_path / "int8") == cached
+    int8 = _models_of(cli("models", *options, "--json"))["all-MiniLM-L6-v2 int8"]
+    assert int8["present"] is True
+
+
+def test_models_list_int8_folder_follows_memweave_cache_dir(
+    cli: Callable[..., Result], tmp_path: Path, dirs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --int8-dir, the int8 copy is looked for in $MEMWEAVE_CACHE_DIR/onnx."""
+    monkeypatch.setenv("MEMWEAVE_CACHE_DIR", str(tmp_path / "cache"))
+    int8 = _models_of(cli("models", "--only", "embedding", *dirs, "--json"))[
+        "all-MiniLM-L6-v2 int8"
+    ]
+    assert int8["path"] == str(tmp_path / "cache" / "onnx")
+    assert int8["variable"] == "MEMWEAVE_CACHE_DIR"
+
+
+def test_models_fetch_quantized_builds_the_int8_model_the_embedder_loads(
+    cli: Callable[..., Result], tmp_path: Path, dirs: list[str]
+) -> None:
+    """`fetch --quantized` builds the int8 copy; `quantized=True` then loads it as built."""
+    _needs_shared()
+    options = ["--only", "embedding", "--int8-dir", str(tmp_path / "int8"), *dirs]
+    result = cli("models", "fetch", "--from", str(MODELS), "--quantized", *options, "--json")
+    assert result.code == 0, result.err
+    actions = {item["model"]: item for item in json.loads(result.out)["fetched"]}
+    built = actions["all-MiniLM-L6-v2 int8"]
+    assert built["action"] == "built"
+    assert _models_of(result)["all-MiniLM-L6-v2 int8"]["present"] is True
+    before = Path(built["path"]).stat().st_mtime_ns
+    embedder = ChromaDefaultEmbeddings(
+        model_dir=tmp_path / "model", quantized=True, cache_dir=tmp_path / "int8"
+    )
+    [vector] = asyncio.run(embedder.embed(["What's my name?"]))
+    assert len(vector) == 384
+    assert Path(built["path"]).stat().st_mtime_ns == before
+    again = cli("models", "fetch", "--quantized", *options, "--json")
+    assert {item["action"] for item in json.loads(again.out)["fetched"]} == {"present"}
+
+
+def test_models_quantized_rejects_only_tiktoken(cli: Callable[..., Result]) -> None:
+    """--quantized is about the embedding model; with --only tiktoken it is a one-line error."""
+    result = cli("models", "--quantized", "--only", "tiktoken")
+    assert result.code == 1
+    assert "--quantized" in result.err

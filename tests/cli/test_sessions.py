@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks._workload import make_conversation
+from memweave.bench._workload import make_conversation
 from memweave.cli._records import dump_record, to_record
 from tests.cli._helpers import (
     Reads,
@@ -265,20 +265,22 @@ def test_delete_unknown_session_fails(cli: Cli, redis_url: str, prefix: str) -> 
 
 
 def test_backend_options_reach_the_provider(cli: Cli, redis_url: str, prefix: str) -> None:
-    """-O KEY=VALUE passes a constructor option, e.g. another Redis key prefix."""
+    """-O KEY=VALUE passes a constructor option, e.g. another Redis namespace."""
     from memweave.providers.redis import RedisChatHistoryProvider
 
     async def write() -> None:
-        async with RedisChatHistoryProvider(redis_url, prefix="mwcli-other") as history:
+        async with RedisChatHistoryProvider(redis_url, namespace="mwcli-other") as history:
             await history.add_messages(f"{prefix}s", conversation())
 
     asyncio.run(write())
     try:
         assert cli("sessions", "list", redis_url, "--prefix", prefix).out == ""
-        result = cli("sessions", "list", redis_url, "--prefix", prefix, "-O", "prefix=mwcli-other")
+        result = cli(
+            "sessions", "list", redis_url, "--prefix", prefix, "-O", "namespace=mwcli-other"
+        )
         assert result.out == f"{prefix}s\t7\n"
     finally:
-        cli("sessions", "delete", redis_url, f"{prefix}s", "-y", "-O", "prefix=mwcli-other")
+        cli("sessions", "delete", redis_url, f"{prefix}s", "-y", "-O", "namespace=mwcli-other")
 
 
 def test_subprocess_export_pipes_into_import(redis_url: str, prefix: str, tmp_path: Path) -> None:

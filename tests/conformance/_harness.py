@@ -26,7 +26,7 @@ class BackendHarness(Protocol):
 
     def isolated_options(self) -> dict[str, Any]:
         """Constructor options placing a provider in a namespace no other test shares (a
-        fresh table prefix, key prefix or collection), for rules about the whole store."""
+        fresh namespace), for rules about the whole store."""
         ...
 
     async def drop_isolated(self, history: ChatHistoryProvider) -> None:

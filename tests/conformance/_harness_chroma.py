@@ -40,7 +40,7 @@ class ChromaHarness:
         return ChromaChatHistoryProvider(self.url, **options)
 
     def isolated_options(self) -> dict[str, Any]:
-        return {"collection": f"mwi-{uuid.uuid4().hex[:12]}"}
+        return {"namespace": f"mwi-{uuid.uuid4().hex[:12]}"}
 
     async def drop_isolated(self, history: ChatHistoryProvider) -> None:
         provider = self._provider(history)

@@ -34,14 +34,14 @@ class RedisHarness:
         return RedisChatHistoryProvider(self.url, **options)
 
     def isolated_options(self) -> dict[str, Any]:
-        return {"prefix": f"mwi-{uuid.uuid4().hex[:12]}"}
+        return {"namespace": f"mwi-{uuid.uuid4().hex[:12]}"}
 
     async def drop_isolated(self, history: ChatHistoryProvider) -> None:
         provider = self._provider(history)
         client = provider._client
-        # The prefix is hex made above, so it holds no glob characters; in a Cluster
+        # The namespace is hex made above, so it holds no glob characters; in a Cluster
         # scan_iter visits every master.
-        keys = [key async for key in client.scan_iter(match=f"{provider.prefix}:*", count=1000)]
+        keys = [key async for key in client.scan_iter(match=f"{provider.namespace}:*", count=1000)]
         for key in keys:
             await client.delete(key)
 

@@ -43,7 +43,7 @@ class SQLHarness:
         return SQLChatHistoryProvider(self.url, **options)
 
     def isolated_options(self) -> dict[str, Any]:
-        return {"table_prefix": f"mwi{uuid.uuid4().hex[:10]}_"}
+        return {"namespace": f"mwi{uuid.uuid4().hex[:10]}"}
 
     async def drop_isolated(self, history: ChatHistoryProvider) -> None:
         provider = self._provider(history)

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from benchmarks._scale_redis import RedisProcesses, redis_server_available
-from benchmarks._scale_redis import _cli as _redis_cli
+from memweave.bench._scale_redis import RedisProcesses, redis_server_available
+from memweave.bench._scale_redis import _cli as _redis_cli
 
 __all__ = [
     "DURABLE_REDIS",

@@ -87,7 +87,7 @@ class Target:
     resume: Callable[[], None] = _shared_server
     """SIGCONT the server."""
     options: dict[str, Any] = field(default_factory=dict)
-    """Options every provider on this target gets (e.g. a table prefix)."""
+    """Options every provider on this target gets (e.g. a namespace)."""
 
 
 @pytest.fixture
@@ -242,10 +242,9 @@ async def mariadb_target() -> AsyncIterator[Target]:
         admin.close()
         service_unavailable("a MariaDB user of the test's own", f"{type(exc).__name__}: {exc}")
     url = root.set(username=user, password=password).render_as_string(hide_password=False)
-    prefix = f"{user}_"
     server = _MariaDB(user, admin)
-    yield Target("mariadb", url, server.kill_connections, options={"table_prefix": prefix})
-    dropper = SQLChatHistoryProvider(url, table_prefix=prefix)
+    yield Target("mariadb", url, server.kill_connections, options={"namespace": user})
+    dropper = SQLChatHistoryProvider(url, namespace=user)
     try:
         async with dropper.engine.begin() as conn:
             await conn.run_sync(dropper.metadata.drop_all)

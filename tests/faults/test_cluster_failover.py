@@ -26,7 +26,7 @@ async def test_add_messages_resumes_after_master_failover(
     """A killed master fails over: writes resume, only typed errors in between, nothing lost."""
     prefix = f"mwf{uuid.uuid4().hex[:10]}"
     pattern = f"{prefix}:{{*}}:msgs"  # the session's message list, on its master only
-    history = from_url(redis_cluster.url, timeout=TIMEOUT, prefix=prefix)
+    history = from_url(redis_cluster.url, timeout=TIMEOUT, namespace=prefix)
     writer = BatchWriter(history, session_id, SIZE, retry=True, pause=0.1)
     try:
         await writer.write(BEFORE, deadline=deadline(60))
@@ -40,7 +40,7 @@ async def test_add_messages_resumes_after_master_failover(
     finally:
         await history.aclose()
     live = redis_cluster.live_ports()[0]
-    reader = from_url(f"redis+cluster://127.0.0.1:{live}", timeout=TIMEOUT, prefix=prefix)
+    reader = from_url(f"redis+cluster://127.0.0.1:{live}", timeout=TIMEOUT, namespace=prefix)
     try:
         stored = [message.id for message in await reader.list_messages(session_id)]
     finally:

@@ -1,8 +1,8 @@
 """Backends of the `MemweaveCheckpointSaver` tests, and the writer processes of the
 two-process test (`python -m tests.integrations._langgraph_saver_harness`).
 
-Each backend gets options of its own (a fresh table prefix or key prefix) and deletes exactly
-what the test created: its tables, or its keys.
+Each backend gets options of its own (a fresh namespace) and deletes exactly what the test
+created: its tables, or its keys.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ class SaverBackend:
         """Whether the backend is Redis (one server or a Cluster)."""
         return self.url.startswith("redis")
 
+    @property
+    def namespace(self) -> str:
+        """The savers' namespace: the first part of their key names or table names."""
+        return str(self.options.get("namespace", "memweave"))
+
     def make(self) -> MemweaveCheckpointSaver:
         """A saver on this backend, closed at teardown."""
         saver = MemweaveCheckpointSaver.from_url(self.url, **self.options)
@@ -68,7 +73,7 @@ class SaverBackend:
         if self.redis:
             client = self._redis_client()
             try:
-                key = f"{self.options['prefix']}:lg:{{{key_of(thread_id)}}}:cp"
+                key = f"{self.namespace}:lg:{{{key_of(thread_id)}}}:cp"
                 await client.hset(key, f"{key_of(ns)}:{checkpoint_id}", data)
             finally:
                 await client.aclose()
@@ -93,7 +98,7 @@ class SaverBackend:
         if self.redis:
             client = self._redis_client()
             try:
-                key = f"{self.options['prefix']}:lg:{{{key_of(thread_id)}}}:bl"
+                key = f"{self.namespace}:lg:{{{key_of(thread_id)}}}:bl"
                 return int(await client.hlen(key))
             finally:
                 await client.aclose()
@@ -110,7 +115,7 @@ class SaverBackend:
         if self.redis:
             client = self._redis_client()
             try:
-                pattern = f"{self.options['prefix']}:*"
+                pattern = f"{self.namespace}:*"
                 keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
                 for key in keys:  # one by one: a cluster's keys live in many slots
                     await client.delete(key)
@@ -129,7 +134,7 @@ class SaverBackend:
     def _tables(self) -> Any:
         from memweave.integrations.langgraph._saver_sql_schema import saver_tables
 
-        return saver_tables(self.options.get("table_prefix", "memweave_"))
+        return saver_tables(f"{self.namespace}_")
 
     async def _sql(self, statement: Any, *, scalar: bool = False) -> Any:
         from sqlalchemy.ext.asyncio import create_async_engine

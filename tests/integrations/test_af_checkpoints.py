@@ -302,7 +302,7 @@ async def test_storage_on_a_caller_engine_or_client_leaves_it_open(
         from sqlalchemy.ext.asyncio import create_async_engine
 
         client = create_async_engine(url)
-        given = MemweaveCheckpointStorage(engine=client)
+        given = MemweaveCheckpointStorage(client=client)
     checkpoint = renamed(handoff_checkpoints[0], workflow_name)
     await given.save(checkpoint)
     await given.aclose()
@@ -312,6 +312,65 @@ async def test_storage_on_a_caller_engine_or_client_leaves_it_open(
         await client.aclose()
     else:
         await client.dispose()
+
+
+@pytest.mark.parametrize("url", ["sqlite", "redis"], indirect=True)
+async def test_namespace_keeps_storages_apart_and_old_names_reach_it(
+    url: str, workflow_name: str, handoff_checkpoints: list[WorkflowCheckpoint]
+) -> None:
+    """Storages in different namespaces share nothing; the deprecated `prefix=` or
+    `table_prefix=` (and `engine=`) warn and name the namespace's keys or table as given."""
+    namespace = f"mwt_af_{uuid.uuid4().hex[:10]}"
+    redis = url.startswith("redis")
+    old_option = {"prefix": namespace} if redis else {"table_prefix": f"{namespace}_"}
+    checkpoint = renamed(handoff_checkpoints[0], workflow_name)
+    async with (
+        MemweaveCheckpointStorage.from_url(url, namespace=namespace) as named,
+        MemweaveCheckpointStorage.from_url(url) as default,
+    ):
+        await named.save(checkpoint)
+        assert await default.list_checkpoint_ids(workflow_name=workflow_name) == []
+        with pytest.warns(DeprecationWarning, match="prefix"):
+            old = MemweaveCheckpointStorage.from_url(url, **old_option)
+        async with old:
+            assert await old.list_checkpoint_ids(workflow_name=workflow_name) == [
+                checkpoint.checkpoint_id
+            ]
+        await named.delete(checkpoint.checkpoint_id)
+    if not redis:
+        from sqlalchemy import text
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(url)
+        try:
+            with pytest.warns(DeprecationWarning, match="engine"):
+                old = MemweaveCheckpointStorage(engine=engine, namespace=namespace)
+            async with old:
+                await old.save(checkpoint)
+            async with engine.connect() as conn:
+                query = text(f"SELECT count(*) FROM {namespace}_af_checkpoints")
+                assert (await conn.execute(query)).scalar() == 1
+        finally:
+            await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"url": "redis://127.0.0.1:1/0", "namespace": "a{b}"}, "namespace"),
+        ({"url": "sqlite+aiosqlite:///x.db", "namespace": "a-b"}, "namespace"),
+        ({"url": "redis://127.0.0.1:1/0", "namespace": "a", "prefix": "a"}, "namespace= only"),
+        ({"url": "sqlite+aiosqlite:///x.db", "client": object()}, "one of url and client"),
+        ({}, "a url or client"),
+    ],
+)
+def test_storage_rejects_bad_names(options: dict[str, Any], message: str) -> None:
+    """A namespace the backend cannot use, a new option with its deprecated name, or a URL
+    and a client, raise `ConfigurationError` saying which."""
+    from memweave.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=message):
+        MemweaveCheckpointStorage(**options)
 
 
 @pytest.mark.parametrize("url", ["sqlite"], indirect=True)

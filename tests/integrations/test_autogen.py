@@ -291,7 +291,7 @@ async def test_memory_injects_hits_for_the_turn_without_storing_them(tmp_path: P
             await memory.add(MemoryContent(content=b"raw", mime_type=MemoryMimeType.BINARY))
         await memory.clear()
         assert (await memory.query("favourite city")).results == []
-        assert await vectors.count(user_id="ada") == 0
+        assert await vectors.count_memories(user_id="ada") == 0
 
 
 async def test_memory_on_a_plain_context_adds_a_system_message(tmp_path: Path) -> None:

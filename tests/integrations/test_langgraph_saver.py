@@ -43,7 +43,7 @@ HOSTILE = ["a:b", "a|b", "{a}", "a}{", "%", "_", "a%_", "*", "A", "a", "a ", "ä
 
 @pytest.fixture(params=BACKENDS)
 def backend_spec(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str, dict[str, Any]]:
-    """Name, URL and fresh options (table or key prefix) of the backend under test; the
+    """Name, URL and fresh options (a namespace) of the backend under test; the
     server URL fixtures skip when their server is unreachable."""
     name: str = request.param
     tag = uuid.uuid4().hex[:10]
@@ -51,9 +51,9 @@ def backend_spec(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, s
         return name, f"sqlite+aiosqlite:///{tmp_path / 'lg.db'}", {}
     if name in ("postgres", "mariadb"):
         url = request.getfixturevalue("postgres_url" if name == "postgres" else "mysql_url")
-        return name, url, {"table_prefix": f"mwt_{tag}_"}
-    url = request.getfixturevalue("redis_url" if name == "redis" else "redis_cluster_url")
-    return name, url, {"prefix": f"mwt-lg-{tag}"}
+    else:
+        url = request.getfixturevalue("redis_url" if name == "redis" else "redis_cluster_url")
+    return name, url, {"namespace": f"mwt_lg_{tag}"}
 
 
 @pytest.fixture
@@ -388,17 +388,66 @@ def test_saver_from_url_serves_several_event_loops(tmp_path: Path) -> None:
     assert found.checkpoint["channel_values"] == {"a": [1]}
 
 
+def test_saver_closes_connections_of_finished_event_loops(tmp_path: Path) -> None:
+    """The SQLite connection an event loop used is closed when that loop ends: no aiosqlite
+    thread outlives it, and none is left for the garbage collector to close."""
+    import asyncio
+    import gc
+    import threading
+    import warnings
+
+    before = set(threading.enumerate())
+    saver = MemweaveCheckpointSaver.from_url(_sqlite(tmp_path, "ended"))
+    stored = asyncio.run(saver.aput(config("t"), checkpoint({"a": [1]}), {}, {"a": "1"}))
+    assert asyncio.run(saver.aget_tuple(stored)) is not None
+    started = [t for t in threading.enumerate() if t not in before]
+    for thread in started:
+        thread.join(timeout=10)  # a closed connection's thread ends at once
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    asyncio.run(saver.aclose())
+    assert [t.name for t in started if t.is_alive()] == []
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
 async def test_saver_leaves_given_engine_open(tmp_path: Path) -> None:
-    """A saver given an engine uses it and leaves it open when closed."""
+    """A saver given an engine as `client` uses it and leaves it open when closed."""
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'e.db'}")
     try:
-        async with MemweaveCheckpointSaver(engine=engine) as saver:
+        async with MemweaveCheckpointSaver(client=engine) as saver:
             await _put(saver, "t", {"a": [1]})
         async with engine.connect() as conn:
             rows = await conn.execute(text("SELECT count(*) FROM memweave_lg_checkpoints"))
+            assert rows.scalar() == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_saver_namespace_names_the_tables(tmp_path: Path) -> None:
+    """`namespace=N` stores in tables `N_lg_...`; the deprecated `table_prefix=` and `engine=`
+    warn and name the same tables and engine as before."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'n.db'}")
+    try:
+        async with MemweaveCheckpointSaver(client=engine, namespace="app") as saver:
+            await _put(saver, "t", {"a": [1]})
+        with pytest.warns(DeprecationWarning, match="deprecated") as caught:
+            old = MemweaveCheckpointSaver(engine=engine, table_prefix="app_")
+        assert [str(w.message).split("=")[0] for w in caught] == [
+            "MemweaveCheckpointSaver(engine",
+            "MemweaveCheckpointSaver(table_prefix",
+        ]
+        assert {w.filename for w in caught} == {__file__}  # the warnings name the caller's line
+        async with old:
+            assert await old.aget_tuple(config("t")) is not None
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT count(*) FROM app_lg_checkpoints"))
             assert rows.scalar() == 1
     finally:
         await engine.dispose()
@@ -414,10 +463,14 @@ async def test_saver_leaves_given_redis_client_open(redis_url: str) -> None:
     prefix = f"mwt-lg-{uuid.uuid4().hex[:10]}"
     client = Redis.from_url(redis_url)
     try:
-        async with MemweaveCheckpointSaver(client=client, prefix=prefix) as saver:
+        async with MemweaveCheckpointSaver(client=client, namespace=prefix) as saver:
             await _put(saver, "t", {"a": [1]})
         assert await client.ping()
         assert await client.hlen(f"{prefix}:lg:threads") == 1
+        with pytest.warns(DeprecationWarning, match="prefix"):
+            old = MemweaveCheckpointSaver(client=client, prefix=prefix)
+        async with old:
+            assert await old.aget_tuple(config("t")) is not None
         with pytest.raises(ConfigurationError, match="decode_responses"):
             MemweaveCheckpointSaver(client=Redis.from_url(redis_url, decode_responses=True))
     finally:
@@ -431,9 +484,11 @@ async def test_saver_leaves_given_redis_client_open(redis_url: str) -> None:
     ("options", "message"),
     [
         ({"url": "memory://"}, "InMemorySaver"),
-        ({"url": "sqlite+aiosqlite:///x.db", "client": object()}, "one of url, engine and client"),
-        ({"url": "sqlite+aiosqlite:///x.db", "table_prefix": "bad-prefix"}, "table_prefix"),
-        ({"url": "redis://127.0.0.1:1/0", "prefix": "a{b}"}, "prefix"),
+        ({"url": "sqlite+aiosqlite:///x.db", "client": object()}, "one of url and client"),
+        ({"url": "sqlite+aiosqlite:///x.db", "namespace": "bad-name"}, "namespace"),
+        ({"url": "redis://127.0.0.1:1/0", "namespace": "a{b}"}, "namespace"),
+        ({"url": "sqlite+aiosqlite:///x.db", "namespace": ""}, "namespace"),
+        ({"url": "redis://127.0.0.1:1/0", "namespace": "a", "prefix": "a"}, "namespace= only"),
     ],
 )
 def test_saver_rejects_bad_configuration(options: dict[str, Any], message: str) -> None:

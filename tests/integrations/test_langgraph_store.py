@@ -391,7 +391,7 @@ async def test_store_on_a_caller_engine_or_client_leaves_it_open(
         from sqlalchemy.ext.asyncio import create_async_engine
 
         client = create_async_engine(url)
-        given = MemweaveStore(engine=client)
+        given = MemweaveStore(client=client)
     await given.aput((root,), "k", {"n": 1})
     await given.aclose()
     assert (await store.aget((root,), "k")) is not None
@@ -402,6 +402,57 @@ async def test_store_on_a_caller_engine_or_client_leaves_it_open(
         async with client.connect() as conn:
             assert conn is not None
         await client.dispose()
+
+
+async def test_store_namespace_names_its_table_and_collection(tmp_path: Path) -> None:
+    """`namespace=N` stores items in the table `N_store_items` and vectors in the Chroma
+    collection `N_store`; the deprecated `table_prefix=` and `collection=` warn and name the
+    same ones as given."""
+    import chromadb
+    from sqlalchemy import inspect
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'named.db'}"
+    chroma = chromadb.PersistentClient(str(tmp_path / "vectors"))
+    index: Any = {"dims": 64, "embed": HashedWordEmbeddings(), "fields": ["text"]}
+    async with MemweaveStore(url, namespace="app", index=index, chroma_client=chroma) as store:
+        await store.aput(("users",), "seat", {"text": "window seats"})
+        assert [i.key for i in await store.asearch(("users",), query="seats")] == ["seat"]
+    with pytest.warns(DeprecationWarning, match="deprecated") as caught:
+        old = MemweaveStore(
+            url, table_prefix="app_", collection="app_store", index=index, chroma_client=chroma
+        )
+    assert sorted(str(w.message).split("=")[0] for w in caught) == [
+        "MemweaveStore(collection",
+        "MemweaveStore(table_prefix",
+    ]
+    async with old:
+        assert (await old.aget(("users",), "seat")) is not None
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+    finally:
+        await engine.dispose()
+    assert tables == ["app_store_items"]
+    assert [c.name for c in chroma.list_collections()] == ["app_store"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"namespace": "a b"}, "namespace"),
+        ({"namespace": "a", "table_prefix": "a_"}, "namespace= only"),
+        ({"client": object()}, "one of url and client"),
+    ],
+)
+def test_store_rejects_bad_names(tmp_path: Path, options: dict[str, Any], message: str) -> None:
+    """A namespace the backend cannot use, a new option given with its deprecated name, or a
+    URL and a client, raise `ConfigurationError` saying which."""
+    from memweave.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=message):
+        MemweaveStore(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", **options)
 
 
 class _State(TypedDict):

@@ -108,7 +108,7 @@ def test_sql_store_given_an_engine_refuses_another_loop(sql_url: str, session_id
     from memweave.orchestration import SQLCheckpointStore
 
     engine = create_async_engine(sql_url)
-    store = SQLCheckpointStore(engine=engine)
+    store = SQLCheckpointStore(client=engine)
     checkpoint = _checkpoint(session_id, 0)
 
     async def first() -> None:

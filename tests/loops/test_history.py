@@ -209,7 +209,7 @@ def test_sql_provider_given_an_engine_refuses_another_loop(sql_url: str, session
     from memweave.providers.sql import SQLChatHistoryProvider
 
     engine = create_async_engine(sql_url)
-    history = SQLChatHistoryProvider(engine=engine)
+    history = SQLChatHistoryProvider(client=engine)
     message = ChatMessage.user("hi")
 
     async def first() -> None:
@@ -297,9 +297,8 @@ def test_chroma_provider_given_a_client_works_in_any_loop(
 
     port = int(chroma_server_url.rsplit(":", 1)[1])
     client = chromadb.HttpClient(host="127.0.0.1", port=port)
-    collection = f"loops-{session_id[-10:]}"
     history = ChromaChatHistoryProvider(
-        client=client, collection=collection, embedder=HashEmbeddings()
+        client=client, namespace=f"loops-{session_id[-10:]}", embedder=HashEmbeddings()
     )
     sent = [ChatMessage.user(f"turn {n}") for n in range(10)]
     try:
@@ -313,4 +312,4 @@ def test_chroma_provider_given_a_client_works_in_any_loop(
         assert asyncio.run(from_a_thread()) == len(sent)
     finally:
         asyncio.run(history.aclose())
-        client.delete_collection(collection)
+        client.delete_collection(history.collection_name)

@@ -39,7 +39,7 @@ async def make_history(
         if redis_url is None:
             history = from_url(f"sqlite+aiosqlite:///{tmp_path / name}.db")
         else:
-            history = from_url(redis_url, prefix=f"{base}-{name}")
+            history = from_url(redis_url, namespace=f"{base}-{name}")
         made.append((name, history))
         return history
 

@@ -44,7 +44,7 @@ def chats(session: str) -> tuple[list[ChatSpec], dict[str, ScriptedChatClient]]:
 
 
 async def main(url: str, prefix: str, session: str, responses: dict[str, str]) -> None:
-    options = {"prefix": prefix} if url.startswith("redis") else {}
+    options = {"namespace": prefix} if url.startswith("redis") else {}
     specs, clients = chats(session)
     user = Agent("user", clients["user"])
     async with (

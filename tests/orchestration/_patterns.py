@@ -69,6 +69,18 @@ def kinds(events: Sequence[WorkflowEvent]) -> list[str]:
     return [type(event).__name__ for event in events]
 
 
+def scripted(name: str, replies: Any, **options: Any) -> Agent:
+    """An agent named `name` whose model answers with `replies` (see `ScriptedChatClient`)."""
+    return Agent(name, ScriptedChatClient(replies), **options)
+
+
+def client_of(agent: Agent) -> ScriptedChatClient:
+    """The scripted model of an agent built by `scripted`."""
+    client = agent.client
+    assert isinstance(client, ScriptedChatClient)
+    return client
+
+
 # -- real backends ----------------------------------------------------------------------------
 
 
@@ -83,7 +95,7 @@ class Backend:
 
     def reopen(self) -> tuple[ChatHistoryProvider, CheckpointStore]:
         """A second history and store on the same data, as another process would build."""
-        options = {"prefix": self.prefix} if self.url.startswith("redis") else {}
+        options = {"namespace": self.prefix} if self.url.startswith("redis") else {}
         return from_url(self.url, **options), checkpoint_store_from_url(self.url, **options)
 
 
@@ -96,7 +108,7 @@ async def open_backend(
     if kind == "sqlite":
         url, options = f"sqlite+aiosqlite:///{tmp_path / 'patterns.db'}", {}
     else:
-        url, options = request.getfixturevalue("redis_url"), {"prefix": prefix}
+        url, options = request.getfixturevalue("redis_url"), {"namespace": prefix}
     backend = Backend(
         url, prefix, from_url(url, **options), checkpoint_store_from_url(url, **options)
     )
@@ -107,6 +119,14 @@ async def open_backend(
         await backend.store.aclose()
         if kind == "redis":
             await redis_prefix_cleanup(url, prefix)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.xdist_group("redis"))])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """A history and checkpoint store on a SQLite file or on Redis (import it into a test
+    module to use it)."""
+    async with open_backend(request.param, request, tmp_path) as opened:
+        yield opened
 
 
 def run_phase(scenario: str, phase: str, url: str, session_id: str, prefix: str) -> Any:
@@ -330,7 +350,7 @@ def _report_events(events: Sequence[WorkflowEvent]) -> list[str]:
 
 
 async def _phase(scenario: str, phase: str, url: str, session_id: str, prefix: str) -> Any:
-    options = {"prefix": prefix} if url.startswith("redis") else {}
+    options = {"namespace": prefix} if url.startswith("redis") else {}
     history = from_url(url, **options)
     store = checkpoint_store_from_url(url, **options)
     workflow = SCENARIOS[scenario](history, store)

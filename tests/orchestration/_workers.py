@@ -57,7 +57,7 @@ def refunds_model(messages: list[ChatMessage], tools: Any, options: Any) -> Chat
 
 
 def build(history_url: str, checkpoint_url: str, prefix: str) -> tuple[Any, ScriptedChatClient]:
-    options = {"prefix": prefix} if history_url.startswith("redis") else {}
+    options = {"namespace": prefix} if history_url.startswith("redis") else {}
     history = from_url(history_url, **options)
     store = checkpoint_store_from_url(checkpoint_url, **options)
     refunds_client = ScriptedChatClient(refunds_model)

@@ -45,7 +45,7 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     made: list[CheckpointStore] = []
     url = ""
     prefix = f"mwt-{uuid.uuid4().hex[:12]}"
-    table_prefix = f"mwt_{uuid.uuid4().hex[:12]}_"
+    namespace = f"mwt_{uuid.uuid4().hex[:12]}"
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'checkpoints.db'}"
     elif request.param == "postgres":
@@ -57,9 +57,9 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         if request.param == "memory":
             store: CheckpointStore = InMemoryCheckpointStore(**options)
         elif request.param == "redis":
-            store = checkpoint_store_from_url(url, prefix=prefix, **options)
+            store = checkpoint_store_from_url(url, namespace=prefix, **options)
         elif request.param == "postgres":
-            store = checkpoint_store_from_url(url, table_prefix=table_prefix, **options)
+            store = checkpoint_store_from_url(url, namespace=namespace, **options)
         else:
             store = checkpoint_store_from_url(url, **options)
         made.append(store)
@@ -71,11 +71,11 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     if request.param == "redis":
         await redis_prefix_cleanup(url, prefix)
     elif request.param == "postgres":
-        await drop_checkpoint_table(url, table_prefix)
+        await drop_checkpoint_table(url, namespace)
 
 
-async def drop_checkpoint_table(url: str, table_prefix: str) -> None:
-    """Drop the `<table_prefix>checkpoints` table a test created (and nothing else)."""
+async def drop_checkpoint_table(url: str, namespace: str) -> None:
+    """Drop the `<namespace>_checkpoints` table a test created (and nothing else)."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from memweave.orchestration._checkpoints_sql import checkpoint_table
@@ -83,7 +83,7 @@ async def drop_checkpoint_table(url: str, table_prefix: str) -> None:
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(checkpoint_table(table_prefix).drop, checkfirst=True)
+            await conn.run_sync(checkpoint_table(namespace=namespace).drop, checkfirst=True)
     finally:
         await engine.dispose()
 
@@ -267,14 +267,14 @@ async def test_bad_arguments_are_rejected() -> None:
 
 
 async def test_sql_store_keeps_checkpoints_in_its_own_postgres_table(postgres_url: str) -> None:
-    """On PostgreSQL the store creates `<table_prefix>checkpoints` and reads back what it saved."""
+    """On PostgreSQL the store creates `<namespace>_checkpoints` and reads back what it saved."""
     from sqlalchemy import inspect
 
     from memweave.orchestration import SQLCheckpointStore
 
-    table_prefix = f"mwt_{uuid.uuid4().hex[:12]}_"
+    namespace = f"mwt_{uuid.uuid4().hex[:12]}"
     try:
-        async with SQLCheckpointStore(postgres_url, table_prefix=table_prefix) as store:
+        async with SQLCheckpointStore(postgres_url, namespace=namespace) as store:
             assert store.engine.dialect.name == "postgresql"
             saved = checkpoint(status="waiting", last_message_id="m1")
             await store.save_checkpoint(saved)
@@ -282,6 +282,6 @@ async def test_sql_store_keeps_checkpoints_in_its_own_postgres_table(postgres_ur
             assert await store.list_checkpoints("w", "s1") == [saved]
             async with store.engine.connect() as conn:
                 tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
-            assert f"{table_prefix}checkpoints" in tables
+            assert f"{namespace}_checkpoints" in tables
     finally:
-        await drop_checkpoint_table(postgres_url, table_prefix)
+        await drop_checkpoint_table(postgres_url, namespace)

@@ -55,8 +55,8 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         return
     redis_url: str = request.getfixturevalue("redis_url")
     prefix = f"mwt-{uuid.uuid4().hex[:12]}"
-    history = from_url(redis_url, prefix=prefix)
-    checkpoints = checkpoint_store_from_url(redis_url, prefix=prefix)
+    history = from_url(redis_url, namespace=prefix)
+    checkpoints = checkpoint_store_from_url(redis_url, namespace=prefix)
     yield history, checkpoints
     await history.aclose()
     await checkpoints.aclose()
@@ -349,7 +349,7 @@ async def check_resumed_in_other_processes(url: str, prefix: str) -> None:
     assert third["calls"] == {"user": 0, "calc": 0, "analyst": 1}
     # The human's decision to end chat 0 was checkpointed: this process asks nothing.
     specs, clients = worker_chats(session)
-    options = {"prefix": prefix} if url.startswith("redis") else {}
+    options = {"namespace": prefix} if url.startswith("redis") else {}
     async with (
         from_url(url, **options) as history,
         checkpoint_store_from_url(url, **options) as checkpoints,

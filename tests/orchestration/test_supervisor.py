@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 from memweave.errors import InvalidArgument
 from memweave.orchestration import (
     END,
-    Agent,
     Handoff,
     HandoffBuilder,
     UserInputRequest,
@@ -20,34 +18,21 @@ from memweave.orchestration import (
     tool,
 )
 from memweave.orchestration.tools import TOOL_ERROR_KEY
-from memweave.testing import ScriptedChatClient
 from tests.orchestration._builders import assert_no_orphans
 from tests.orchestration._patterns import (
     Backend,
+    backend,
     call,
     calls,
+    client_of,
     collect,
     kinds,
     open_backend,
     run_phase,
+    scripted,
 )
 
-
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.xdist_group("redis"))])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """A history and checkpoint store on a SQLite file or on Redis."""
-    async with open_backend(request.param, request, tmp_path) as opened:
-        yield opened
-
-
-def scripted(name: str, replies: Any, **options: Any) -> Agent:
-    return Agent(name, ScriptedChatClient(replies), **options)
-
-
-def client_of(agent: Agent) -> ScriptedChatClient:
-    client = agent.client
-    assert isinstance(client, ScriptedChatClient)
-    return client
+__all__ = ["backend"]
 
 
 def delegate(worker: str, task: str, call_id: str | None = None) -> Any:

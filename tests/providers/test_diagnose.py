@@ -1,13 +1,12 @@
 """`diagnose` on Redis (own throwaway servers and Cluster), Chroma, memory, and its arguments.
 
-The Redis servers are this module's own `redis-server` processes on free loopback ports,
-started with the settings under test and stopped by pid; SQL backends are in
+The Redis servers are throwaway `redis-server` processes on free loopback ports, started
+with the settings under test and stopped by pid (`tests._redis_servers`); SQL backends are in
 `test_diagnose_sql.py`.
 """
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,15 +14,19 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from benchmarks._scale_redis import RedisProcesses, redis_server_available
 from memweave.errors import BackendUnavailable, ConfigurationError
 from memweave.providers import SUPPORTED_SCHEMES, Diagnosis, Finding, diagnose
 from memweave.providers._diagnose import _SCHEMES
 from tests._redis_cluster import redis_cluster_url
+from tests._redis_servers import (
+    durable_redis_url,
+    free_port,
+    throwaway_redis,
+    unsafe_redis_url,
+)
 from tests.conformance._harness_chroma import chroma_server_url
-from tests.conftest import service_unavailable
 
-__all__ = ["chroma_server_url", "redis_cluster_url"]
+__all__ = ["chroma_server_url", "durable_redis_url", "redis_cluster_url", "unsafe_redis_url"]
 
 _SHM = Path("/dev/shm")
 
@@ -38,52 +41,14 @@ _EVICTING = [
 ]
 
 
-def _redis(*options: str) -> Iterator[str]:
-    missing = redis_server_available()
-    if missing is not None:
-        service_unavailable("a throwaway redis-server", missing)
-    server = RedisProcesses(1, options=options)
-    try:
-        server.start()
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        server.stop()
-        service_unavailable("a throwaway redis-server", str(exc))
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def unsafe_redis_url() -> Iterator[str]:
-    """A server with no persistence that evicts any key at 100 MB."""
-    yield from _redis("--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")
-
-
-@pytest.fixture(scope="module")
-def durable_redis_url() -> Iterator[str]:
-    """A server with the append-only file synced every second, never evicting."""
-    yield from _redis(
-        "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"
-    )
-
-
 @pytest.fixture(scope="module")
 def scratch_redis_url() -> Iterator[str]:
     """A server whose settings each test sets itself (CONFIG SET, ACL SETUSER)."""
-    yield from _redis("--appendonly", "yes", "--appendfsync", "always")
+    yield from throwaway_redis("--appendonly", "yes", "--appendfsync", "always")
 
 
 def _setting(diagnosis: Diagnosis, setting: str) -> list[Finding]:
     return [finding for finding in diagnosis.findings if finding.setting == setting]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _configure(url: str, **settings: str) -> None:
@@ -215,20 +180,9 @@ async def test_diagnose_redis_cluster_checks_every_master(redis_cluster_url: str
 @pytest.fixture(scope="module")
 def replicated_cluster_url() -> Iterator[str]:
     """A Cluster of 3 masters with one replica each, persisted by AOF, never evicting."""
-    missing = redis_server_available()
-    if missing is not None:
-        service_unavailable("a throwaway Redis Cluster", missing)
-    options = ("--appendonly", "yes", "--appendfsync", "always")
-    cluster = RedisProcesses(6, cluster=True, replicas=1, options=options)
-    try:
-        cluster.start()
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        cluster.stop()
-        service_unavailable("a throwaway Redis Cluster", str(exc))
-    try:
-        yield cluster.url
-    finally:
-        cluster.stop()
+    yield from throwaway_redis(
+        "--appendonly", "yes", "--appendfsync", "always", nodes=6, cluster=True, replicas=1
+    )
 
 
 async def test_diagnose_redis_cluster_with_replicas_is_ok(replicated_cluster_url: str) -> None:
@@ -241,7 +195,7 @@ async def test_diagnose_redis_cluster_with_replicas_is_ok(replicated_cluster_url
 async def test_diagnose_redis_unreachable_raises_backend_unavailable() -> None:
     """A server that does not answer is `BackendUnavailable`, never a driver error."""
     with pytest.raises(BackendUnavailable):
-        await diagnose(f"redis://127.0.0.1:{_free_port()}/0")
+        await diagnose(f"redis://127.0.0.1:{free_port()}/0")
 
 
 # -- Chroma, memory -------------------------------------------------------------------------------
@@ -276,7 +230,7 @@ async def test_diagnose_chroma_server_answers(chroma_server_url: str) -> None:
 async def test_diagnose_chroma_server_unreachable_raises() -> None:
     """A Chroma server that does not answer is `BackendUnavailable`."""
     with pytest.raises(BackendUnavailable):
-        await diagnose(f"chroma+http://127.0.0.1:{_free_port()}")
+        await diagnose(f"chroma+http://127.0.0.1:{free_port()}")
 
 
 async def test_diagnose_memory_is_not_durable() -> None:

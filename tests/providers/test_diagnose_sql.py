@@ -42,7 +42,8 @@ def _prefix() -> str:
 
 
 async def _store_one(url: str, table_prefix: str = "memweave_") -> None:
-    async with SQLChatHistoryProvider(url, table_prefix=table_prefix) as history:
+    namespace = table_prefix.removesuffix("_")
+    async with SQLChatHistoryProvider(url, namespace=namespace) as history:
         await history.add_messages("s", [ChatMessage.user("hi")])
 
 

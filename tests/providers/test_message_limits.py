@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from benchmarks._scale_redis import RedisProcesses, redis_server_available
 from memweave import ChatMessage, MessageTooLarge
 from memweave._codec import encode
+from memweave.bench._scale_redis import RedisProcesses, redis_server_available
 from memweave.providers import ChatHistoryProvider, InMemoryChatHistoryProvider
 from memweave.providers._limits import (
     CHROMA_EMBEDDED_LIMIT,
@@ -77,7 +77,7 @@ async def test_sqlite_limit_follows_the_connection_length_limit(tmp_path: Path) 
         raw = dbapi_connection.driver_connection._conn  # aiosqlite's sqlite3 connection
         raw.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 200_000)
 
-    history = SQLChatHistoryProvider(engine=engine)
+    history = SQLChatHistoryProvider(client=engine)
     try:
         await check_limit(history, 200_000 - 8 * 1024, "s")
     finally:
@@ -182,7 +182,7 @@ async def test_chroma_server_refuses_a_message_over_its_limit(chroma_server_url:
     """A message over a Chroma server's limit is refused before it is embedded or sent."""
     from memweave.providers.chroma import ChromaChatHistoryProvider
 
-    async with ChromaChatHistoryProvider(f"{chroma_server_url}?collection=mwt-limits") as history:
+    async with ChromaChatHistoryProvider(f"{chroma_server_url}?namespace=mwt-limits") as history:
         with pytest.raises(MessageTooLarge) as info:
             await history.add_messages("s", [sized(CHROMA_SERVER_LIMIT + 1)])
         assert info.value.limit == CHROMA_SERVER_LIMIT

@@ -69,7 +69,7 @@ def _name(command: tuple[Any, ...]) -> str:
 
 @pytest.fixture
 def key_prefix() -> str:
-    """A provider prefix no other test uses, so the test can find and delete its keys."""
+    """A namespace no other test uses, so the test can find and delete its keys."""
     return f"mwtest-{uuid.uuid4().hex}"
 
 
@@ -78,7 +78,7 @@ async def url(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[
     """URL of the single server or of the test cluster; deletes this test's keys afterwards."""
     value: str = request.getfixturevalue(f"{request.param}_url")
     yield value
-    provider = RedisChatHistoryProvider(value, prefix=key_prefix)
+    provider = RedisChatHistoryProvider(value, namespace=key_prefix)
     try:
         client = provider._client
         async for key in client.scan_iter(match=f"{key_prefix}:*"):
@@ -96,7 +96,7 @@ async def counted(
     connection_class = type("Counting", (CountingConnection,), {"sent": sent})
     pool = ConnectionPool.from_url(redis_url, connection_class=connection_class)
     client = Redis(connection_pool=pool)
-    provider = RedisChatHistoryProvider(client=client, prefix=key_prefix)
+    provider = RedisChatHistoryProvider(client=client, namespace=key_prefix)
     await client.ping()  # connect (and its handshake) before anything is counted
     yield provider, sent
     await provider.aclose()
@@ -106,7 +106,7 @@ async def counted(
 
 
 async def _keys_of(provider: RedisChatHistoryProvider) -> list[str]:
-    keys = [key async for key in provider._client.scan_iter(match=f"{provider.prefix}:*")]
+    keys = [key async for key in provider._client.scan_iter(match=f"{provider.namespace}:*")]
     return sorted(k.decode() if isinstance(k, bytes) else k for k in keys)
 
 
@@ -122,7 +122,7 @@ async def test_add_messages_is_one_round_trip(
 ) -> None:
     """`add_messages` is one EVALSHA: dedup, append, trim, ttl and index in one round trip."""
     base, sent = counted
-    provider = RedisChatHistoryProvider(client=base._client, prefix=base.prefix, **options)
+    provider = RedisChatHistoryProvider(client=base._client, namespace=base.namespace, **options)
     session = f"s-{uuid.uuid4().hex}"
     await provider.add_messages(session, make_messages(2))  # the script is cached from here
     sent.clear()
@@ -136,7 +136,7 @@ async def test_add_messages_in_cluster_writes_the_index_only_for_a_new_session(
     """In a cluster, creating a session is its script then the index script; later adds are
     the session script alone, so appends do not all go to the index's slots."""
     provider = RedisChatHistoryProvider(
-        redis_cluster_url, prefix=key_prefix, ttl=timedelta(hours=1)
+        redis_cluster_url, namespace=key_prefix, ttl=timedelta(hours=1)
     )
     sent: list[tuple[int, str]] = []
     original = Connection.send_packed_command
@@ -204,7 +204,7 @@ async def test_list_sessions_reads_a_bounded_range_of_each_shard(
 
 async def test_session_keys_share_one_slot(url: str, key_prefix: str) -> None:
     """All keys of a session carry the same hash tag, so they share one cluster slot."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(hours=1))
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix, ttl=timedelta(hours=1))
     try:
         await provider.add_messages("s", [ChatMessage.system("rules"), *make_messages(3)])
         shard = provider._session_keys("s").shard
@@ -223,7 +223,7 @@ async def test_hostile_id_cannot_change_hash_tag_or_key_pattern(
     url: str, key_prefix: str, session: str
 ) -> None:
     """Braces and glob characters in an id never reach a key name: the tag is a digest."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix, max_messages=10)
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix, max_messages=10)
     try:
         await provider.add_messages(session, [ChatMessage.user(session)])
         tag = hashlib.blake2b(session.encode(), digest_size=16).hexdigest()
@@ -238,7 +238,7 @@ async def test_hostile_id_cannot_change_hash_tag_or_key_pattern(
 
 async def test_hostile_ids_are_isolated_from_lookalikes(url: str, key_prefix: str) -> None:
     """Clearing `*`, `a*` or `[a-z]` leaves `ab` and every other session untouched."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix)
     try:
         for session in HOSTILE_IDS:
             await provider.add_messages(session, [ChatMessage.user(session)])
@@ -254,11 +254,11 @@ async def test_hostile_ids_are_isolated_from_lookalikes(url: str, key_prefix: st
         await provider.aclose()
 
 
-@pytest.mark.parametrize("prefix", ["", "a{b", "a}", "has space", "tab\t"])
-def test_prefix_that_would_break_keys_is_rejected(prefix: str) -> None:
-    """A key prefix holding braces, spaces or control characters is a configuration error."""
-    with pytest.raises(ConfigurationError, match="prefix"):
-        RedisChatHistoryProvider("redis://localhost:6379/0", prefix=prefix)
+@pytest.mark.parametrize("namespace", ["", "a{b", "a}", "has space", "tab\t"])
+def test_namespace_that_would_break_keys_is_rejected(namespace: str) -> None:
+    """A namespace holding braces, spaces or control characters is a configuration error."""
+    with pytest.raises(ConfigurationError, match="namespace"):
+        RedisChatHistoryProvider("redis://localhost:6379/0", namespace=namespace)
 
 
 # -- storage invariants -----------------------------------------------------------------------
@@ -266,7 +266,7 @@ def test_prefix_that_would_break_keys_is_rejected(prefix: str) -> None:
 
 async def test_trim_keeps_id_set_and_role_list_in_step(url: str, key_prefix: str) -> None:
     """Trimming removes the trimmed ids and roles with the entries, so all three agree."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix, max_messages=4)
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix, max_messages=4)
     try:
         for round_ in range(6):
             await provider.add_messages("s", [ChatMessage.user(f"u{round_}"), *tool_pair(2)])
@@ -284,7 +284,7 @@ async def test_trim_keeps_id_set_and_role_list_in_step(url: str, key_prefix: str
 
 async def test_trimmed_id_is_stored_again_when_re_added(url: str, key_prefix: str) -> None:
     """A trimmed message's id is forgotten, so re-adding it stores it again (as in memory)."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix, max_messages=2)
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix, max_messages=2)
     try:
         first, *rest = make_messages(3)
         await provider.add_messages("s", [first, *rest])
@@ -297,7 +297,7 @@ async def test_trimmed_id_is_stored_again_when_re_added(url: str, key_prefix: st
 
 async def test_ttl_is_set_on_every_key_and_in_the_index(url: str, key_prefix: str) -> None:
     """With a ttl, every key of the session expires together and the index records when."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(minutes=10))
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix, ttl=timedelta(minutes=10))
     try:
         await provider.add_messages("s", [ChatMessage.system("rules"), *make_messages(2)])
         client = provider._client
@@ -311,7 +311,7 @@ async def test_ttl_is_set_on_every_key_and_in_the_index(url: str, key_prefix: st
 
 async def test_clear_removes_session_from_index(url: str, key_prefix: str) -> None:
     """`clear` deletes the session's keys and its index entries."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(hours=1))
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix, ttl=timedelta(hours=1))
     try:
         await provider.add_messages("s", [ChatMessage.system("rules"), *make_messages(2)])
         await provider.clear("s")
@@ -322,7 +322,7 @@ async def test_clear_removes_session_from_index(url: str, key_prefix: str) -> No
 
 async def test_stale_index_entry_is_not_listed(url: str, key_prefix: str) -> None:
     """An index entry whose keys are gone (evicted, or a lost race) is not listed."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix)
     try:
         await provider.add_messages("live", make_messages(1))
         await provider._client.zadd(provider._session_keys("ghost").shard.sessions, {"ghost": 0})
@@ -333,10 +333,10 @@ async def test_stale_index_entry_is_not_listed(url: str, key_prefix: str) -> Non
 
 async def test_key_of_another_type_is_a_configuration_error(url: str, key_prefix: str) -> None:
     """A foreign value under a memweave key raises `ConfigurationError`, not a redis error."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix)
     try:
         await provider._client.set(provider._session_keys("s").msgs, "not a list")
-        with pytest.raises(ConfigurationError, match="prefix"):
+        with pytest.raises(ConfigurationError, match="namespace"):
             await provider.count_messages("s")
     finally:
         await provider.aclose()
@@ -350,7 +350,7 @@ async def test_scripts_are_reloaded_after_script_flush(
 
     Runs on the test's own cluster, since flushing the shared server's scripts is not ours to do.
     """
-    provider = RedisChatHistoryProvider(redis_cluster_url, prefix=key_prefix)
+    provider = RedisChatHistoryProvider(redis_cluster_url, namespace=key_prefix)
     try:
         await provider.add_messages("s", make_messages(1))
         await provider._client.script_flush()
@@ -416,8 +416,8 @@ async def test_reduced_read_of_long_session_equals_reducing_full_read(
     """A reduced read of a long session returns exactly what reducing a full read returns,
     with system messages anywhere in it and after trimming has dropped some of them."""
     reducer = _REDUCERS[reducer_name]()
-    plain = RedisChatHistoryProvider(url, prefix=key_prefix, max_messages=max_messages)
-    reduced = RedisChatHistoryProvider(url, prefix=key_prefix, reducer=reducer)
+    plain = RedisChatHistoryProvider(url, namespace=key_prefix, max_messages=max_messages)
+    reduced = RedisChatHistoryProvider(url, namespace=key_prefix, reducer=reducer)
     try:
         messages = _long_session(2000)
         await _add_in_batches(plain, "s", messages)
@@ -439,7 +439,9 @@ async def test_reduced_read_of_long_session_never_reads_whole_session(
     the window and not the history length."""
     base, sent = counted
     reducer = MessageCountReducer(10)
-    provider = RedisChatHistoryProvider(client=base._client, prefix=base.prefix, reducer=reducer)
+    provider = RedisChatHistoryProvider(
+        client=base._client, namespace=base.namespace, reducer=reducer
+    )
     messages = _long_session(3000)
     await _add_in_batches(provider, "s", messages)
     sent.clear()
@@ -457,8 +459,8 @@ async def test_read_system_follows_append_trim_remove_and_replace(
 ) -> None:
     """`_read_system` returns the stored system entries, oldest first, after every kind of
     change: appends, trimming, removals at the head and in the middle, and replacement."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
-    trimming = RedisChatHistoryProvider(url, prefix=key_prefix, max_messages=12)
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix)
+    trimming = RedisChatHistoryProvider(url, namespace=key_prefix, max_messages=12)
     systems = [ChatMessage.system(f"rules {i}") for i in range(6)]
 
     async def check(expected: list[ChatMessage]) -> None:
@@ -505,7 +507,7 @@ async def test_system_copy_left_behind_is_dropped_when_session_restarts(
 ) -> None:
     """If the other keys of a session vanish without the copy (say, they expired apart), an
     append to the then empty session drops the stale copy."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix)
     try:
         await provider.add_messages("s", [ChatMessage.system("old"), *make_messages(2)])
         await provider._client.delete(*provider._session_keys("s").session[:3])
@@ -517,8 +519,8 @@ async def test_system_copy_left_behind_is_dropped_when_session_restarts(
 
 async def test_system_copy_takes_the_session_expiry(url: str, key_prefix: str) -> None:
     """A system message added without a ttl to a session that has one expires with it."""
-    expiring = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(minutes=10))
-    lasting = RedisChatHistoryProvider(url, prefix=key_prefix)
+    expiring = RedisChatHistoryProvider(url, namespace=key_prefix, ttl=timedelta(minutes=10))
+    lasting = RedisChatHistoryProvider(url, namespace=key_prefix)
     try:
         await expiring.add_messages("s", make_messages(2))
         await lasting.add_messages("s", [ChatMessage.system("rules")])
@@ -550,7 +552,7 @@ async def _command_calls(client: RedisCluster, command: str) -> dict[int, int]:
 
 
 async def _drop_prefix(provider: RedisChatHistoryProvider) -> None:
-    async for key in provider._client.scan_iter(match=f"{provider.prefix}:*", count=1000):
+    async for key in provider._client.scan_iter(match=f"{provider.namespace}:*", count=1000):
         await provider._client.delete(key)
 
 
@@ -560,7 +562,7 @@ async def test_cluster_appends_spread_over_the_masters(
     """Appends to 1,000 sessions in a 3-master cluster: no master serves more than half of
     the commands (the index is sharded and written only when a session is created)."""
     provider = RedisChatHistoryProvider(
-        redis_cluster_url, prefix=key_prefix, ttl=timedelta(hours=1)
+        redis_cluster_url, namespace=key_prefix, ttl=timedelta(hours=1)
     )
     try:
         await provider.add_messages("warm-up", make_messages(1))
@@ -591,7 +593,7 @@ async def test_list_sessions_pages_past_members_whose_keys_are_gone(
 ) -> None:
     """Pages stay exact when shards are uneven and most members are dead: the listing
     reads further rounds instead of returning a short or out-of-order page."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix)
     try:
         sessions = [f"s-{i:04d}" for i in range(400)]
         for first in range(0, len(sessions), 100):
@@ -618,7 +620,7 @@ async def test_list_sessions_pages_past_members_whose_keys_are_gone(
 async def test_index_expiry_is_written_at_creation_only(url: str, key_prefix: str) -> None:
     """A later add renews the keys' ttl but leaves the index alone; the purge re-scores a
     member whose keys outlived its recorded expiry instead of dropping it."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(minutes=10))
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix, ttl=timedelta(minutes=10))
     try:
         await provider.add_messages("s", make_messages(1))
         keys = provider._session_keys("s")
@@ -651,7 +653,7 @@ async def test_sessions_in_the_earlier_index_are_listed_and_pruned(
 ) -> None:
     """Sessions listed only in the unsharded index of earlier releases are still listed and
     paged; having no recorded times, prune stamps them the first time instead of deleting."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix)
     try:
         for session in ("a", "c", "e"):
             await _legacy_session(provider, session)
@@ -683,7 +685,7 @@ async def test_sessions_in_the_earlier_index_are_listed_and_pruned(
 
 async def test_expired_sessions_leave_the_earlier_index(url: str, key_prefix: str) -> None:
     """An expired session listed in the unsharded index of earlier releases is purged."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(minutes=10))
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix, ttl=timedelta(minutes=10))
     try:
         await _legacy_session(provider, "old")
         legacy = provider._index.legacy
@@ -724,7 +726,7 @@ async def test_list_sessions_purges_a_few_expired_members_on_the_way(
 ) -> None:
     """Each `list_sessions` call also drops a bounded number of expired members of one
     shard, so the index does not grow when nobody runs `purge_expired`."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix)
     try:
         client = provider._client
         for shard in provider._index.all:
@@ -740,7 +742,7 @@ async def test_list_sessions_purges_a_few_expired_members_on_the_way(
 async def test_unindex_lists_again_a_session_recreated_meanwhile(url: str, key_prefix: str) -> None:
     """Dropping a member from the index outside the session's script re-checks its keys, so
     a session re-created by another writer in between stays listed."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(minutes=5))
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix, ttl=timedelta(minutes=5))
     try:
         await provider.add_messages("s", make_messages(1))
         await provider._index.unindex(["s"])
@@ -754,7 +756,7 @@ async def test_unindex_lists_again_a_session_recreated_meanwhile(url: str, key_p
 async def test_prune_keeps_a_session_updated_after_it_was_read(url: str, key_prefix: str) -> None:
     """The delete re-checks the updated time in the session's own script: a session written
     between the sweep's read and its delete stays, and stays listed."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix)
     try:
         await provider.add_messages("s", make_messages(1))
         info = await provider.session_info("s")
@@ -773,7 +775,7 @@ async def test_prune_keeps_a_session_updated_after_it_was_read(url: str, key_pre
 async def test_session_info_times_come_from_the_server_clock(url: str, key_prefix: str) -> None:
     """`created_at` is set when the session starts, `updated_at` on every stored change, both
     in one hash beside the session's keys that expires with them."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix, ttl=timedelta(minutes=10))
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix, ttl=timedelta(minutes=10))
     try:
         seconds, _ = await provider._client.time()
         await provider.add_messages("s", make_messages(3))
@@ -812,7 +814,7 @@ async def _check_in_step(provider: RedisChatHistoryProvider, session: str) -> No
 async def test_delete_and_truncate_keep_every_key_in_step(url: str, key_prefix: str) -> None:
     """Deletes at the head, in the middle and at the tail, with tool groups and system
     messages, and truncation keep entries, roles, ids and the system copy in step."""
-    provider = RedisChatHistoryProvider(url, prefix=key_prefix)
+    provider = RedisChatHistoryProvider(url, namespace=key_prefix)
     try:
         messages = _long_session(300)
         await provider.add_messages("s", messages)
@@ -844,8 +846,8 @@ async def test_paging_with_a_known_position_never_searches(
 ) -> None:
     """Streaming a long session checks each cursor at the position its page was read from
     (`LINDEX`), so no page runs `LPOS`; a cursor this provider has not seen is searched."""
-    writer = RedisChatHistoryProvider(redis_cluster_url, prefix=key_prefix)
-    reader = RedisChatHistoryProvider(redis_cluster_url, prefix=key_prefix)
+    writer = RedisChatHistoryProvider(redis_cluster_url, namespace=key_prefix)
+    reader = RedisChatHistoryProvider(redis_cluster_url, namespace=key_prefix)
     try:
         messages = make_messages(20_000)
         for first in range(0, len(messages), 5000):
@@ -884,7 +886,7 @@ async def test_aclose_leaves_a_passed_client_open(redis_url: str, key_prefix: st
         await original(*args, **kwargs)
 
     client.aclose = tracking_aclose  # type: ignore[method-assign]
-    async with RedisChatHistoryProvider(client=client, prefix=key_prefix) as provider:
+    async with RedisChatHistoryProvider(client=client, namespace=key_prefix) as provider:
         await provider.count_messages("s")
     assert closed == []
     assert await client.ping()
@@ -893,7 +895,7 @@ async def test_aclose_leaves_a_passed_client_open(redis_url: str, key_prefix: st
 
 async def test_aclose_closes_an_owned_client(redis_url: str, key_prefix: str) -> None:
     """A client the provider built from a URL is closed by `aclose`."""
-    provider = RedisChatHistoryProvider(redis_url, prefix=key_prefix)
+    provider = RedisChatHistoryProvider(redis_url, namespace=key_prefix)
     await provider.count_messages("s")
     assert isinstance(provider._client, Redis)
     pool = provider._client.connection_pool
@@ -909,7 +911,7 @@ def test_url_and_client_together_are_rejected(redis_url: str) -> None:
 
 async def test_from_url_builds_working_backends(url: str, key_prefix: str) -> None:
     """`from_url` turns `redis://` and `redis+cluster://host:port` into a working provider."""
-    provider = from_url(url, prefix=key_prefix)
+    provider = from_url(url, namespace=key_prefix)
     try:
         assert isinstance(provider, RedisChatHistoryProvider)
         expected = RedisCluster if url.startswith("redis+cluster://") else Redis

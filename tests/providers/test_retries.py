@@ -262,12 +262,12 @@ def server_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def make_sql() -> AsyncIterator[Callable[..., SQLChatHistoryProvider]]:
-    """Factory of SQL providers under a private table prefix, whose tables it drops after."""
+    """Factory of SQL providers in a private namespace, whose tables it drops after."""
     made: list[tuple[SQLChatHistoryProvider, str]] = []
 
     def make(url: str, **options: Any) -> SQLChatHistoryProvider:
-        prefix = f"mwr{uuid.uuid4().hex[:10]}_"
-        provider = SQLChatHistoryProvider(url, table_prefix=prefix, **options)
+        namespace = f"mwr{uuid.uuid4().hex[:10]}"
+        provider = SQLChatHistoryProvider(url, namespace=namespace, **options)
         made.append((provider, url.split("?")[0]))
         return provider
 
@@ -449,7 +449,7 @@ def redis_url() -> str:
 @pytest.fixture(scope="module")
 def own_redis() -> Iterator[Any]:
     """A `redis-server` of this module's own on a free loopback port (it may be paused)."""
-    from benchmarks._scale_redis import RedisProcesses, redis_server_available
+    from memweave.bench._scale_redis import RedisProcesses, redis_server_available
 
     missing = redis_server_available()
     if missing is not None:
@@ -483,7 +483,7 @@ async def test_first_call_after_the_server_killed_the_connection_succeeds_on_red
     import redis.asyncio as aredis
 
     name = f"mwr-{uuid.uuid4().hex[:12]}"
-    history = from_url(f"{redis_url}?client_name={name}", prefix=name, retries=retries)
+    history = from_url(f"{redis_url}?client_name={name}", namespace=name, retries=retries)
     admin = aredis.Redis.from_url(redis_url)
     try:
         await history.add_messages("s", [ChatMessage.user("m", id="m-0")])
@@ -519,7 +519,7 @@ async def test_wrong_type_reply_is_not_retried_on_redis(own_redis: Any) -> None:
     """A key holding another type is a `ConfigurationError`, sent to the server once."""
     import redis.asyncio as aredis
 
-    history = from_url(own_redis.url, prefix=f"mwr{uuid.uuid4().hex[:8]}", retries=3)
+    history = from_url(own_redis.url, namespace=f"mwr{uuid.uuid4().hex[:8]}", retries=3)
     admin = aredis.Redis.from_url(own_redis.url)
     try:
         assert isinstance(history, RedisChatHistoryProvider)
@@ -614,8 +614,8 @@ def test_sync_face_passes_timeout_and_retries_through(tmp_path: Path) -> None:
 
 
 async def test_history_benchmark_emits_the_wrapper_overhead_fields() -> None:
-    """`benchmarks.history`'s overhead rows carry both p50s and the paired difference."""
-    from benchmarks._history_overhead import bench_overhead
+    """`memweave.bench.history`'s overhead rows carry both p50s and the paired difference."""
+    from memweave.bench._history_overhead import bench_overhead
 
     [row] = await bench_overhead("memory", "memory://", 5)
     assert row.variant == "timeout+retries"
@@ -658,13 +658,13 @@ async def test_chroma_server_client_requests_get_the_timeout(chroma_server_url: 
 
     from memweave.providers.chroma import ChromaChatHistoryProvider
 
-    history = ChromaChatHistoryProvider(chroma_server_url, timeout=3.5, collection="mwr-timeout")
+    history = ChromaChatHistoryProvider(chroma_server_url, timeout=3.5, namespace="mwr-timeout")
     try:
         await history.count_messages("s")
         session = history._client._server._session
         assert session.timeout == httpx.Timeout(3.5)
     finally:
-        await history._run(lambda _: history._client.delete_collection("mwr-timeout"))
+        await history._run(lambda _: history._client.delete_collection(history.collection_name))
         await history.aclose()
 
 
@@ -723,7 +723,7 @@ async def test_call_on_a_paused_chroma_server_times_out_naming_the_call(
 
     url, process = own_chroma
     history = ChromaChatHistoryProvider(
-        url, embedder=_SlowEmbeddings(delay=0.1), timeout=1.0, collection="mwr-paused"
+        url, embedder=_SlowEmbeddings(delay=0.1), timeout=1.0, namespace="mwr-paused"
     )
     try:
         await history.add_messages("s", make_messages(1))
@@ -738,5 +738,5 @@ async def test_call_on_a_paused_chroma_server_times_out_naming_the_call(
         await history.add_messages("s", batch)  # maybe stored already: adding again is safe
         assert await history.count_messages("s") == 3
     finally:
-        await history._run(lambda _: history._client.delete_collection("mwr-paused"))
+        await history._run(lambda _: history._client.delete_collection(history.collection_name))
         await history.aclose()

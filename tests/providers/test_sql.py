@@ -96,9 +96,15 @@ async def make_provider(
 
 
 @pytest.fixture
-def private_prefix() -> str:
-    """A table prefix no other test uses, so a test may change or drop its tables."""
-    return f"mwt{uuid.uuid4().hex[:10]}_"
+def private_namespace() -> str:
+    """A namespace no other test uses, so a test may change or drop its tables."""
+    return f"mwt{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def private_prefix(private_namespace: str) -> str:
+    """The start of the table names of `private_namespace`."""
+    return f"{private_namespace}_"
 
 
 @pytest.fixture
@@ -110,10 +116,12 @@ def session_id() -> str:
 
 
 async def test_schema_version_row_is_written(
-    make_provider: Callable[..., SQLChatHistoryProvider], private_prefix: str
+    make_provider: Callable[..., SQLChatHistoryProvider],
+    private_prefix: str,
+    private_namespace: str,
 ) -> None:
     """First use creates the tables and records the schema version."""
-    provider = make_provider(table_prefix=private_prefix)
+    provider = make_provider(namespace=private_namespace)
     await provider.count_messages("x")
     schema = tables_for(private_prefix).schema
     async with provider.engine.connect() as conn:
@@ -122,15 +130,17 @@ async def test_schema_version_row_is_written(
 
 
 async def test_schema_version_mismatch_raises(
-    make_provider: Callable[..., SQLChatHistoryProvider], private_prefix: str
+    make_provider: Callable[..., SQLChatHistoryProvider],
+    private_prefix: str,
+    private_namespace: str,
 ) -> None:
     """Tables recorded with another schema version raise `SchemaMismatch` on first use."""
-    first = make_provider(table_prefix=private_prefix)
+    first = make_provider(namespace=private_namespace)
     await first.count_messages("x")
     schema = tables_for(private_prefix).schema
     async with first.engine.begin() as conn:
         await conn.execute(update(schema).values(version=SCHEMA_VERSION + 98))
-    second = make_provider(table_prefix=private_prefix)
+    second = make_provider(namespace=private_namespace)
     with pytest.raises(SchemaMismatch) as info:
         await second.add_messages("x", [ChatMessage.user("hi")])
     assert info.value.found == SCHEMA_VERSION + 98
@@ -138,22 +148,26 @@ async def test_schema_version_mismatch_raises(
 
 
 async def test_create_tables_false_without_tables_raises(
-    make_provider: Callable[..., SQLChatHistoryProvider], private_prefix: str
+    make_provider: Callable[..., SQLChatHistoryProvider],
+    private_prefix: str,
+    private_namespace: str,
 ) -> None:
     """With `create_tables=False`, missing tables are a `ConfigurationError`, not a crash."""
-    provider = make_provider(table_prefix=private_prefix, create_tables=False)
+    provider = make_provider(namespace=private_namespace, create_tables=False)
     with pytest.raises(ConfigurationError, match=f"{private_prefix}schema"):
         await provider.list_sessions()
 
 
 async def test_create_tables_false_uses_migrated_tables(
-    make_provider: Callable[..., SQLChatHistoryProvider], private_prefix: str
+    make_provider: Callable[..., SQLChatHistoryProvider],
+    private_prefix: str,
+    private_namespace: str,
 ) -> None:
     """Tables created from the public `MetaData` (as a migration would) are used as they are;
     with `create_tables=False` setup writes nothing, not even the version row."""
-    provider = make_provider(table_prefix=private_prefix, create_tables=False)
+    provider = make_provider(namespace=private_namespace, create_tables=False)
     async with provider.engine.begin() as conn:
-        await conn.run_sync(build_metadata(private_prefix).create_all)
+        await conn.run_sync(build_metadata(namespace=private_namespace).create_all)
     await provider.add_messages("s", make_messages(2))
     assert texts(await provider.list_messages("s")) == texts(make_messages(2))
     info = await provider.session_info("s")
@@ -165,7 +179,7 @@ async def test_create_tables_false_uses_migrated_tables(
 
 
 def test_metadata_is_public_for_migrations() -> None:
-    """`metadata` and `build_metadata(prefix)` expose the tables, one object per prefix,
+    """`metadata` and `build_metadata(namespace=...)` expose the tables, one object per namespace,
     with version 2's session times and their index."""
     assert isinstance(metadata, MetaData)
     assert set(metadata.tables) == {"memweave_messages", "memweave_sessions", "memweave_schema"}
@@ -174,18 +188,18 @@ def test_metadata_is_public_for_migrations() -> None:
     assert sessions.c.updated_at.nullable
     indexes = {index.name: [c.name for c in index.columns] for index in sessions.indexes}
     assert indexes["memweave_sessions_updated"] == ["updated_at", "session_id"]
-    custom = build_metadata("app_")
+    custom = build_metadata(namespace="app")
     assert set(custom.tables) == {"app_messages", "app_sessions", "app_schema"}
-    assert build_metadata("app_") is custom
-    provider = SQLChatHistoryProvider("sqlite+aiosqlite://", table_prefix="app_")
+    assert build_metadata(namespace="app") is custom
+    provider = SQLChatHistoryProvider("sqlite+aiosqlite://", namespace="app")
     assert provider.metadata is custom
 
 
-@pytest.mark.parametrize("prefix", ["", "1abc", "bad-prefix", "a b", "x" * 33, "ü_"])
-def test_bad_table_prefix_raises(prefix: str) -> None:
-    """A table prefix must be a short SQL identifier, never quoted into statements."""
-    with pytest.raises(ConfigurationError, match="table_prefix"):
-        SQLChatHistoryProvider("sqlite+aiosqlite://", table_prefix=prefix)
+@pytest.mark.parametrize("namespace", ["", "1abc", "bad-prefix", "a b", "x" * 32, "ü"])
+def test_bad_namespace_raises(namespace: str) -> None:
+    """A namespace must be a short SQL identifier, never quoted into statements."""
+    with pytest.raises(ConfigurationError, match="namespace"):
+        SQLChatHistoryProvider("sqlite+aiosqlite://", namespace=namespace)
 
 
 async def test_indexes_exist(make_provider: Callable[..., SQLChatHistoryProvider]) -> None:
@@ -260,10 +274,12 @@ async def test_stored_count_matches_rows(
 
 
 async def test_purge_expired_deletes_rows_of_expired_sessions_only(
-    make_provider: Callable[..., SQLChatHistoryProvider], private_prefix: str
+    make_provider: Callable[..., SQLChatHistoryProvider],
+    private_prefix: str,
+    private_namespace: str,
 ) -> None:
     """`purge_expired()` reclaims expired sessions' rows and leaves live ones alone."""
-    provider = make_provider(ttl=timedelta(hours=1), table_prefix=private_prefix)
+    provider = make_provider(ttl=timedelta(hours=1), namespace=private_namespace)
     await provider.add_messages("old", make_messages(3))
     await provider.add_messages("live", make_messages(2))
     tables = tables_for(private_prefix)
@@ -284,13 +300,13 @@ async def test_purge_expired_deletes_rows_of_expired_sessions_only(
     assert await provider.count_messages("live") == 2
 
 
-def _append_with_prefix(url: str, prefix: str, worker: int, start_at: float) -> None:
-    """Process entry point: append 20 messages to one session under a table prefix."""
+def _append_in_namespace(url: str, namespace: str, worker: int, start_at: float) -> None:
+    """Process entry point: append 20 messages to one session in a namespace."""
     import asyncio
     import time
 
     async def run() -> None:
-        async with SQLChatHistoryProvider(url, table_prefix=prefix) as history:
+        async with SQLChatHistoryProvider(url, namespace=namespace) as history:
             await asyncio.sleep(max(0.0, start_at - time.time()))
             for i in range(20):
                 await history.add_messages("s", [ChatMessage.user(f"w{worker}-{i}")])
@@ -299,19 +315,19 @@ def _append_with_prefix(url: str, prefix: str, worker: int, start_at: float) -> 
 
 
 async def test_first_use_from_many_processes_creates_tables_once(
-    make_provider: Callable[..., SQLChatHistoryProvider], private_prefix: str
+    make_provider: Callable[..., SQLChatHistoryProvider], private_namespace: str
 ) -> None:
     """Processes that all find the tables missing at once each end up using the same ones."""
     import asyncio
     import multiprocessing
     import time
 
-    provider = make_provider(table_prefix=private_prefix)
+    provider = make_provider(namespace=private_namespace)
     url = provider.engine.url.render_as_string(hide_password=False)
     context = multiprocessing.get_context("spawn")
     start_at = time.time() + 2.0
     processes = [
-        context.Process(target=_append_with_prefix, args=(url, private_prefix, w, start_at))
+        context.Process(target=_append_in_namespace, args=(url, private_namespace, w, start_at))
         for w in range(4)
     ]
     for process in processes:
@@ -330,7 +346,7 @@ async def test_aclose_leaves_a_passed_engine_open(sql_url: str, session_id: str)
     disposed: list[object] = []
     event.listen(engine.sync_engine, "engine_disposed", disposed.append)
     try:
-        async with SQLChatHistoryProvider(engine=engine) as provider:
+        async with SQLChatHistoryProvider(client=engine) as provider:
             await provider.add_messages(session_id, make_messages(1))
             await provider.clear(session_id)
         assert disposed == []
@@ -426,11 +442,11 @@ def test_sync_driver_is_a_configuration_error() -> None:
         SQLChatHistoryProvider("sqlite+pysqlite:///x.db")
 
 
-def test_url_and_engine_together_raise() -> None:
-    """Passing both `url` and `engine` is ambiguous."""
+def test_url_and_client_together_raise() -> None:
+    """Passing both `url` and `client` is ambiguous."""
     engine = create_async_engine("sqlite+aiosqlite://")
     with pytest.raises(ConfigurationError, match="either"):
-        SQLChatHistoryProvider("sqlite+aiosqlite://", engine=engine)
+        SQLChatHistoryProvider("sqlite+aiosqlite://", client=engine)
 
 
 # -- large batches -----------------------------------------------------------------------------
@@ -539,14 +555,16 @@ async def _layout(engine: AsyncEngine, prefix: str) -> tuple[int, set[str], set[
 
 
 async def test_version_1_tables_are_upgraded_in_place(
-    make_provider: Callable[..., SQLChatHistoryProvider], private_prefix: str
+    make_provider: Callable[..., SQLChatHistoryProvider],
+    private_prefix: str,
+    private_namespace: str,
 ) -> None:
     """With `create_tables=True`, version 1 tables gain the session times and their index
     and are recorded as version 2; their sessions read as before, with unknown times."""
-    first = make_provider(table_prefix=private_prefix)
+    first = make_provider(namespace=private_namespace)
     await first.add_messages("legacy", make_messages(3))
     await _downgrade_to_version_1(first.engine, private_prefix)
-    provider = make_provider(table_prefix=private_prefix)
+    provider = make_provider(namespace=private_namespace)
     assert texts(await provider.list_messages("legacy")) == texts(make_messages(3))
     assert await provider.session_info("legacy") == SessionInfo(
         id="legacy", message_count=3, created_at=None, updated_at=None
@@ -563,14 +581,16 @@ async def test_version_1_tables_are_upgraded_in_place(
 
 
 async def test_version_1_tables_upgrade_once_under_concurrent_providers(
-    make_provider: Callable[..., SQLChatHistoryProvider], private_prefix: str
+    make_provider: Callable[..., SQLChatHistoryProvider],
+    private_prefix: str,
+    private_namespace: str,
 ) -> None:
     """Providers on separate connections that find version 1 tables at once all end up on
     the same version 2 tables."""
-    first = make_provider(table_prefix=private_prefix)
+    first = make_provider(namespace=private_namespace)
     await first.add_messages("legacy", make_messages(3))
     await _downgrade_to_version_1(first.engine, private_prefix)
-    providers = [make_provider(table_prefix=private_prefix) for _ in range(4)]
+    providers = [make_provider(namespace=private_namespace) for _ in range(4)]
     counts = await asyncio.gather(*(p.count_messages("legacy") for p in providers))
     assert counts == [3, 3, 3, 3]
     version, columns, _ = await _layout(first.engine, private_prefix)
@@ -579,14 +599,16 @@ async def test_version_1_tables_upgrade_once_under_concurrent_providers(
 
 
 async def test_create_tables_false_on_version_1_says_how_to_upgrade(
-    make_provider: Callable[..., SQLChatHistoryProvider], private_prefix: str
+    make_provider: Callable[..., SQLChatHistoryProvider],
+    private_prefix: str,
+    private_namespace: str,
 ) -> None:
     """With `create_tables=False`, version 1 tables raise `SchemaMismatch` naming both ways
     to upgrade, and are left as they are."""
-    first = make_provider(table_prefix=private_prefix)
+    first = make_provider(namespace=private_namespace)
     await first.add_messages("legacy", make_messages(1))
     await _downgrade_to_version_1(first.engine, private_prefix)
-    provider = make_provider(table_prefix=private_prefix, create_tables=False)
+    provider = make_provider(namespace=private_namespace, create_tables=False)
     with pytest.raises(SchemaMismatch) as info:
         await provider.list_messages("legacy")
     assert (info.value.found, info.value.expected) == (1, 2)
@@ -596,14 +618,16 @@ async def test_create_tables_false_on_version_1_says_how_to_upgrade(
 
 
 async def test_prune_counts_a_legacy_session_as_updated_when_first_seen(
-    make_provider: Callable[..., SQLChatHistoryProvider], private_prefix: str
+    make_provider: Callable[..., SQLChatHistoryProvider],
+    private_prefix: str,
+    private_namespace: str,
 ) -> None:
     """A session stored before times were recorded is stamped by the first `prune` that sees
     it, and kept; a later sweep prunes it once it is idle long enough."""
-    first = make_provider(table_prefix=private_prefix)
+    first = make_provider(namespace=private_namespace)
     await first.add_messages("legacy", make_messages(2))
     await _downgrade_to_version_1(first.engine, private_prefix)
-    provider = make_provider(table_prefix=private_prefix)
+    provider = make_provider(namespace=private_namespace)
     tiny = timedelta(microseconds=1)
     assert await provider.prune(tiny, dry_run=True) == 0
     assert (await provider.session_info("legacy")).updated_at is None  # type: ignore[union-attr]
@@ -619,11 +643,13 @@ async def test_prune_counts_a_legacy_session_as_updated_when_first_seen(
 
 
 async def test_prune_counts_and_deletes_each_of_many_sessions_with_equal_times(
-    make_provider: Callable[..., SQLChatHistoryProvider], private_prefix: str
+    make_provider: Callable[..., SQLChatHistoryProvider],
+    private_prefix: str,
+    private_namespace: str,
 ) -> None:
     """Legacy sessions stamped a batch at a time share one `updated_at` per batch; a dry run
     pages past them by id and counts each once, as many as the sweep then deletes."""
-    provider = make_provider(table_prefix=private_prefix)
+    provider = make_provider(namespace=private_namespace)
     await provider.count_messages("x")  # creates the tables
     tables = tables_for(private_prefix)
     rows = [{"session_id": f"s{i:04}", "message_count": 1} for i in range(1203)]
@@ -674,14 +700,14 @@ def _is_write(statement: str) -> bool:
 
 
 async def test_reads_of_current_tables_run_only_selects(
-    make_provider: Callable[..., SQLChatHistoryProvider], private_prefix: str
+    make_provider: Callable[..., SQLChatHistoryProvider], private_namespace: str
 ) -> None:
     """Setting up on current tables and every read (list, page, info, count, dry-run prune)
     send only SELECTs: no version row, no DDL, no locks."""
-    writer = make_provider(table_prefix=private_prefix)
+    writer = make_provider(namespace=private_namespace)
     messages = make_messages(5)
     await writer.add_messages("s", messages)
-    reader = make_provider(table_prefix=private_prefix)
+    reader = make_provider(namespace=private_namespace)
     sent: list[str] = []
     event.listen(
         reader.engine.sync_engine,
@@ -747,11 +773,13 @@ async def _drop_role(admin: AsyncEngine, role: str, table_names: list[str]) -> N
             await conn.exec_driver_sql(f"DROP USER '{role}'@'%%'")
 
 
-async def test_select_only_role_lists_reads_and_pages(server_url: str, private_prefix: str) -> None:
+async def test_select_only_role_lists_reads_and_pages(
+    server_url: str, private_prefix: str, private_namespace: str
+) -> None:
     """A database role that may only SELECT can list, read, page, export and count (setup
     on current tables writes nothing); each write raises `ConfigurationError` saying so."""
     messages = make_messages(6)
-    owner = SQLChatHistoryProvider(server_url, table_prefix=private_prefix)
+    owner = SQLChatHistoryProvider(server_url, namespace=private_namespace)
     admin = create_async_engine(server_url)
     role = f"mwro{uuid.uuid4().hex[:10]}"
     table_names = sorted(tables_for(private_prefix).metadata.tables)
@@ -759,7 +787,7 @@ async def test_select_only_role_lists_reads_and_pages(server_url: str, private_p
         await owner.add_messages("s", messages)
         reader_url = await _grant_select_only(admin, role, table_names)
         try:
-            async with SQLChatHistoryProvider(reader_url, table_prefix=private_prefix) as reader:
+            async with SQLChatHistoryProvider(reader_url, namespace=private_namespace) as reader:
                 assert await reader.list_sessions(limit=5) == ["s"]
                 assert texts(await reader.list_messages("s")) == texts(messages)
                 older = await reader.list_messages("s", limit=2, before=messages[4].id)

@@ -75,7 +75,7 @@ async def test_sql_provider_rejects_an_engine_talking_utf8(mysql_url: str) -> No
     """An engine passed in that talks utf8 (here through `connect_args`, which no URL shows)
     is refused on first use with a `ConfigurationError`, before any message is sent."""
     engine = create_async_engine(mysql_url.split("?")[0], connect_args={"charset": "utf8"})
-    provider = SQLChatHistoryProvider(engine=engine)
+    provider = SQLChatHistoryProvider(client=engine)
     try:
         with pytest.raises(ConfigurationError, match="talks utf8"):
             await provider.add_messages(fresh(), [ChatMessage.user("hi")])

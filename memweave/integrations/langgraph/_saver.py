@@ -6,10 +6,12 @@ import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from memweave._closing import AsyncCloseable
+from memweave._deprecation import renamed_argument
 from memweave._portal import iterate
+from memweave._urls import mask_url
 from memweave.errors import (
     ConfigurationError,
     InvalidArgument,
@@ -17,6 +19,7 @@ from memweave.errors import (
     ProviderClosed,
     SyncCallInEventLoop,
 )
+from memweave.integrations._names import Namespace, backend_kind
 from memweave.integrations.langgraph._records import CheckpointStorage, Cursor, check_name
 from memweave.integrations.langgraph._saver_codec import (
     configurable,
@@ -80,10 +83,10 @@ class MemweaveCheckpointSaver(BaseCheckpointSaver[str], AsyncCloseable):
     LangGraph's serializer's `(type, bytes)`, by default `safe_serializer()`, which never
     unpickles nor imports what the stored data names. A channel value is stored once per
     version, so a checkpoint costs its changed channels, not the whole state. SQL: tables
-    `<table_prefix>lg_checkpoints`, `lg_writes` and `lg_blobs` (see `_saver_sql`). Redis: a
+    `<namespace>_lg_checkpoints`, `_lg_writes` and `_lg_blobs` (see `_saver_sql`). Redis: a
     thread's keys share one hash tag, and each call is one atomic script (see `_saver_redis`).
-    Thread ids, namespaces and run ids are keyed by digest, so any characters (`:`, `|`, `{}`,
-    `%`, `_`, case variants) are isolated.
+    Thread ids, checkpoint namespaces and run ids are keyed by digest, so any characters (`:`,
+    `|`, `{}`, `%`, `_`, case variants) are isolated.
 
     Concurrent writers: LangGraph never rewrites a checkpoint: each step stores a new one
     under a fresh, time-ordered id. So two processes running one thread lose nothing: every
@@ -97,24 +100,28 @@ class MemweaveCheckpointSaver(BaseCheckpointSaver[str], AsyncCloseable):
     namespace uses it; a run forking from a checkpoint they are deleting at that moment may
     find that checkpoint's values gone, as with LangGraph's own savers.
 
-    Event loops: built from a URL, the saver works in any event loop; an `engine` or `client`
-    you pass in serves the loop that first used it (so do not mix the blocking methods and
-    your own loop with it), and is left open by `aclose()`.
+    Event loops: built from a URL, the saver works in any event loop; a `client` you pass in
+    serves the loop that first used it (so do not mix the blocking methods and your own loop
+    with it), and is left open by `aclose()`.
 
     Args:
         url: A SQLAlchemy URL (`sqlite+aiosqlite:///checkpoints.db`, `postgresql+asyncpg://...`,
             `mysql+aiomysql://...`) or a Redis URL (`redis://`, `rediss://`, `unix://`,
-            `redis+cluster://host:port`). Defaults to `sqlite+aiosqlite:///memweave.db` when
-            neither `engine` nor `client` is given.
-        engine: A SQLAlchemy `AsyncEngine` to use instead of a URL; the caller keeps it.
-        client: A `redis.asyncio` `Redis` or `RedisCluster` to use instead; the caller keeps it.
-        table_prefix: SQL only: first part of the table names.
-        prefix: Redis only: first part of every key name.
+            `redis+cluster://host:port`). Without a `client` either, a SQLite file in
+            memweave's data directory.
+        client: A SQLAlchemy `AsyncEngine`, or a `redis.asyncio` `Redis` or `RedisCluster`,
+            to use instead of a URL; the caller keeps it.
+        namespace: The saver's place on the server, keeping savers apart (not LangGraph's
+            `checkpoint_ns`): SQL tables `<namespace>_lg_...`, Redis keys `<namespace>:lg:...`;
+            default `"memweave"`.
         serde: The serializer of channel values and writes (default: `safe_serializer()`).
+        engine: Deprecated name of `client` for a SQLAlchemy engine.
+        table_prefix: Deprecated: the SQL table prefix as given (`namespace` N is `N_`).
+        prefix: Deprecated: the Redis key prefix as given (`namespace` N is `N`).
 
     Raises:
-        ConfigurationError: More than one of `url`, `engine` and `client`, an unsupported URL
-            scheme, or a bad prefix.
+        ConfigurationError: Both `url` and `client`, an unsupported URL scheme, a namespace
+            the backend cannot use in its names, or a new option with its deprecated name.
         MissingDependency: The backend's driver is not installed.
 
     Example:
@@ -129,14 +136,23 @@ class MemweaveCheckpointSaver(BaseCheckpointSaver[str], AsyncCloseable):
         self,
         url: str | None = None,
         *,
-        engine: AsyncEngine | None = None,
-        client: Redis | RedisCluster | None = None,
-        table_prefix: str = "memweave_",
-        prefix: str = "memweave",
+        client: AsyncEngine | Redis | RedisCluster | None = None,
+        namespace: str | None = None,
         serde: SerializerProtocol | None = None,
+        engine: AsyncEngine | None = None,
+        table_prefix: str | None = None,
+        prefix: str | None = None,
     ) -> None:
+        name = type(self).__name__
+        given = cast(
+            "AsyncEngine | Redis | RedisCluster | None",
+            renamed_argument(name, "engine", engine, "client", client),
+        )
+        renamed_argument(name, "table_prefix", table_prefix, "namespace", namespace)
+        renamed_argument(name, "prefix", prefix, "namespace", namespace)
+        names = Namespace(namespace, prefix=prefix, table_prefix=table_prefix)
         super().__init__(serde=serde if serde is not None else safe_serializer())
-        self._shared = _Shared(_storage(url, engine, client, table_prefix, prefix))
+        self._shared = _Shared(_storage(url, given, names))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -351,8 +367,8 @@ class MemweaveCheckpointSaver(BaseCheckpointSaver[str], AsyncCloseable):
                 await self._storage.prune(threads, keep_latest=strategy == "keep_latest")
 
     async def aclose(self) -> None:
-        """Release the connections the saver opened (not an `engine` or `client` given to
-        it). Idempotent; any other call afterwards raises `ProviderClosed`."""
+        """Release the connections the saver opened (not a `client` given to it).
+        Idempotent; any other call afterwards raises `ProviderClosed`."""
         if self._shared.closed:
             return
         self._shared.closed = True
@@ -471,41 +487,20 @@ def _refusal(method: str, instead: str) -> SyncCallInEventLoop:
 
 
 def _storage(
-    url: str | None,
-    engine: AsyncEngine | None,
-    client: Redis | RedisCluster | None,
-    table_prefix: str,
-    prefix: str,
+    url: str | None, client: AsyncEngine | Redis | RedisCluster | None, names: Namespace
 ) -> CheckpointStorage:
-    if sum(value is not None for value in (url, engine, client)) > 1:
-        raise ConfigurationError("pass one of url, engine and client, not several")
-    if client is not None:
+    kind = backend_kind(url, client)
+    if kind == "redis":
         from memweave.integrations.langgraph._saver_redis import RedisCheckpointStorage
 
-        return RedisCheckpointStorage(None, client=client, prefix=prefix)
-    if engine is not None:
+        redis: Any = client
+        return RedisCheckpointStorage(url, client=redis, prefix=names.redis_prefix())
+    if kind == "sql" or url is None:
         from memweave.integrations.langgraph._saver_sql import SQLCheckpointStorage
 
-        return SQLCheckpointStorage(None, engine=engine, table_prefix=table_prefix)
-    if url is None:
-        from memweave.integrations.langgraph._saver_sql import SQLCheckpointStorage
-
-        return SQLCheckpointStorage(None, table_prefix=table_prefix)
-    from memweave.providers.url import _BACKENDS  # the schemes of memweave's histories
-
-    if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(f"not a URL: {url!r}; expected <scheme>://...")
-    scheme = url.split("://", 1)[0].lower()
-    module = _BACKENDS.get(scheme, ("", ""))[0]
-    if module == "memweave.providers.redis":
-        from memweave.integrations.langgraph._saver_redis import RedisCheckpointStorage
-
-        return RedisCheckpointStorage(url, prefix=prefix)
-    if module == "memweave.providers.sql":
-        from memweave.integrations.langgraph._saver_sql import SQLCheckpointStorage
-
-        return SQLCheckpointStorage(url, table_prefix=table_prefix)
+        engine: Any = client
+        return SQLCheckpointStorage(url, engine=engine, table_prefix=names.sql_prefix())
     raise ConfigurationError(
-        f"MemweaveCheckpointSaver stores checkpoints in SQL databases and Redis, not {scheme!r} "
-        "URLs; for checkpoints in memory use langgraph's InMemorySaver"
+        f"MemweaveCheckpointSaver stores checkpoints in SQL databases and Redis, not "
+        f"{mask_url(url)!r}; for checkpoints in memory use langgraph's InMemorySaver"
     )

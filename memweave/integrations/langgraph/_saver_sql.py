@@ -16,10 +16,8 @@ uses) guards against reading another layout.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -37,10 +35,8 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from memweave._loops import PerLoop
-from memweave.errors import (
-    InvalidArgument,
-    SchemaMismatch,
-)
+from memweave.errors import InvalidArgument, SchemaMismatch
+from memweave.integrations._sql_retry import rerun_conflicts, set_up_racing
 from memweave.integrations.langgraph._records import (
     Blob,
     CheckpointStorage,
@@ -66,11 +62,10 @@ from memweave.integrations.langgraph._saver_sql_schema import (
 )
 from memweave.providers._resilience import DEFAULT_TIMEOUT
 from memweave.providers._sql_engine import Engines, statement_limit
-from memweave.providers._sql_errors import is_conflict, map_sql_errors
+from memweave.providers._sql_errors import map_sql_errors
 
 __all__ = ["SQLCheckpointStorage"]
 
-_ATTEMPTS = 5
 _CHUNK = 500  # ids per IN list
 _OWNER = "MemweaveCheckpointSaver"
 T = TypeVar("T")
@@ -138,15 +133,7 @@ class SQLCheckpointStorage(CheckpointStorage):
         async with link.setup_lock:
             if self._ready:
                 return
-            for attempt in range(1, _ATTEMPTS + 1):
-                try:
-                    await self._create()
-                    break
-                except exc.DBAPIError:
-                    # Another process may be creating the same tables right now; look again.
-                    if attempt == _ATTEMPTS:
-                        raise
-                    await asyncio.sleep(0.05 * attempt)
+            await set_up_racing(self._create)
             self._ready = True
 
     async def _create(self) -> None:
@@ -163,18 +150,6 @@ class SQLCheckpointStorage(CheckpointStorage):
                 found = (await conn.execute(found_version)).scalar()
         if found != SCHEMA_VERSION:
             raise SchemaMismatch(found, SCHEMA_VERSION, f"table {schema.name!r} at {self._url}")
-
-    async def _retrying(self, work: Callable[[], Awaitable[T]]) -> T:
-        """Run `work`, again after a deadlock, serialization failure or concurrent DDL."""
-        attempt = 1
-        while True:
-            try:
-                return await work()
-            except exc.DBAPIError as error:
-                if attempt == _ATTEMPTS or not is_conflict(error):
-                    raise
-            await asyncio.sleep(random.uniform(0.0, 0.01 * 2**attempt))
-            attempt += 1
 
     @contextlib.asynccontextmanager
     async def _transaction(self, *, reads_first: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -195,7 +170,7 @@ class SQLCheckpointStorage(CheckpointStorage):
             async with self._transaction(reads_first=reads_first) as conn:
                 return await work(conn)
 
-        return await self._retrying(once)
+        return await rerun_conflicts(once)
 
     @contextlib.asynccontextmanager
     async def _driver(self, *, write: bool = False) -> AsyncIterator[Any]:
@@ -283,7 +258,7 @@ class SQLCheckpointStorage(CheckpointStorage):
                 async with self._driver(write=True) as driver:
                     await fast.put(driver, values, tuples)
 
-            await self._retrying(quick)
+            await rerun_conflicts(quick)
             return
 
         async def work(conn: AsyncConnection) -> None:
@@ -331,7 +306,7 @@ class SQLCheckpointStorage(CheckpointStorage):
                         [list(r.values()) for r in replaced],
                     )
 
-            await self._retrying(quick)
+            await rerun_conflicts(quick)
             return
 
         async def work(conn: AsyncConnection) -> None:

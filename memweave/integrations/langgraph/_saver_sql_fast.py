@@ -266,9 +266,13 @@ class Reader:
         return raw.driver_connection
 
     async def aclose(self) -> None:
-        """Return the connection to its pool (on the loop it belongs to)."""
+        """Close the connection itself (on the loop it belongs to), not only return it to its
+        pool: when a loop shuts down, its engine is disposed of at the same time, and a
+        connection returned to a disposed pool would never be closed (aiosqlite's thread
+        would outlive the loop)."""
         if self.connection is not None:
             connection, self.connection = self.connection, None
+            await connection.invalidate()
             await connection.close()
 
 

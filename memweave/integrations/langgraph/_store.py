@@ -38,8 +38,9 @@ try:
 except ModuleNotFoundError as exc:  # pragma: no cover - needs an environment without it
     raise MissingDependency("langgraph", "langgraph") from exc
 
+from memweave._deprecation import renamed_argument
 from memweave._portal import in_event_loop, portal
-from memweave._urls import mask_url
+from memweave.integrations._names import Namespace, required_backend
 from memweave.integrations.langgraph._store_backend import (
     CorruptItem,
     InvalidNamespace,
@@ -66,38 +67,15 @@ __all__ = ["CorruptItem", "InvalidNamespace", "MemweaveStore"]
 
 logger = logging.getLogger(__name__)
 
-_SQL_SCHEMES = frozenset({"sqlite", "postgresql", "postgres", "mysql", "mariadb"})
-_REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"})
 
-
-def _backend_for(
-    url: str | None, engine: Any, client: Any, options: dict[str, Any]
-) -> StoreBackend:
-    if sum(value is not None for value in (url, engine, client)) != 1:
-        raise ConfigurationError("pass exactly one of url, engine= or client=")
-    if url is not None:
-        if not isinstance(url, str) or "://" not in url:
-            raise ConfigurationError(f"not a URL: {url!r}; expected <scheme>://...")
-        scheme = url.split("://", 1)[0].lower()
-        if scheme in _REDIS_SCHEMES:
-            from memweave.integrations.langgraph._store_redis import RedisStoreBackend
-
-            return RedisStoreBackend(url, prefix=options["prefix"])
-        if scheme.split("+", 1)[0] in _SQL_SCHEMES:
-            from memweave.integrations.langgraph._store_sql import SQLStoreBackend
-
-            return SQLStoreBackend(url, table_prefix=options["table_prefix"])
-        raise ConfigurationError(
-            f"MemweaveStore has no backend for {mask_url(url)!r}; use a SQLAlchemy URL "
-            "(sqlite+aiosqlite://, postgresql+asyncpg://, mysql+aiomysql://) or redis://"
-        )
-    if engine is not None:
+def _backend_for(url: str | None, client: Any, names: Namespace) -> StoreBackend:
+    if required_backend("MemweaveStore", url, client) == "sql":
         from memweave.integrations.langgraph._store_sql import SQLStoreBackend
 
-        return SQLStoreBackend(engine=engine, table_prefix=options["table_prefix"])
+        return SQLStoreBackend(url, engine=client, table_prefix=names.sql_prefix())
     from memweave.integrations.langgraph._store_redis import RedisStoreBackend
 
-    return RedisStoreBackend(client=client, prefix=options["prefix"])
+    return RedisStoreBackend(url, client=client, prefix=names.redis_prefix())
 
 
 def _when(seconds: float) -> datetime:
@@ -164,16 +142,20 @@ class MemweaveStore(BaseStore):
     (`start_ttl_sweeper()`, or `async with` when the interval is configured).
 
     Event loops and blocking calls: built from a URL, the store works in any event loop (a
-    connection pool per loop); with an `engine` or `client` passed in, in the loop that first
-    used it. The blocking methods (`get`, `put`, `search`, ... which LangGraph's synchronous
-    `invoke` calls) run on memweave's portal loop and refuse inside a running loop
+    connection pool per loop); with a `client` passed in, in the loop that first used it.
+    The blocking methods (`get`, `put`, `search`, ... which LangGraph's synchronous `invoke`
+    calls) run on memweave's portal loop and refuse inside a running loop
     (`SyncCallInEventLoop`); use the `a`-methods there.
 
     Args:
         url: `sqlite+aiosqlite:///store.db`, `postgresql+asyncpg://...`, `mysql+aiomysql://...`,
             `redis://...` or `redis+cluster://...`.
-        engine: A SQLAlchemy `AsyncEngine` to use instead (left open by `aclose()`).
-        client: A `redis.asyncio.Redis` or `RedisCluster` to use instead (left open).
+        client: A SQLAlchemy `AsyncEngine`, or a `redis.asyncio.Redis` or `RedisCluster`, to
+            use instead (left open by `aclose()`).
+        namespace: The store's place on the server, keeping stores apart (not an item's
+            namespace): SQL table `<namespace>_store_items`, Redis keys
+            `{<namespace>:store}:...`, Chroma collection `<namespace>_store`; default
+            `"memweave"`.
         index: LangGraph's `IndexConfig`: `fields` (JSON paths of the indexed texts; `["$"]`,
             the whole value, by default), and optionally `embed` (a memweave
             `EmbeddingFunction`, a LangChain `Embeddings`, an embedding function, or a
@@ -181,12 +163,15 @@ class MemweaveStore(BaseStore):
         ttl: LangGraph's `TTLConfig`.
         vectors: Where vectors live: `chroma:///folder` or `chroma+http://host:port`.
         chroma_client: A Chroma client to use instead of `vectors` (left open).
-        collection: The Chroma collection name.
-        table_prefix: SQL table name prefix.
-        prefix: Redis key prefix.
+        engine: Deprecated name of `client` for a SQLAlchemy engine.
+        collection: Deprecated: the Chroma collection name as given.
+        table_prefix: Deprecated: the SQL table prefix as given (`namespace` N is `N_`).
+        prefix: Deprecated: the Redis key prefix as given (`namespace` N is `N`).
 
     Raises:
-        ConfigurationError: Not exactly one of `url`, `engine`, `client`; a bad URL or option.
+        ConfigurationError: Not exactly one of `url` and `client`; a bad URL or option; a
+            namespace the backend cannot use in its names; a new option with its deprecated
+            name.
         MissingDependency: The backend's driver, or chromadb for vectors, is not installed.
 
     Example:
@@ -203,16 +188,25 @@ class MemweaveStore(BaseStore):
         self,
         url: str | None = None,
         *,
-        engine: Any = None,
         client: Any = None,
+        namespace: str | None = None,
         index: IndexConfig | None = None,
         ttl: TTLConfig | None = None,
         vectors: str | None = None,
         chroma_client: Any = None,
-        collection: str = "memweave_store",
-        table_prefix: str = "memweave_",
-        prefix: str = "memweave",
+        engine: Any = None,
+        collection: str | None = None,
+        table_prefix: str | None = None,
+        prefix: str | None = None,
     ) -> None:
+        name = type(self).__name__
+        client = renamed_argument(name, "engine", engine, "client", client)
+        renamed_argument(name, "table_prefix", table_prefix, "namespace", namespace)
+        renamed_argument(name, "prefix", prefix, "namespace", namespace)
+        renamed_argument(name, "collection", collection, "namespace", namespace)
+        names = Namespace(
+            namespace, prefix=prefix, table_prefix=table_prefix, collection=collection
+        )
         if ttl is not None and not isinstance(ttl, dict):
             raise ConfigurationError(f"ttl must be a TTLConfig dict, got {ttl!r}")
         self.ttl_config = ttl
@@ -233,14 +227,16 @@ class MemweaveStore(BaseStore):
             embedder = make_embedder(index)
             assert embedder is not None
             self._vectors = VectorIndex(
-                embedder, location=vectors, client=chroma_client, collection=collection
+                embedder,
+                location=vectors,
+                client=chroma_client,
+                collection=names.chroma_collection("store"),
             )
         elif vectors is not None or chroma_client is not None:
             raise ConfigurationError(
                 'vectors need an embedder: pass index={"embed": ..., "dims": ...}'
             )
-        options = {"table_prefix": table_prefix, "prefix": prefix}
-        self._backend = _backend_for(url, engine, client, options)
+        self._backend = _backend_for(url, client, names)
         self._sweeper = Sweeper(self.sweep_ttl)
         self._closed = False
 
@@ -531,8 +527,8 @@ class MemweaveStore(BaseStore):
         await self._backend.setup()
 
     async def aclose(self) -> None:
-        """Stop the sweeper and release what the store opened (an engine or client passed in
-        is left open; a temporary vector folder is deleted). Idempotent; any other method
+        """Stop the sweeper and release what the store opened (a client passed in is left
+        open; a temporary vector folder is deleted). Idempotent; any other method
         called afterwards raises `ProviderClosed`."""
         if self._closed:
             return

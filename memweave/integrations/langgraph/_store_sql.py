@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -22,7 +21,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
-    exc,
     func,
     or_,
     select,
@@ -36,6 +34,7 @@ from sqlalchemy.sql.compiler import TypeCompiler
 from memweave.errors import (
     ConfigurationError,
 )
+from memweave.integrations._sql_retry import set_up_racing
 from memweave.integrations.langgraph._store_backend import (
     LABEL_WIDTH,
     MAX_DEPTH,
@@ -170,16 +169,12 @@ class SQLStoreBackend(StoreBackend):
         async with link.setup_lock:
             if self._ready:
                 return
-            for attempt in range(1, 6):
-                try:
-                    async with link.write_lock, link.engine.begin() as conn:
-                        await conn.run_sync(self._table.metadata.create_all)
-                    break
-                except exc.DBAPIError:
-                    # Another process may be creating the same table right now; look again.
-                    if attempt == 5:
-                        raise
-                    await asyncio.sleep(0.05 * attempt)
+
+            async def create() -> None:
+                async with link.write_lock, link.engine.begin() as conn:
+                    await conn.run_sync(self._table.metadata.create_all)
+
+            await set_up_racing(create)
             self._ready = True
 
     @contextlib.asynccontextmanager
