@@ -185,19 +185,17 @@ def dense_parts(
     seqs = [seq for seq in dict.fromkeys(candidates) if seq in vectors]
     if not seqs:
         return {}
-    own = np.stack([vectors[seq] for seq in seqs])
-    window = own.copy()
-    for row, seq in enumerate(seqs):
-        for side in links.get(seq, (None, None)):
-            if side is not None and side in vectors:
-                window[row] += vectors[side]
+    own = np.array([vectors[seq] for seq in seqs])
+    zero = np.zeros_like(own[0])
+    window = own
+    for side in (0, 1):  # prev, then next: the same float order as adding them one by one
+        near = [links.get(seq, (None, None))[side] for seq in seqs]
+        window = window + np.array([zero if n is None else vectors.get(n, zero) for n in near])
     alone = own @ query
     norms = np.linalg.norm(window, axis=1)
     together = np.divide(window @ query, norms, out=np.zeros_like(norms), where=norms > 0)
-    return {
-        seq: (_clip(float(a)), _clip(float(t)))
-        for seq, a, t in zip(seqs, alone, together, strict=True)
-    }
+    pairs = zip(np.clip(alone, 0.0, 1.0).tolist(), np.clip(together, 0.0, 1.0).tolist())
+    return dict(zip(seqs, pairs, strict=True))
 
 
 def mix_dense(parts: Mapping[int, tuple[float, float]], window: float) -> dict[int, float]:

@@ -124,8 +124,9 @@ async def diagnose(
     url: str | None = None,
     *,
     client: Any = None,
-    table_prefix: str = "memweave_",
+    namespace: str | None = None,
     timeout: float = 15.0,  # noqa: ASYNC109 - a finite default, raised as BackendTimeout
+    table_prefix: str | None = None,
 ) -> Diagnosis:
     """Read the settings of the backend `url` (or `client`) names that can lose or corrupt
     stored conversations, and say how to fix each.
@@ -158,8 +159,11 @@ async def diagnose(
         client: Instead of `url`, the client a provider was given: a redis-py async `Redis`
             or `RedisCluster`, or a SQLAlchemy `AsyncEngine` (its connection settings, e.g.
             a `synchronous_commit` it sets, are then what is checked).
-        table_prefix: The SQL backend's table prefix, whose tables are checked.
+        namespace: The SQL provider's namespace, whose tables (`<namespace>_messages`, ...)
+            are checked (default `memweave`).
         timeout: Seconds the whole check may take.
+        table_prefix: Deprecated: the exact start of the table names (`app_` for
+            `app_messages`); use `namespace`. Goes in 0.3.
 
     Returns:
         The findings, most severe first; `Diagnosis.ok` is True when none is an error or a
@@ -169,10 +173,12 @@ async def diagnose(
         BackendUnavailable: The server could not be reached (`BackendTimeout` when it did
             not answer within `timeout`).
         ConfigurationError: Neither or both of `url` and `client` were given, the URL or
-            client is not one memweave knows, or the table prefix is invalid.
+            client is not one memweave knows, the namespace is invalid, or both
+            `namespace` and `table_prefix` were given.
         MissingDependency: The backend's optional driver is not installed.
     """
-    run = _pick(url, client, table_prefix)
+    renamed_argument("diagnose()", "table_prefix", table_prefix, "namespace", namespace)
+    run = _pick(url, client, sql_names(namespace, table_prefix, owner="diagnose()")[1])
     shown = url if url is not None else f"<{type(client).__name__}>"
     try:
         async with asyncio.timeout(timeout):
