@@ -14,8 +14,8 @@ dropped afterwards. `x official` is memweave's p50 over the official saver's p50
 database (target: at most 1.2), and `x N=10` a saver's p50 at N over its p50 at the smallest N
 (flat in the thread's length: about 1). The savers and sizes of one database are timed
 interleaved, call by call, so a busy machine slows them alike. MariaDB and Redis have no
-official saver; their rows are absolute. memweave's own tables and keys get a prefix of their
-own and are deleted after.
+official saver; their rows are absolute. memweave's own tables and keys get a namespace of
+their own and are deleted after.
 
 Run: `python -m memweave.bench.checkpoints [--url URL ...] [--sizes 10 100 1000] [--quick] [--json]`
 """
@@ -170,25 +170,23 @@ async def _time(action: Callable[[], Awaitable[None]], repeat: int) -> list[floa
 async def _memweave(url: str) -> AsyncIterator[Saver]:
     from memweave.integrations.langgraph import MemweaveCheckpointSaver
 
-    tag = uuid.uuid4().hex[:8]
-    redis = backend_name(url) == "redis"
-    options = {"prefix": f"mwbench-{tag}"} if redis else {"table_prefix": f"mwbench_{tag}_"}
-    saver = MemweaveCheckpointSaver.from_url(url, **options)
+    namespace = f"mwbench_{uuid.uuid4().hex[:8]}"
+    saver = MemweaveCheckpointSaver.from_url(url, namespace=namespace)
     try:
         yield saver
     finally:
         await saver.aclose()
-        await _drop_memweave(url, options)
+        await _drop_memweave(url, namespace)
 
 
-async def _drop_memweave(url: str, options: dict[str, str]) -> None:
-    """Delete the tables or keys of the run's prefix (nothing else)."""
-    if "prefix" in options:
+async def _drop_memweave(url: str, namespace: str) -> None:
+    """Delete the tables or keys of the run's namespace (nothing else)."""
+    if backend_name(url) == "redis":
         from memweave.providers.redis import client_from_url
 
         client = client_from_url(url)
         try:
-            async for key in client.scan_iter(match=f"{options['prefix']}:*", count=1000):
+            async for key in client.scan_iter(match=f"{namespace}:*", count=1000):
                 await client.delete(key)
         finally:
             await client.aclose()
@@ -202,7 +200,7 @@ async def _drop_memweave(url: str, options: dict[str, str]) -> None:
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(saver_tables(options["table_prefix"]).metadata.drop_all)
+            await conn.run_sync(saver_tables(f"{namespace}_").metadata.drop_all)
     finally:
         await engine.dispose()
 

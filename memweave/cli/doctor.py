@@ -10,7 +10,7 @@ finding with its fix (or one JSON object with `--json`), and picks the exit stat
 Example:
     ```console
     $ memweave doctor redis://localhost:6379/0
-    $ memweave doctor mysql+aiomysql://app@db/chat --table-prefix chat_ --json
+    $ memweave doctor mysql+aiomysql://app@db/chat --namespace chat --json
     ```
 """
 
@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from typing import Any
 
 from rich.text import Text
 
+from memweave._deprecation import REMOVED_IN
 from memweave.cli._common import display_url, err_console, out_console, scrub, secrets_in
 from memweave.errors import MemweaveError
 from memweave.providers import Diagnosis, Finding, diagnose
@@ -48,12 +50,15 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
         "0 no errors or warnings, 1 some found, 3 the backend could not be checked.",
     )
     parser.add_argument("url", metavar="URL", help="a backend URL, e.g. redis://localhost:6379/0")
-    parser.add_argument(
-        "--table-prefix",
-        default="memweave_",
-        metavar="PREFIX",
-        help="the SQL backend's table prefix whose tables are checked (default: memweave_)",
+    names = parser.add_mutually_exclusive_group()
+    names.add_argument(
+        "--namespace",
+        metavar="NAME",
+        help="the SQL provider's namespace, whose tables NAME_messages, ... are checked "
+        "(default: memweave)",
     )
+    # Deprecated name, hidden from --help; goes in 0.3.
+    names.add_argument("--table-prefix", metavar="PREFIX", help=argparse.SUPPRESS)
     parser.add_argument(
         "--timeout",
         type=_seconds,
@@ -68,8 +73,21 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
 async def run_doctor(args: argparse.Namespace) -> int:
     """Diagnose `args.url`, print the findings, and return the exit status."""
     secrets = secrets_in(getattr(args, "argv", [args.url]))
+    if args.table_prefix is not None:
+        err_console().print(
+            f"memweave doctor: --table-prefix is deprecated and goes in memweave {REMOVED_IN}; "
+            "use --namespace (--namespace app checks the tables --table-prefix app_ did)"
+        )
     try:
-        diagnosis = await diagnose(args.url, table_prefix=args.table_prefix, timeout=args.timeout)
+        with warnings.catch_warnings():
+            # Said above, in the command's terms.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            diagnosis = await diagnose(
+                args.url,
+                namespace=args.namespace,
+                table_prefix=args.table_prefix,
+                timeout=args.timeout,
+            )
     except MemweaveError as exc:
         message = " ".join(str(exc).split())
         err_console().print(

@@ -194,7 +194,9 @@ def dense_parts(
     alone = own @ query
     norms = np.linalg.norm(window, axis=1)
     together = np.divide(window @ query, norms, out=np.zeros_like(norms), where=norms > 0)
-    pairs = zip(np.clip(alone, 0.0, 1.0).tolist(), np.clip(together, 0.0, 1.0).tolist())
+    pairs = zip(
+        np.clip(alone, 0.0, 1.0).tolist(), np.clip(together, 0.0, 1.0).tolist(), strict=True
+    )
     return dict(zip(seqs, pairs, strict=True))
 
 

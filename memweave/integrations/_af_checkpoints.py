@@ -27,7 +27,8 @@ from memweave.integrations._af_checkpoint_codec import (
     DecodeError,
     EncodeError,
 )
-from memweave.integrations._names import Namespace, required_backend
+from memweave.integrations._backends import required_backend
+from memweave.providers._namespace import StoredNames
 
 try:
     from agent_framework import WorkflowCheckpoint, WorkflowCheckpointException
@@ -160,13 +161,13 @@ class MemweaveCheckpointStorage(AsyncCloseable):
         client = renamed_argument(name, "engine", engine, "client", client)
         renamed_argument(name, "table_prefix", table_prefix, "namespace", namespace)
         renamed_argument(name, "prefix", prefix, "namespace", namespace)
-        names = Namespace(namespace, prefix=prefix, table_prefix=table_prefix)
+        names = StoredNames(name, namespace, prefix=prefix, table_prefix=table_prefix)
         self._codec = CheckpointCodec(allowed_checkpoint_types)
         self._backend = self._build(url, client, names)
         self._closed = False
 
     @staticmethod
-    def _build(url: str | None, client: Any, names: Namespace) -> CheckpointBackend:
+    def _build(url: str | None, client: Any, names: StoredNames) -> CheckpointBackend:
         from memweave.integrations._af_checkpoint_backends import (
             RedisCheckpointBackend,
             SQLCheckpointBackend,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from memweave.errors import MemweaveError
 from memweave.messages import ChatMessage
@@ -16,7 +16,11 @@ from memweave.reducers.base import ChatReducer
 if TYPE_CHECKING:
     from memweave.providers.base import ChatHistoryProvider
 
-__all__ = ["reduce_after_append", "reduce_stored", "reduced_view"]
+__all__ = ["ReduceOn", "reduce_after_append", "reduce_stored", "reduced_view"]
+
+ReduceOn = Literal["read", "write"]
+"""When a provider's reducer applies: on `"read"` (a reduced view, storage untouched) or on
+`"write"` (the stored history itself is reduced after each add)."""
 
 logger = logging.getLogger("memweave.providers.base")  # where these warnings always came from
 

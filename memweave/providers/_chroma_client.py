@@ -1,12 +1,14 @@
-"""Opening Chroma: the embedded folder lock one process holds, `chroma://` URL parsing, a
-time limit on an HTTP client's requests, and the translation of Chroma's errors."""
+"""Opening Chroma: the embedded folder lock one process holds, `chroma://` URL parsing, the
+client a URL names, a time limit on an HTTP client's requests, and the translation of
+Chroma's errors."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,7 +21,17 @@ from memweave.errors import (
     MissingDependency,
 )
 
-__all__ = ["EmbeddedChroma", "limit_requests", "map_chroma_errors", "parse_chroma_url"]
+__all__ = [
+    "ClientMaker",
+    "EmbeddedChroma",
+    "client_maker",
+    "limit_requests",
+    "map_chroma_errors",
+    "parse_chroma_url",
+]
+
+ClientMaker = Callable[[], tuple[Any, Callable[[], None] | None]]
+"""Makes a Chroma client; returns it and what closes it (None: nothing to close)."""
 
 # HTTP statuses a Chroma server answers when a later attempt may succeed.
 _TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
@@ -150,6 +162,46 @@ def parse_chroma_url(url: str) -> tuple[str, dict[str, Any]]:
     raise ConfigurationError(
         f"not a Chroma URL: {mask_url(url)!r}; expected chroma:///path or chroma+http://host:port"
     )
+
+
+def client_maker(
+    url: str | None, folder: Path | None, *, timeout: float | None
+) -> tuple[dict[str, Any], ClientMaker]:
+    """The options left in `url`'s query (`namespace`, `collection`) and what makes the
+    client `url` names; or, with no `url`, an embedded Chroma on `folder`, used as it is
+    (no URL syntax).
+
+    Raises:
+        ConfigurationError: A bad URL.
+    """
+    import chromadb
+    from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT
+
+    options: dict[str, Any]
+    if url is None:
+        kind, options = "path", {"path": folder}
+    else:
+        kind, options = parse_chroma_url(url)
+    tenant = options.pop("tenant", DEFAULT_TENANT)
+    database = options.pop("database", DEFAULT_DATABASE)
+    if kind == "path":
+        path = os.fspath(options.pop("path"))
+
+        def embedded() -> tuple[Any, Callable[[], None] | None]:
+            made = EmbeddedChroma(path, tenant=tenant, database=database)
+            return made.client, made.close
+
+        return options, embedded
+    host, port, ssl = options.pop("host"), options.pop("port"), options.pop("ssl")
+
+    def server() -> tuple[Any, Callable[[], None] | None]:
+        made: Any = chromadb.HttpClient(
+            host=host, port=port, ssl=ssl, tenant=tenant, database=database
+        )
+        limit_requests(made, timeout)
+        return made, made.close
+
+    return options, server
 
 
 def limit_requests(client: Any, timeout: float | None) -> None:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from memweave._deprecation import renamed_argument
 from memweave._urls import mask_url
 from memweave.errors import BackendTimeout, BackendUnavailable, ConfigurationError
+from memweave.providers._namespace import sql_names
 
 __all__ = ["Concern", "Diagnosis", "Finding", "Severity", "diagnose"]
 
@@ -178,7 +181,7 @@ async def diagnose(
         MissingDependency: The backend's optional driver is not installed.
     """
     renamed_argument("diagnose()", "table_prefix", table_prefix, "namespace", namespace)
-    run = _pick(url, client, sql_names(namespace, table_prefix, owner="diagnose()")[1])
+    run = _pick(url, client, _SQLNames(namespace, table_prefix))
     shown = url if url is not None else f"<{type(client).__name__}>"
     try:
         async with asyncio.timeout(timeout):
@@ -189,7 +192,24 @@ async def diagnose(
         raise BackendTimeout("diagnose", timeout, url=shown) from None
 
 
-def _pick(url: str | None, client: Any, table_prefix: str) -> Callable[[], Awaitable[Diagnosis]]:
+@dataclass(frozen=True, slots=True)
+class _SQLNames:
+    """The `namespace` (or deprecated `table_prefix`) diagnose was given; checked only for a
+    SQL backend, since other backends' checks read no table."""
+
+    namespace: str | None
+    table_prefix: str | None
+
+    def prefix(self) -> str:
+        """The start of the table names to check.
+
+        Raises:
+            ConfigurationError: The namespace or table prefix is not valid for SQL.
+        """
+        return sql_names(self.namespace, self.table_prefix, owner="diagnose()")[1]
+
+
+def _pick(url: str | None, client: Any, names: _SQLNames) -> Callable[[], Awaitable[Diagnosis]]:
     """The check to run for `url` or `client`, chosen before anything connects."""
     if (url is None) == (client is None):
         raise ConfigurationError("pass either url or client to diagnose(), not both or neither")
@@ -203,21 +223,23 @@ def _pick(url: str | None, client: Any, table_prefix: str) -> Callable[[], Await
                 f"unsupported URL scheme {scheme!r} in {mask_url(url)!r}; "
                 f"supported: {', '.join(_SCHEMES)}"
             )
-        return _by_url(family, url, table_prefix)
-    return _by_client(client, table_prefix)
+        return _by_url(family, url, names)
+    return _by_client(client, names)
 
 
-def _by_url(family: str, url: str, table_prefix: str) -> Callable[[], Awaitable[Diagnosis]]:
+def _by_url(family: str, url: str, names: _SQLNames) -> Callable[[], Awaitable[Diagnosis]]:
     if family == "memory":
         return lambda: _memory(url)
     if family == "sqlite":
         from memweave.providers._diagnose_sqlite import diagnose_sqlite_url
 
-        return lambda: diagnose_sqlite_url(url, table_prefix)
+        sqlite_prefix = names.prefix()
+        return lambda: diagnose_sqlite_url(url, sqlite_prefix)
     if family == "sql":
         from memweave.providers._diagnose_sql import diagnose_sql_url
 
-        return lambda: diagnose_sql_url(url, table_prefix)
+        sql_prefix = names.prefix()
+        return lambda: diagnose_sql_url(url, sql_prefix)
     if family == "redis":
         from memweave.providers._diagnose_redis import diagnose_redis_url
 
@@ -227,13 +249,14 @@ def _by_url(family: str, url: str, table_prefix: str) -> Callable[[], Awaitable[
     return lambda: diagnose_chroma_url(url)
 
 
-def _by_client(client: Any, table_prefix: str) -> Callable[[], Awaitable[Diagnosis]]:
+def _by_client(client: Any, names: _SQLNames) -> Callable[[], Awaitable[Diagnosis]]:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     if isinstance(client, AsyncEngine):
         from memweave.providers._diagnose_sql import diagnose_engine
 
-        return lambda: diagnose_engine(client, table_prefix)
+        prefix = names.prefix()
+        return lambda: diagnose_engine(client, prefix)
     try:
         from redis.asyncio import Redis, RedisCluster
     except ImportError:

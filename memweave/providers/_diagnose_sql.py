@@ -125,10 +125,11 @@ def missing_tables(table_prefix: str, found: set[str]) -> list[Finding]:
             severity="info",
             concern="unchecked",
             setting="tables",
-            found=f"none under prefix {table_prefix!r}",
+            found=f"none named {table_prefix}*",
             why="memweave creates its tables on first use, with the settings it needs; "
             "only the server's settings were checked",
-            fix="pass the prefix your provider uses (table_prefix=) if it is another one",
+            fix="pass the namespace your provider uses (namespace=, or --namespace) if it "
+            "is another one",
         )
     ]
 

@@ -7,20 +7,29 @@ transaction, one lock).
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import ClassVar, Literal, TypeVar
 
 from memweave._closing import AsyncCloseable
-from memweave._codec import OnCorrupt, decode_many, encode
-from memweave.errors import ConfigurationError, InvalidArgument, ProviderClosed
+from memweave._codec import OnCorrupt
+from memweave.errors import InvalidArgument, ProviderClosed
 from memweave.messages import ChatMessage, could_be_id, validate_messages
-from memweave.providers._base_reads import MAX_PAGE, NOT_IN_SESSION, decoded, iterate, older
-from memweave.providers._base_reduce import reduce_after_append, reduced_view
-from memweave.providers._limits import UNLIMITED, check_sizes
+from memweave.providers._base_args import (
+    check_before,
+    check_limit,
+    check_message_id,
+    check_message_ids,
+    check_older_than,
+    check_options,
+    check_page_size,
+    check_session_query,
+    orphaned,
+)
+from memweave.providers._base_primitives import BATCH_SIZE, HistoryPrimitives
+from memweave.providers._base_reads import NOT_IN_SESSION, decoded, iterate, older
+from memweave.providers._base_reduce import ReduceOn, reduce_after_append, reduced_view
+from memweave.providers._limits import check_sizes
 from memweave.providers._records import (
     DeleteOutcome,
     PageRow,
@@ -53,18 +62,10 @@ __all__ = [
     "trim_count",
 ]
 
-ReduceOn = Literal["read", "write"]
-
 _T = TypeVar("_T")
 
-BATCH_SIZE = 500
-"""Sessions a backend touches per step of `prune` and `purge_expired` (bounded work per
-statement or script, so a sweep never holds a server busy)."""
 
-logger = logging.getLogger(__name__)
-
-
-class ChatHistoryProvider(AsyncCloseable, ABC):
+class ChatHistoryProvider(AsyncCloseable, HistoryPrimitives):
     """Stores and returns the messages of many conversations, each under a session id.
 
     Rules every backend keeps (checked by the conformance suite in `tests/conformance`):
@@ -133,18 +134,13 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         timeout: float | None = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
     ) -> None:
-        if max_messages is not None and (
-            isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1
-        ):
-            raise ConfigurationError(f"max_messages must be a positive int, got {max_messages!r}")
-        if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
-            raise ConfigurationError(f"ttl must be a positive timedelta, got {ttl!r}")
-        if on_corrupt not in ("raise", "skip"):
-            raise ConfigurationError(f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
-        if reduce_on not in ("read", "write"):
-            raise ConfigurationError(f"reduce_on must be 'read' or 'write', got {reduce_on!r}")
-        if reducer is not None and not isinstance(reducer, ChatReducer):
-            raise ConfigurationError(f"reducer must be a ChatReducer, got {reducer!r}")
+        check_options(
+            max_messages=max_messages,
+            ttl=ttl,
+            on_corrupt=on_corrupt,
+            reducer=reducer,
+            reduce_on=reduce_on,
+        )
         self.max_messages = max_messages
         self.ttl = ttl
         self.on_corrupt: OnCorrupt = on_corrupt
@@ -239,19 +235,11 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         """
         self._check_open("list_messages")
         session_id = validate_session_id(session_id)
-        limit = _check_limit(limit)
+        limit = check_limit(limit)
         if reducer is not None and not isinstance(reducer, ChatReducer):
             raise InvalidArgument("reducer", reducer, "must be a ChatReducer or None")
         if before is not None:
-            if not isinstance(before, str):
-                raise InvalidArgument("before", before, "must be a message id (str) or None")
-            if reducer is not None:
-                raise InvalidArgument(
-                    "before", before, "cannot be combined with reducer (a window is newest-first)"
-                )
-            if not could_be_id(before):
-                raise InvalidArgument("before", before, NOT_IN_SESSION)
-            return await older(self, session_id, before, limit)
+            return await older(self, session_id, check_before(before, reducer), limit)
         if limit == 0:
             return []
         if reducer is None and self.reduce_on == "read":
@@ -285,13 +273,7 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         """
         self._check_open("iter_messages")
         session_id = validate_session_id(session_id)
-        if (
-            isinstance(page_size, bool)
-            or not isinstance(page_size, int)
-            or not 1 <= page_size <= MAX_PAGE
-        ):
-            raise InvalidArgument("page_size", page_size, f"must be an int from 1 to {MAX_PAGE}")
-        return iterate(self, session_id, page_size)
+        return iterate(self, session_id, check_page_size(page_size))
 
     async def count_messages(self, session_id: str) -> int:
         """Return how many messages are stored for the session (0 when unknown or expired)."""
@@ -314,29 +296,14 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         """
         self._check_open("delete_messages")
         session_id = validate_session_id(session_id)
-        if isinstance(message_ids, str | bytes) or not isinstance(message_ids, Iterable):
-            raise InvalidArgument(
-                "message_ids", message_ids, "must be an iterable of message ids (not one str)"
-            )
-        ids = list(dict.fromkeys(message_ids))
-        bad = next((i for i in ids if not isinstance(i, str)), None)
-        if bad is not None:
-            raise InvalidArgument("message_ids", bad, "every message id must be a str")
-        # An id no message can have (a lone surrogate, ...) is stored nowhere: ignored, as
-        # unknown ids are, without asking (or encoding it for) the backend.
-        ids = [i for i in ids if could_be_id(i)]
+        ids = check_message_ids(message_ids)
         if not ids:
             return 0
         outcome = await self._io(
             "delete_messages", lambda: self._delete(session_id, ids), retry=False
         )
         if outcome.orphan is not None:
-            raise InvalidArgument(
-                "message_ids",
-                outcome.orphan,
-                "is a tool result whose calling message was not named; delete the message "
-                "that called the tool (its results go with it)",
-            )
+            raise orphaned(outcome.orphan)
         return outcome.deleted
 
     async def truncate_after(self, session_id: str, message_id: str) -> int:
@@ -351,10 +318,7 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
         """
         self._check_open("truncate_after")
         session_id = validate_session_id(session_id)
-        if not isinstance(message_id, str):
-            raise InvalidArgument("message_id", message_id, "must be a message id (str)")
-        if not could_be_id(message_id):
-            raise InvalidArgument("message_id", message_id, NOT_IN_SESSION)
+        check_message_id(message_id)
         deleted = await self._io(
             "truncate_after", lambda: self._truncate_after(session_id, message_id), retry=False
         )
@@ -397,14 +361,7 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
             ProviderClosed: The provider was closed.
         """
         self._check_open("list_sessions")
-        if prefix is not None and not isinstance(prefix, str):
-            raise InvalidArgument("prefix", prefix, "must be a str or None")
-        if after is not None and not isinstance(after, str):
-            raise InvalidArgument("after", after, "must be a str or None")
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise InvalidArgument("limit", limit, "must be a positive int or None")
+        check_session_query(prefix, after, limit)
         if prefix and not could_be_id(prefix):
             return []  # no stored id starts with it (a lone surrogate, or over 256 characters)
         found = await self._io(
@@ -441,8 +398,7 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
             ProviderClosed: The provider was closed.
         """
         self._check_open("prune")
-        if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
-            raise InvalidArgument("older_than", older_than, "must be a positive timedelta")
+        check_older_than(older_than)
         return await self._io(
             "prune", lambda: self._prune(older_than, dry_run=bool(dry_run)), retry=False
         )
@@ -494,139 +450,3 @@ class ChatHistoryProvider(AsyncCloseable, ABC):
     async def _mapped(self, call: Callable[[], Awaitable[_T]]) -> _T:
         with self._map_errors():
             return await call()
-
-    def _map_errors(self) -> contextlib.AbstractContextManager[None]:
-        """Translate driver exceptions into memweave errors; backends override this."""
-        return contextlib.nullcontext()
-
-    # -- backend primitives -------------------------------------------------------------------
-
-    @abstractmethod
-    async def _append(
-        self,
-        session_id: str,
-        records: Sequence[StoredRecord],
-        *,
-        max_messages: int | None,
-        ttl: timedelta | None,
-    ) -> None:
-        """Atomically append the records whose ids the session lacks, trim, and renew the ttl.
-
-        `records` hold no duplicate ids. Trimming keeps the newest `max_messages` and then
-        drops tool results left at the head (see `trim_count`).
-        """
-
-    @abstractmethod
-    async def _read(self, session_id: str, limit: int | None) -> list[bytes]:
-        """Return stored entries oldest first; with `limit`, only the newest `limit` (>= 1)."""
-
-    @abstractmethod
-    async def _count(self, session_id: str) -> int:
-        """Return the number of stored entries."""
-
-    @abstractmethod
-    async def _clear(self, session_id: str) -> None:
-        """Delete the session's entries (and ttl bookkeeping)."""
-
-    @abstractmethod
-    async def _list_sessions(
-        self, prefix: str | None, *, after: str | None, limit: int | None
-    ) -> list[str]:
-        """Return ids of live sessions starting literally with `prefix` and sorting strictly
-        after `after` (code point order), at most `limit` of them (None: all).
-
-        Return the smallest such ids (any order; the base sorts). The cost must follow
-        `limit`, not the number of sessions, wherever the store can order ids.
-        """
-
-    @abstractmethod
-    async def _session_info(self, session_id: str) -> SessionInfo | None:
-        """Return the live session's count and times, or None when it is unknown or expired."""
-
-    @abstractmethod
-    async def _read_page(
-        self, session_id: str, *, after: str | None, before: str | None, limit: int
-    ) -> list[PageRow] | None:
-        """Return up to `limit` (>= 1) stored entries as `(message id, data)`, oldest first.
-
-        At most one of `after` and `before` is given. Neither: the oldest `limit` entries.
-        `after=id`: the `limit` entries just newer than that message. `before=id`: the
-        `limit` entries just older than it. Returns None when the cursor id is not stored in
-        the live session. The cost must follow `limit`, not the session length.
-        """
-
-    @abstractmethod
-    async def _delete(self, session_id: str, message_ids: Sequence[str]) -> DeleteOutcome:
-        """Atomically delete the entries with these ids plus, for each deleted entry that is
-        not a tool result, the run of tool results directly after it.
-
-        Unknown ids are ignored. When a named tool result would stay orphaned (the nearest
-        older non-tool entry is not deleted), delete nothing and return it as `orphan`.
-        Renews `updated_at` when something was deleted; a session left empty is gone.
-        """
-
-    @abstractmethod
-    async def _truncate_after(self, session_id: str, message_id: str) -> int | None:
-        """Atomically delete every entry newer than `message_id`, except the run of tool
-        results directly after it; return how many went, or None when `message_id` is not
-        stored in the live session. Renews `updated_at` when something was deleted."""
-
-    @abstractmethod
-    async def _prune(self, older_than: timedelta, *, dry_run: bool) -> int:
-        """Delete (or with `dry_run` only count) the live sessions whose `updated_at` is older
-        than `older_than` before now on the store's clock, `BATCH_SIZE` per step; return how
-        many. A session whose time was not recorded counts as updated when first seen here."""
-
-    async def _max_record_bytes(self) -> int:
-        """The most bytes one message's stored form may take on this store.
-
-        Asked once per provider, on its first `add_messages` (a backend whose limit is a
-        server setting reads it then); a bigger message raises `MessageTooLarge` before
-        anything is sent. This default states no limit.
-        """
-        return UNLIMITED
-
-    async def _purge_expired(self) -> int:
-        """Delete what is left of expired sessions, `BATCH_SIZE` per step; return how many.
-
-        This default does nothing, for stores that expire data by themselves."""
-        return 0
-
-    @abstractmethod
-    async def _remove(self, session_id: str, message_ids: Sequence[str]) -> None:
-        """Delete the entries with these ids, atomically, leaving the others untouched."""
-
-    @abstractmethod
-    async def _replace(
-        self,
-        session_id: str,
-        records: Sequence[StoredRecord],
-        *,
-        expected_last_id: str | None,
-    ) -> bool:
-        """Atomically replace the session's entries with `records`.
-
-        Does nothing and returns False when the newest stored id is not `expected_last_id`
-        (another writer appended meanwhile); returns True when replaced.
-        """
-
-    async def _read_system(self, session_id: str) -> list[bytes]:
-        """Return the stored entries of the session's system messages, oldest first.
-
-        This default reads the whole session; backends that can select by role override it.
-        """
-        with self._map_errors():
-            rows = await self._read(session_id, None)
-        messages = decode_many(rows, session_id=session_id, on_corrupt="skip")
-        return [encode(message) for message in messages if message.role == "system"]
-
-    async def _aclose(self) -> None:
-        """Release resources; called once by `aclose`."""
-
-
-def _check_limit(limit: int | None) -> int | None:
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise InvalidArgument("limit", limit, "must be a non-negative int or None")
-    return limit

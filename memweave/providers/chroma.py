@@ -3,42 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import functools
-import logging
-import os
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar, overload
+from typing import Any, overload
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from memweave._codec import OnCorrupt, decode_one
+from memweave._codec import OnCorrupt
 from memweave._deprecation import renamed_argument, warn_renamed
 from memweave._group_commit import GroupCommit
-from memweave._loops import PerLoop
 from memweave._urls import mask_url
-from memweave.embeddings import ChromaDefaultEmbeddings, EmbeddingFunction
-from memweave.errors import (
-    BackendTimeout,
-    ConfigurationError,
-    CorruptRecord,
-    InvalidArgument,
-    MissingDependency,
-)
-from memweave.messages import ChatMessage
+from memweave.embeddings import EmbeddingFunction
+from memweave.errors import ConfigurationError, MissingDependency
 from memweave.providers import _chroma_sessions as _sessions
 from memweave.providers._chroma_args import old_search_call, resolve_names
-from memweave.providers._chroma_client import (
-    EmbeddedChroma,
-    limit_requests,
-    map_chroma_errors,
-    parse_chroma_url,
-)
-from memweave.providers._chroma_history_ops import HistoryOps, text_of
+from memweave.providers._chroma_client import ClientMaker, EmbeddedChroma, client_maker
+from memweave.providers._chroma_collection import embed_records, unit_vectors
+from memweave.providers._chroma_history_ops import HistoryOps
+from memweave.providers._chroma_search import MessageHit, check_search, decode_hits
+from memweave.providers._chroma_worker import ChromaWorker
+from memweave.providers._home import default_chroma_path
 from memweave.providers._limits import chroma_limit
 from memweave.providers._namespace import DEFAULT_NAMESPACE
 from memweave.providers._resilience import resolve_options
@@ -46,7 +31,6 @@ from memweave.providers.base import (
     BATCH_SIZE,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
-    ChatHistoryProvider,
     DeleteOutcome,
     PageRow,
     ReduceOn,
@@ -55,23 +39,11 @@ from memweave.providers.base import (
     dedupe_batch,
 )
 from memweave.reducers.base import ChatReducer
-from memweave.session import validate_session_id
 
 __all__ = ["DEFAULT_COLLECTION", "ChromaChatHistoryProvider", "EmbeddedChroma", "MessageHit"]
 
-logger = logging.getLogger(__name__)
-
 DEFAULT_COLLECTION = f"{DEFAULT_NAMESPACE}_history"
 """The collection of the default namespace (`memweave_history`)."""
-
-_T = TypeVar("_T")
-_META_EMBEDDER = "memweave:embedder"
-_META_DIMENSIONS = "memweave:dimensions"
-_META_KIND = "memweave:kind"
-_META_LAYOUT = "memweave:layout"
-_KIND = "history"
-_LAYOUT = 2
-"""Collections of this layout hold no session record without the listing fields."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +54,7 @@ class _Append:
     ttl: timedelta | None
 
 
-class MessageHit(BaseModel):
-    """One message found by `ChromaChatHistoryProvider.search`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    message: ChatMessage
-    """The stored message."""
-    score: float = Field(ge=0.0, le=1.0)
-    """Cosine similarity to the query, clipped to [0, 1]; higher is better."""
-
-
-class ChromaChatHistoryProvider(ChatHistoryProvider):
+class ChromaChatHistoryProvider(ChromaWorker):
     """Chroma based history store: embedded (one process) or on a Chroma server (many).
 
     Each message is one record of the collection: its versioned JSON as the document, its
@@ -168,7 +129,10 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
     Args:
         url: `chroma:///path/to/folder` (embedded) or `chroma+http://host:port` /
             `chroma+https://...` (a server); `?namespace=name` sets `namespace`.
-            Defaults to the embedded folder `./chroma` when no `client` is given.
+            Without a `client` either, the embedded folder `chroma` in memweave's data
+            directory (`memweave.providers.data_dir()`: `$MEMWEAVE_HOME`, else the per-user
+            data directory), created if missing and logged at INFO; never the working
+            directory.
         client: A Chroma client to use instead of a URL; the caller keeps ownership.
         namespace: The name this provider's data lives under, so several applications
             share one server: the collection is `<namespace>_history` (default `memweave`,
@@ -202,8 +166,6 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         ```
     """
 
-    _timeout_scope = "backend"  # `_bounded` holds each worker call to `timeout`
-
     def __init__(
         self,
         url: str | None = None,
@@ -233,41 +195,20 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
             retries=retries,
         )
         try:
-            import chromadb
+            import chromadb  # noqa: F401 - only to name the extra when it is missing
         except ImportError as exc:
             raise MissingDependency("chromadb", "chroma") from exc
         if url is not None and client is not None:
             raise ConfigurationError("pass either url or client, not both")
         options: dict[str, Any] = {}
-        self._make_client: Callable[[], tuple[Any, Callable[[], None] | None]]
+        make_client: ClientMaker
         if client is None:
-            self._url = url if url is not None else "chroma://./chroma"
-            kind, options = parse_chroma_url(self._url)
-            from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT
-
-            tenant = options.pop("tenant", DEFAULT_TENANT)
-            database = options.pop("database", DEFAULT_DATABASE)
-            if kind == "path":
-                folder = os.fspath(options["path"])
-
-                def make() -> tuple[Any, Callable[[], None] | None]:
-                    embedded = EmbeddedChroma(folder, tenant=tenant, database=database)
-                    return embedded.client, embedded.close
-
-            else:
-                host, port, ssl = options["host"], options["port"], options["ssl"]
-
-                def make() -> tuple[Any, Callable[[], None] | None]:
-                    made: Any = chromadb.HttpClient(
-                        host=host, port=port, ssl=ssl, tenant=tenant, database=database
-                    )
-                    limit_requests(made, self.timeout)
-                    return made, made.close
-
-            self._make_client = make
+            folder = default_chroma_path(owner) if url is None else None
+            self._url = url if url is not None else f"chroma://{folder}"
+            options, make_client = client_maker(url, folder, timeout=self.timeout)
         else:
             self._url = "chroma+client://"
-            self._make_client = lambda: (client, None)
+            make_client = lambda: (client, None)  # noqa: E731 - the caller's, as it is
         if "collection" in options and "namespace" not in options:
             warn_renamed("?collection= in a Chroma URL", "?namespace=", stacklevel=3)
         names = resolve_names(namespace, collection, options, owner)
@@ -275,143 +216,11 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         """The name this provider's data lives under."""
         self.collection_name = names[1]
         """Its collection: `<namespace>_history` (a deprecated `collection` as given)."""
-        self._embedder = embedder
-        self._collection: Any = None
-        self._client: Any = None
-        self._legacy = False
-        self._close_client: Callable[[], None] | None = None
-        self._open_lock = PerLoop(asyncio.Lock)
-        # One thread makes every Chroma call, in order: the provider's own writes never
-        # interleave, and Chroma's blocking client stays off the event loop.
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="memweave")
+        self._start_worker(make_client, embedder)
         self._ops = HistoryOps(uuid.uuid4().hex[:12], self._blank)
         # Concurrent appends to one session become one read and one write (group commit),
         # each call's records staying together in order.
         self._appends: GroupCommit[_Append, None] = GroupCommit(self._write_appends)
-
-    @property
-    def embedder(self) -> EmbeddingFunction:
-        """The embedding function of this provider's vectors."""
-        if self._embedder is None:
-            self._embedder = ChromaDefaultEmbeddings()
-        return self._embedder
-
-    # -- plumbing -----------------------------------------------------------------------------
-
-    async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
-        collection = await self._ready()
-        loop = asyncio.get_running_loop()
-        return await self._bounded(loop.run_in_executor(self._worker, function, collection, *args))
-
-    async def _ready(self) -> Any:
-        if self._collection is None:
-            async with self._open_lock.get():
-                if self._collection is None:
-                    embedder = self.embedder
-                    loop = asyncio.get_running_loop()
-                    name, dimensions = embedder.name, embedder.dimensions
-                    await self._bounded(
-                        loop.run_in_executor(self._worker, self._open, name, dimensions)
-                    )
-        return self._collection
-
-    async def _bounded(self, call: Awaitable[_T]) -> _T:
-        """Wait for a worker call at most `timeout` seconds (it goes on in the worker)."""
-        if self.timeout is None:
-            return await call
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await call
-        except TimeoutError:
-            raise BackendTimeout("a Chroma call", self.timeout, url=self._url) from None
-
-    def _open(self, embedder: str, dimensions: int) -> None:
-        # On the worker: a loop that waited for another loop's open finds it done here.
-        if self._collection is None:
-            self._collection = self._open_client(embedder, dimensions)
-
-    def _open_client(self, embedder: str, dimensions: int) -> Any:
-        client, self._close_client = self._make_client()
-        self._client = client
-        try:
-            return self._open_collection(client, embedder, dimensions)
-        except BaseException:
-            self._release_client()
-            raise
-
-    def _release_client(self) -> None:
-        close, self._close_client = self._close_client, None
-        if close is not None:
-            close()
-
-    def _open_collection(self, client: Any, embedder: str, dimensions: int) -> Any:
-        import chromadb.errors
-
-        wanted = {
-            _META_KIND: _KIND,
-            _META_EMBEDDER: embedder,
-            _META_DIMENSIONS: dimensions,
-            _META_LAYOUT: _LAYOUT,
-        }
-        try:
-            collection = client.get_collection(self.collection_name, embedding_function=None)
-        except chromadb.errors.NotFoundError:
-            try:
-                self._legacy = False
-                return client.create_collection(
-                    self.collection_name,
-                    metadata=wanted,
-                    configuration={"hnsw": {"space": "cosine"}},
-                    embedding_function=None,
-                )
-            except chromadb.errors.ChromaError:
-                # Another process created it in between; check what it recorded.
-                collection = client.get_collection(self.collection_name, embedding_function=None)
-        found = collection.metadata or {}
-        if found.get(_META_KIND) != _KIND:
-            raise ConfigurationError(
-                f"Chroma collection {self.collection_name!r} was not created by "
-                "ChromaChatHistoryProvider; use another collection name"
-            )
-        if (found.get(_META_EMBEDDER), found.get(_META_DIMENSIONS)) != (embedder, dimensions):
-            raise ConfigurationError(
-                f"Chroma collection {self.collection_name!r} holds vectors of embedder "
-                f"{found.get(_META_EMBEDDER)!r} ({found.get(_META_DIMENSIONS)} dimensions), not "
-                f"{embedder!r} ({dimensions} dimensions); use that embedder or another collection"
-            )
-        # Made by an older memweave: session records without the listing fields may exist.
-        self._legacy = found.get(_META_LAYOUT) != _LAYOUT
-        return collection
-
-    def _mark_layout(self, collection: Any) -> None:
-        """Record that no session record lacks the listing fields any more."""
-        collection.modify(metadata={**(collection.metadata or {}), _META_LAYOUT: _LAYOUT})
-        self._legacy = False
-
-    def _map_errors(self) -> contextlib.AbstractContextManager[None]:
-        """Translate Chroma's and httpx's errors, marking those a retry may cure."""
-        return map_chroma_errors(self._url, timeout=self.timeout)
-
-    def _vectors(self, vectors: Sequence[Sequence[float]]) -> list[list[float]]:
-        out: list[list[float]] = []
-        for vector in vectors:
-            norm = sum(v * v for v in vector) ** 0.5
-            out.append([v / norm for v in vector] if norm > 0 else self._blank())
-        return out
-
-    def _blank(self) -> list[float]:
-        """The vector of a record with no text: a fixed unit vector."""
-        return [1.0] + [0.0] * (self.embedder.dimensions - 1)
-
-    async def _embed(self, records: Sequence[StoredRecord]) -> list[list[float]]:
-        texts = [text_of(record.data) for record in records]
-        todo = [i for i, text in enumerate(texts) if text.strip()]
-        vectors = [self._blank() for _ in records]
-        if todo:
-            made = self._vectors(await self.embedder.embed([texts[i] for i in todo]))
-            for i, vector in zip(todo, made, strict=True):
-                vectors[i] = vector
-        return vectors
 
     # -- primitives ---------------------------------------------------------------------------
 
@@ -432,7 +241,7 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
             groups.setdefault(key, []).extend(append.records)
         merged = {key: dedupe_batch(records) for key, records in groups.items()}
         flat = [record for records in merged.values() for record in records]
-        vectors = iter(await self._embed(flat))
+        vectors = iter(await embed_records(self.embedder, flat))
         for (session_id, max_messages, ttl), records in merged.items():
             own = [next(vectors) for _ in records]
             await self._run(self._ops.append, session_id, records, own, max_messages, ttl)
@@ -508,7 +317,7 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
         *,
         expected_last_id: str | None,
     ) -> bool:
-        vectors = await self._embed(records)
+        vectors = await embed_records(self.embedder, records)
         return await self._run(self._ops.replace, session_id, records, vectors, expected_last_id)
 
     async def _aclose(self) -> None:
@@ -555,30 +364,14 @@ class ChromaChatHistoryProvider(ChatHistoryProvider):
 
     async def _search(self, query: str, session_id: str | None, k: int) -> list[MessageHit]:
         """`search` once its arguments are in today's order."""
-        if session_id is None:
-            raise InvalidArgument("session_id", None, "is required: the session to search")
-        session_id = validate_session_id(session_id)
-        if not isinstance(query, str):
-            raise InvalidArgument("query", query, "must be a str")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
-            raise InvalidArgument("k", k, "must be an int from 1 to 1000")
+        session_id = check_search(query, session_id, k)
         if not query.strip():
             return []
-        [vector] = self._vectors(await self.embedder.embed([query]))
+        [vector] = unit_vectors(await self.embedder.embed([query]), self.embedder.dimensions)
         found = await self._io(
             "search", functools.partial(self._run, self._ops.search, session_id, vector, k)
         )
-        hits: list[MessageHit] = []
-        for position, (document, distance) in enumerate(found):
-            try:
-                message = decode_one(document, session_id=session_id, position=position)
-            except CorruptRecord as exc:
-                if self.on_corrupt == "raise":
-                    raise
-                logger.warning("skipping %s", exc)
-                continue
-            hits.append(MessageHit(message=message, score=max(0.0, min(1.0, 1.0 - distance))))
-        return hits
+        return decode_hits(found, session_id, self.on_corrupt)
 
     def __repr__(self) -> str:
         return (

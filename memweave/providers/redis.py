@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a test that hides 
 
 from memweave.providers import _redis_scripts as scripts
 from memweave.providers._limits import redis_limit
-from memweave.providers._namespace import REDIS, check_namespace
+from memweave.providers._namespace import redis_names
 from memweave.providers._redis_client import DEFAULT_URL as DEFAULT_URL
 from memweave.providers._redis_client import (
     client_from_url,
@@ -179,12 +179,7 @@ class RedisChatHistoryProvider(ChatHistoryProvider):
             timeout=timeout,
             retries=retries,
         )
-        self.namespace = check_namespace(
-            prefix if prefix is not None else namespace,
-            REDIS,
-            owner=owner,
-            option="prefix" if prefix is not None else "namespace",
-        )
+        self.namespace = redis_names(namespace, prefix, owner=owner)
         """The name this provider's data lives under: the first part of every key name."""
         self._links, first = loop_clients(
             url,

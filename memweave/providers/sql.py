@@ -4,51 +4,39 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from sqlalchemy import exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    wait_random_exponential,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memweave._codec import OnCorrupt
 from memweave._deprecation import renamed_argument, warn_renamed
 from memweave.errors import InvalidSessionId
 from memweave.providers._home import default_url
-from memweave.providers._limits import UNLIMITED
 from memweave.providers._namespace import sql_names
-from memweave.providers._resilience import (
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    resolve_options,
-    retry_after,
-)
+from memweave.providers._resilience import DEFAULT_RETRIES, DEFAULT_TIMEOUT, resolve_options
+from memweave.providers._sql_database import SQLDatabase
 from memweave.providers._sql_engine import Engines, statement_limit
-from memweave.providers._sql_errors import is_conflict, is_lost, map_sql_errors
+from memweave.providers._sql_errors import map_sql_errors
 from memweave.providers._sql_schema import SCHEMA_VERSION, Statements, build_metadata, tables_for
-from memweave.providers._sql_setup import ATTEMPTS, set_up
 from memweave.providers._sql_steps import (
     NothingStored,
     above,
-    edited,
-    end_or_last,
-    in_chunks,
-    insert_rows,
-    lock_live,
-    merged,
-    neighbours,
     pruning,
     stamp,
     storable,
     successor,
-    trim_head,
     utc,
+)
+from memweave.providers._sql_writes import (
+    appending,
+    clearing,
+    deleting,
+    purging_expired,
+    removing,
+    replacing,
+    truncating,
 )
 from memweave.providers.base import (
     BATCH_SIZE,
@@ -75,14 +63,6 @@ def __getattr__(name: str) -> Any:
         warn_renamed("memweave.providers.sql.DEFAULT_URL", "default_url()")
         return default_url()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-T = TypeVar("T")
-
-_RERUN_WAIT = wait_random_exponential(multiplier=0.01, max=0.5)
-_IDS_PER_STATEMENT = 1000
-_RANGES_PER_STATEMENT = 100
-"""Characters no stored id holds (see `validate_session_id` and message ids)."""
 
 
 class SQLChatHistoryProvider(ChatHistoryProvider):
@@ -227,14 +207,15 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         """The `MetaData` of this provider's tables (see `build_metadata`)."""
         # Per event loop: the engine and the locks queueing SQLite's writers.
         self._engines = Engines(url, client, owner=owner, timeout=self.timeout)
-        self._create_tables = bool(create_tables)
         self._url = self._engines.url
         self._statement_limit = statement_limit(url if client is None else None, self.timeout)
-        # Our own SQLite connections open a write transaction with BEGIN IMMEDIATE by
-        # themselves before the first write (see `_sqlite_pragmas`); others need it sent.
-        self._sqlite = self._engines.sqlite
-        self._send_begin = self._sqlite and not self._engines.owned
-        self._statements: Statements | None = None
+        self._db = SQLDatabase(
+            self._engines,
+            self._tables,
+            table_prefix=self.table_prefix,
+            create=bool(create_tables),
+            retries=self.retries,
+        )
 
     @property
     def engine(self) -> AsyncEngine:
@@ -256,68 +237,32 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         params = {"sid": session_id, "n": len(records), "ttl": seconds}
         if records:
             try:
-                await self._write(self._appending(records, params, max_messages))
+                await self._db.write(appending(records, params, max_messages, self._db))
                 return
             except NothingStored:
                 pass  # rolled back; a batch of stored ids only renews the ttl
         if seconds is not None:
-            await self._write(lambda conn, st: conn.execute(st.renew, params))
-
-    def _appending(
-        self, records: Sequence[StoredRecord], params: dict[str, Any], max_messages: int | None
-    ) -> Callable[[AsyncConnection, Statements], Awaitable[None]]:
-        session_id = params["sid"]
-        rows = [
-            {"session_id": session_id, "message_id": r.id, "role": r.role, "data": r.data}
-            for r in records
-        ]
-
-        async def work(conn: AsyncConnection, st: Statements) -> None:
-            stored, expired = await self._touch(conn, st, params)
-            if expired:
-                await conn.execute(st.purge, params)
-            inserted = await insert_rows(conn, st, rows, record_limit=self._server_limit)
-            count = inserted if expired else stored - len(rows) + inserted
-            if inserted == 0 and (max_messages is None or count <= max_messages):
-                # The touch renewed `updated_at` in the same round trip as the lock, which
-                # a batch that stored nothing must not do: undo it all.
-                raise NothingStored
-            kept = count
-            if max_messages is not None and count > max_messages:
-                kept = await trim_head(conn, st, session_id, count, max_messages)
-            if kept == 0:
-                await conn.execute(st.delete_session, params)
-            elif expired:
-                await conn.execute(st.restart, {**params, "count": kept})
-            elif kept != stored:
-                await conn.execute(st.set_count, {**params, "count": kept})
-
-        return work
+            await self._db.write(lambda conn, st: conn.execute(st.renew, params))
 
     async def _read(self, session_id: str, limit: int | None) -> list[bytes]:
         st = await self._ready()
         if limit is None:
-            return await self._scalars(st.read_all, {"sid": session_id})
-        newest = await self._scalars(st.read_last, {"sid": session_id, "limit": limit})
+            return await self._db.scalars(st.read_all, {"sid": session_id})
+        newest = await self._db.scalars(st.read_last, {"sid": session_id, "limit": limit})
         newest.reverse()
         return newest
 
     async def _read_system(self, session_id: str) -> list[bytes]:
         st = await self._ready()
-        return await self._scalars(st.read_system, {"sid": session_id})
+        return await self._db.scalars(st.read_system, {"sid": session_id})
 
     async def _count(self, session_id: str) -> int:
         st = await self._ready()
-        counts: list[int] = await self._scalars(st.count, {"sid": session_id})
+        counts: list[int] = await self._db.scalars(st.count, {"sid": session_id})
         return int(counts[0]) if counts else 0
 
     async def _clear(self, session_id: str) -> None:
-        async def work(conn: AsyncConnection, st: Statements) -> None:
-            params = {"sid": session_id}
-            await conn.execute(st.delete_session, params)
-            await conn.execute(st.purge, params)
-
-        await self._write(work)
+        await self._db.write(clearing(session_id))
 
     async def _list_sessions(
         self, prefix: str | None, *, after: str | None, limit: int | None
@@ -341,11 +286,11 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
             kind = "gt" if lower[1] else "ge"
         statement = st.list_page(kind, upper is not None, limit is not None)
         params = {"lo": lower[0] if lower else None, "hi": upper, "limit": limit}
-        return await self._scalars(statement, params)
+        return await self._db.scalars(statement, params)
 
     async def _session_info(self, session_id: str) -> SessionInfo | None:
         st = await self._ready()
-        rows = await self._rows(st.info, {"sid": session_id})
+        rows = await self._db.rows(st.info, {"sid": session_id})
         if not rows:
             return None
         count, created, updated = rows[0]
@@ -362,14 +307,14 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         st = await self._ready()
         cursor = after if after is not None else before
         if cursor is None:
-            rows = await self._rows(st.page_first, {"sid": session_id, "limit": limit})
+            rows = await self._db.rows(st.page_first, {"sid": session_id, "limit": limit})
             return [(message_id, data) for message_id, data in rows]
         if not storable(cursor):
             return None
         # The cursor's own row comes first (one more than asked), telling "the cursor is
         # not stored" (no rows) from "nothing past it" (only that row) in one round trip.
         statement = st.page_after if after is not None else st.page_before
-        rows = await self._rows(
+        rows = await self._db.rows(
             statement, {"sid": session_id, "cursor": cursor, "limit": limit + 1}
         )
         if not rows:
@@ -380,84 +325,23 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         return page
 
     async def _remove(self, session_id: str, message_ids: Sequence[str]) -> None:
-        async def work(conn: AsyncConnection, st: Statements) -> None:
-            params = {"sid": session_id, "n": 0, "ttl": None, "ids": list(message_ids)}
-            stored, expired = await self._touch(conn, st, params)
-            if expired:
-                return
-            left = stored - (await conn.execute(st.remove, params)).rowcount
-            if left > 0:
-                await conn.execute(st.set_count, {**params, "count": left})
-            else:
-                await conn.execute(st.delete_session, params)
-
-        await self._write(work)
+        await self._db.write(removing(session_id, message_ids))
 
     async def _delete(self, session_id: str, message_ids: Sequence[str]) -> DeleteOutcome:
         wanted = [message_id for message_id in message_ids if storable(message_id)]
         if not wanted:
             return DeleteOutcome(0)
-
-        async def work(conn: AsyncConnection, st: Statements) -> DeleteOutcome:
-            stored = await lock_live(conn, st, session_id)
-            if stored is None:
-                return DeleteOutcome(0)
-            named: dict[int, tuple[str, str]] = {}
-            for chunk in in_chunks(wanted, _IDS_PER_STATEMENT):
-                found = await conn.execute(st.named, {"sid": session_id, "ids": chunk})
-                named.update((int(key), (message_id, role)) for key, message_id, role in found)
-            if not named:
-                return DeleteOutcome(0)
-            after, before = await neighbours(conn, st, session_id, sorted(named))
-            heads = {key for key, (_, role) in named.items() if role != "tool"}
-            for key in sorted(named):
-                if named[key][1] == "tool" and before[key] not in heads:
-                    return DeleteOutcome(0, orphan=named[key][0])
-            # A head and the run of tool results after it: up to the next entry that is
-            # not a tool result, or to the end of the session.
-            ranges = merged((key, end_or_last(after[key])) for key in heads)
-            deleted = 0
-            for batch in in_chunks(ranges, _RANGES_PER_STATEMENT):
-                params: dict[str, Any] = {"sid": session_id}
-                for i, (start, end) in enumerate(batch):
-                    params[f"a_{i}"], params[f"b_{i}"] = start, end
-                result = await conn.execute(st.delete_ranges(len(batch)), params)
-                deleted += int(result.rowcount)
-            if deleted:
-                await edited(conn, st, session_id, stored - deleted)
-            return DeleteOutcome(deleted)
-
-        return await self._write(work, reads_first=True)
+        return await self._db.write(deleting(session_id, wanted), reads_first=True)
 
     async def _truncate_after(self, session_id: str, message_id: str) -> int | None:
         if not storable(message_id):
             return None
-
-        async def work(conn: AsyncConnection, st: Statements) -> int | None:
-            stored = await lock_live(conn, st, session_id)
-            if stored is None:
-                return None
-            found = await conn.execute(st.named, {"sid": session_id, "ids": [message_id]})
-            key = found.scalar()
-            if key is None:
-                return None
-            head = (await neighbours(conn, st, session_id, [key]))[0][key]
-            if head is None:
-                return 0  # only the message's tool results follow it
-            result = await conn.execute(st.cut_from, {"sid": session_id, "head": head})
-            deleted = int(result.rowcount)
-            if deleted:
-                await edited(conn, st, session_id, stored - deleted)
-            return deleted
-
-        return await self._write(work, reads_first=True)
+        return await self._db.write(truncating(session_id, message_id), reads_first=True)
 
     async def _prune(self, older_than: timedelta, *, dry_run: bool) -> int:
         st = await self._ready()
-        link = self._engines.get()
-        async with link.read_lock, link.engine.connect() as conn:
-            now = float((await conn.execute(st.clock)).scalar_one())
-        cutoff = now - older_than.total_seconds()
+        [now] = await self._db.scalars(st.clock, {})
+        cutoff = float(now) - older_than.total_seconds()
         if not dry_run:
             # Stamped after the cutoff was read, so they are not pruned this time.
             await self._stamp_unrecorded(st)
@@ -466,13 +350,13 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         while True:
             if dry_run and last is not None:
                 params = {"cutoff": cutoff, "after_t": last[1], "after_id": last[0]}
-                rows = await self._rows(st.stale_after, params)
+                rows = await self._db.rows(st.stale_after, params)
             else:
-                rows = await self._rows(st.stale, {"cutoff": cutoff})
+                rows = await self._db.rows(st.stale, {"cutoff": cutoff})
             if dry_run:
                 total += len(rows)
             elif rows:
-                total += await self._write(
+                total += await self._db.write(
                     pruning([row[0] for row in rows], cutoff), reads_first=True
                 )
             if len(rows) < BATCH_SIZE:
@@ -482,23 +366,16 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
     async def _stamp_unrecorded(self, st: Statements) -> None:
         """Give sessions stored by schema version 1 an `updated_at` of now, a batch at a time."""
         while True:
-            ids = await self._scalars(st.unrecorded, {})
+            ids = await self._db.scalars(st.unrecorded, {})
             if ids:
-                await self._write(functools.partial(stamp, ids))
+                await self._db.write(functools.partial(stamp, ids))
             if len(ids) < BATCH_SIZE:
                 return
 
     async def _purge_expired(self) -> int:
-        async def work(conn: AsyncConnection, st: Statements) -> int:
-            ids = list((await conn.execute(st.expired_ids)).scalars())
-            if ids:
-                await conn.execute(st.purge_many, {"ids": ids})
-                await conn.execute(st.delete_expired, {"ids": ids})
-            return len(ids)
-
         total = 0
         while True:
-            purged = await self._write(work, reads_first=True)
+            purged = await self._db.write(purging_expired, reads_first=True)
             total += purged
             if purged < BATCH_SIZE:
                 return total
@@ -510,133 +387,20 @@ class SQLChatHistoryProvider(ChatHistoryProvider):
         *,
         expected_last_id: str | None,
     ) -> bool:
-        rows = [
-            {"session_id": session_id, "message_id": r.id, "role": r.role, "data": r.data}
-            for r in records
-        ]
-
-        async def work(conn: AsyncConnection, st: Statements) -> bool:
-            params = {"sid": session_id, "n": 0, "ttl": None}
-            stored, expired = await self._touch(conn, st, params)
-            last = (await conn.execute(st.last_id, params)).scalar()
-            if last != expected_last_id:
-                if stored == 0 and not expired:
-                    await conn.execute(st.delete_session, params)  # made by the touch
-                return False
-            await conn.execute(st.purge, params)
-            inserted = (
-                await insert_rows(conn, st, rows, record_limit=self._server_limit) if rows else 0
-            )
-            if inserted:
-                await conn.execute(st.reset_count, {**params, "count": inserted})
-            else:
-                await conn.execute(st.delete_session, params)
-            return True
-
-        return await self._write(work)
+        return await self._db.write(replacing(session_id, records, expected_last_id, self._db))
 
     async def _aclose(self) -> None:
         await self._engines.aclose()
 
-    _server_limit: int = UNLIMITED
-    """The database's limit on one entry (see `memweave.providers._limits`), read on setup."""
-
     async def _max_record_bytes(self) -> int:
         await self._ready()
-        return self._server_limit
+        return self._db.record_limit
 
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _ready(self) -> Statements:
-        if self._statements is None:
-            async with self._engines.get().setup_lock:
-                if self._statements is None:
-                    setup = await set_up(
-                        self._engines,
-                        self._tables,
-                        table_prefix=self.table_prefix,
-                        create=self._create_tables,
-                        transaction=self._transaction,
-                    )
-                    self._server_limit = setup.record_limit
-                    self._statements = setup.statements
-        return self._statements
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self, *, reads_first: bool = False) -> AsyncIterator[AsyncConnection]:
-        """A write transaction; pass `reads_first` when its first statement is not a write."""
-        link = self._engines.get()
-        async with link.write_lock, link.engine.begin() as conn:
-            if self._send_begin or (reads_first and self._sqlite):
-                # Take SQLite's write lock up front: a transaction that reads and then
-                # writes fails with SQLITE_BUSY instead of waiting its turn.
-                await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            yield conn
-
-    async def _write(
-        self,
-        work: Callable[[AsyncConnection, Statements], Awaitable[T]],
-        *,
-        reads_first: bool = False,
-    ) -> T:
-        """Run `work` in one transaction, running it again when the database certainly did
-        not apply it: aborted to break a deadlock or a serialization conflict (up to
-        `ATTEMPTS` tries), or cut off with its connection before the commit was sent (once
-        more, on a new connection, unless `retries=0`)."""
-        st = await self._ready()
-        committing = False
-
-        async def transact() -> T:
-            nonlocal committing
-            committing = False
-            async with self._transaction(reads_first=reads_first) as conn:
-                result = await work(conn, st)
-                committing = True  # what fails from here on may have been applied
-            return result
-
-        def unapplied(error: BaseException) -> bool:
-            return is_conflict(error) or (not committing and is_lost(error))
-
-        try:
-            return await transact()
-        except (exc.SQLAlchemyError, OSError) as error:
-            if not unapplied(error):
-                raise
-            first = error
-        retrying = AsyncRetrying(
-            stop=self._rerun_stop,
-            wait=_RERUN_WAIT,
-            retry=retry_if_exception(unapplied),
-            reraise=True,
-        )
-        return await retry_after(first, transact, retrying)
-
-    def _rerun_stop(self, state: RetryCallState) -> bool:
-        """Whether `_write` stops after this try: a conflict is rerun up to `ATTEMPTS`
-        tries, a dead connection once (not with `retries=0`)."""
-        error = state.outcome.exception() if state.outcome is not None else None
-        limit = ATTEMPTS if is_conflict(error) else min(self.retries, 1) + 1
-        return state.attempt_number >= limit
-
-    async def _scalars(self, statement: Any, params: dict[str, Any]) -> list[Any]:
-        link = self._engines.get()
-        async with link.read_lock, link.engine.connect() as conn:
-            return list((await conn.execute(statement, params)).scalars())
-
-    async def _rows(self, statement: Any, params: dict[str, Any]) -> list[Any]:
-        link = self._engines.get()
-        async with link.read_lock, link.engine.connect() as conn:
-            return list((await conn.execute(statement, params)).all())
-
-    async def _touch(
-        self, conn: AsyncConnection, st: Statements, params: dict[str, Any]
-    ) -> tuple[int, bool]:
-        """Upsert and lock the session row; return its count and whether it had expired."""
-        result = await conn.execute(st.touch, params)
-        if not st.touch_returns:
-            result = await conn.execute(st.session_state, params)
-        count, expired = result.one()
-        return int(count), bool(expired)
+        """The statements of this provider's tables, set up on first use."""
+        return await self._db.ready()
 
     def _map_errors(self) -> contextlib.AbstractContextManager[None]:
         """Translate SQLAlchemy and driver errors, marking those a retry may cure."""

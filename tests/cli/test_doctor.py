@@ -39,6 +39,19 @@ def memweave_db(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def app_db(tmp_path: Path) -> str:
+    """URL of a SQLite file memweave wrote under namespace `app` (tables `app_messages`, ...)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+
+    async def store() -> None:
+        async with SQLChatHistoryProvider(url, namespace="app") as history:
+            await history.add_messages("s", [ChatMessage.user("hi")])
+
+    asyncio.run(store())
+    return url
+
+
+@pytest.fixture
 def rollback_db(tmp_path: Path) -> str:
     """URL of a SQLite file in journal_mode=DELETE."""
     path = tmp_path / "old.db"
@@ -132,3 +145,58 @@ def test_doctor_runs_as_a_command() -> None:
     done = run_subprocess("doctor", "memory://")
     assert done.returncode == FOUND, done.stderr
     assert b"WARNING backend = in-memory" in done.stdout
+
+
+def _settings(out: str) -> set[str]:
+    return {finding["setting"] for finding in json.loads(out)["findings"]}
+
+
+def test_doctor_namespace_checks_that_namespaces_tables(
+    cli: Callable[..., Result], app_db: str
+) -> None:
+    """`--namespace app` finds the tables `app_*`; without it, the default `memweave_*`
+    tables are missing and a note says which namespace to pass."""
+    named = cli("doctor", app_db, "--namespace", "app", "--json")
+    assert named.code == 0, named.err
+    assert "tables" not in _settings(named.out)
+    assert named.err == ""
+    default = cli("doctor", app_db, "--json")
+    [note] = [f for f in json.loads(default.out)["findings"] if f["setting"] == "tables"]
+    assert note["found"] == "none named memweave_*"
+    assert "--namespace" in note["fix"]
+
+
+def test_doctor_table_prefix_still_works_with_a_warning(
+    cli: Callable[..., Result], app_db: str
+) -> None:
+    """The deprecated `--table-prefix app_` checks what `--namespace app` does and says so
+    on stderr."""
+    result = cli("doctor", app_db, "--table-prefix", "app_", "--json")
+    assert result.code == 0, result.err
+    assert "tables" not in _settings(result.out)
+    assert "--table-prefix is deprecated" in result.err
+    assert "--namespace" in result.err
+
+
+def test_doctor_help_shows_namespace_not_table_prefix(cli: Callable[..., Result]) -> None:
+    """`doctor --help` lists `--namespace` and hides the deprecated `--table-prefix`."""
+    result = cli("doctor", "--help")
+    assert result.code == 0
+    assert "--namespace NAME" in result.out
+    assert "table-prefix" not in result.out
+
+
+def test_doctor_namespace_and_table_prefix_together_is_a_usage_error(
+    cli: Callable[..., Result], app_db: str
+) -> None:
+    """Passing both names of one option is a usage error (exit 2)."""
+    result = cli("doctor", app_db, "--namespace", "app", "--table-prefix", "app_")
+    assert result.code == 2
+    assert "not allowed with" in result.err
+
+
+def test_doctor_bad_namespace_exits_3(cli: Callable[..., Result], app_db: str) -> None:
+    """A namespace that cannot name SQL tables cannot be checked: exit 3, naming the rule."""
+    result = cli("doctor", app_db, "--namespace", "no-dashes")
+    assert result.code == CANNOT_CHECK
+    assert "namespace must be" in result.err

@@ -1,5 +1,5 @@
-"""Where a SQL store given no URL keeps its data: `memweave.db` in memweave's per-user data
-directory, never the working directory."""
+"""Where a store given no URL keeps its data: `memweave.db` (SQL) or the folder `chroma`
+(Chroma history) in memweave's per-user data directory, never the working directory."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from memweave.errors import ConfigurationError
 from memweave.orchestration import SQLCheckpointStore
 from memweave.orchestration.checkpoints import Checkpoint
 from memweave.providers import data_dir
+from memweave.providers.chroma import ChromaChatHistoryProvider
 from memweave.providers.sql import SQLChatHistoryProvider
+from tests.context.conftest import HashEmbeddings
 
 
 def entries(folder: Path) -> list[str]:
@@ -119,3 +121,34 @@ def test_default_url_replaces_the_deprecated_constant(
     assert make_url(sql.default_url()).database == str(tmp_path / "home" / "memweave.db")
     with pytest.warns(DeprecationWarning, match="default_url"):
         assert sql.default_url() == sql.DEFAULT_URL
+
+
+async def test_chroma_without_url_stores_under_memweave_home_not_the_working_directory(
+    tmp_path: Path, work: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With neither `url` nor `client`, a Chroma history keeps its embedded folder `chroma`
+    in `$MEMWEAVE_HOME` (created, mode 0700, its path logged at INFO), even when that path
+    holds URL characters; the working directory stays empty."""
+    home = tmp_path / "odd ?home #1 %20"
+    monkeypatch.setenv("MEMWEAVE_HOME", str(home))
+    with caplog.at_level(logging.INFO, logger="memweave"):
+        async with ChromaChatHistoryProvider(embedder=HashEmbeddings()) as history:
+            await history.add_messages("s", [ChatMessage.user("hi")])
+    assert entries(work) == []
+    assert entries(home) == ["chroma"]
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert str(home / "chroma") in caplog.text
+    async with ChromaChatHistoryProvider(embedder=HashEmbeddings()) as again:
+        assert await again.count_messages("s") == 1
+
+
+def test_chroma_with_an_unusable_data_directory_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Chroma history given no URL names the data directory it cannot create."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("MEMWEAVE_HOME", str(blocker / "home"))
+    with pytest.raises(ConfigurationError, match="MEMWEAVE_HOME") as raised:
+        ChromaChatHistoryProvider(embedder=HashEmbeddings())
+    assert str(blocker / "home") in str(raised.value)

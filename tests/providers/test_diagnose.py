@@ -1,4 +1,5 @@
-"""`diagnose` on Redis (own throwaway servers and Cluster), Chroma, memory, and its arguments.
+"""`diagnose` on Redis (own throwaway servers and Cluster), Chroma, memory, and its arguments
+(`namespace`, the deprecated `table_prefix`).
 
 The Redis servers are throwaway `redis-server` processes on free loopback ports, started
 with the settings under test and stopped by pid (`tests._redis_servers`); SQL backends are in
@@ -14,9 +15,11 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from memweave import ChatMessage
 from memweave.errors import BackendUnavailable, ConfigurationError
 from memweave.providers import SUPPORTED_SCHEMES, Diagnosis, Finding, diagnose
 from memweave.providers._diagnose import _SCHEMES
+from memweave.providers.sql import SQLChatHistoryProvider
 from tests._redis_cluster import redis_cluster_url
 from tests._redis_servers import (
     durable_redis_url,
@@ -268,3 +271,36 @@ def test_diagnosis_json_round_trip_keeps_everything() -> None:
     assert (dumped["ok"], dumped["durable"]) == (False, False)
     del dumped["ok"], dumped["durable"]
     assert Diagnosis.model_validate(dumped) == diagnosis
+
+
+async def test_diagnose_namespace_does_not_apply_to_redis(durable_redis_url: str) -> None:
+    """A namespace only names SQL tables: one SQL could not hold (`app:v1`) is fine for Redis."""
+    diagnosis = await diagnose(durable_redis_url, namespace="app:v1")
+    assert diagnosis.ok
+
+
+async def test_diagnose_namespace_and_table_prefix_together_is_refused() -> None:
+    """Both names of one option: `ConfigurationError` naming both, before anything connects."""
+    with pytest.raises(ConfigurationError, match="table_prefix"):
+        await diagnose("sqlite+aiosqlite:///x.db", namespace="app", table_prefix="app_")
+
+
+async def test_diagnose_table_prefix_warns_and_checks_those_tables(tmp_path: Path) -> None:
+    """The deprecated `table_prefix="app_"` warns and checks the tables `namespace="app"` does."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+    async with SQLChatHistoryProvider(url, namespace="app") as history:
+        await history.add_messages("s", [ChatMessage.user("hi")])
+    with pytest.warns(DeprecationWarning, match=r"diagnose\(\)\(table_prefix=...\)"):
+        old = await diagnose(url, table_prefix="app_")
+    new = await diagnose(url, namespace="app")
+    default = await diagnose(url)
+    assert old.findings == new.findings
+    assert "tables" not in {f.setting for f in new.findings}
+    assert "tables" in {f.setting for f in default.findings}
+
+
+@pytest.mark.parametrize("namespace", ["no-dashes", "9starts_with_digit", ""])
+async def test_diagnose_sql_rejects_a_namespace_sql_cannot_hold(namespace: str) -> None:
+    """A namespace that cannot start a table name is `ConfigurationError` naming it."""
+    with pytest.raises(ConfigurationError, match="namespace must be"):
+        await diagnose("sqlite+aiosqlite:///x.db", namespace=namespace)

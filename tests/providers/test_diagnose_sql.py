@@ -1,7 +1,7 @@
 """`diagnose` on SQLite files, the shared PostgreSQL and the shared MariaDB.
 
 Server settings are only read; tables a test needs (UNLOGGED, latin1, MyISAM) are created
-under a prefix no other test uses and dropped after it.
+under a namespace no other test uses and dropped after it.
 """
 
 from __future__ import annotations
@@ -37,22 +37,21 @@ def _setting(diagnosis: Diagnosis, setting: str) -> list[Finding]:
     return [finding for finding in diagnosis.findings if finding.setting == setting]
 
 
-def _prefix() -> str:
-    return f"mwd{uuid.uuid4().hex[:10]}_"
+def _namespace() -> str:
+    return f"mwd{uuid.uuid4().hex[:10]}"
 
 
-async def _store_one(url: str, table_prefix: str = "memweave_") -> None:
-    namespace = table_prefix.removesuffix("_")
+async def _store_one(url: str, namespace: str = "memweave") -> None:
     async with SQLChatHistoryProvider(url, namespace=namespace) as history:
         await history.add_messages("s", [ChatMessage.user("hi")])
 
 
-async def _drop(url: str, table_prefix: str) -> None:
+async def _drop(url: str, namespace: str) -> None:
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
             for table in ("messages", "sessions", "schema"):
-                await conn.execute(text(f"DROP TABLE IF EXISTS {table_prefix}{table}"))
+                await conn.execute(text(f"DROP TABLE IF EXISTS {namespace}_{table}"))
     finally:
         await engine.dispose()
 
@@ -214,25 +213,25 @@ async def test_diagnose_postgres_unlogged_table_is_an_error(
     postgres_url: str, postgres_engine: AsyncEngine
 ) -> None:
     """A memweave table created UNLOGGED (emptied after a crash) is an error."""
-    prefix = _prefix()
+    namespace = _namespace()
     async with postgres_engine.begin() as conn:
-        await conn.execute(text(f"CREATE UNLOGGED TABLE {prefix}messages (id BIGINT)"))
+        await conn.execute(text(f"CREATE UNLOGGED TABLE {namespace}_messages (id BIGINT)"))
     try:
-        diagnosis = await diagnose(postgres_url, table_prefix=prefix)
+        diagnosis = await diagnose(postgres_url, namespace=namespace)
     finally:
-        await _drop(postgres_url, prefix)
+        await _drop(postgres_url, namespace)
     [finding] = _setting(diagnosis, "relpersistence")
-    assert (finding.severity, finding.where) == ("error", f"{prefix}messages")
+    assert (finding.severity, finding.where) == ("error", f"{namespace}_messages")
 
 
 async def test_diagnose_postgres_memweave_tables_have_no_table_findings(postgres_url: str) -> None:
     """Tables memweave created are found, and none of them is a finding."""
-    prefix = _prefix()
-    await _store_one(postgres_url, prefix)
+    namespace = _namespace()
+    await _store_one(postgres_url, namespace)
     try:
-        diagnosis = await diagnose(postgres_url, table_prefix=prefix)
+        diagnosis = await diagnose(postgres_url, namespace=namespace)
     finally:
-        await _drop(postgres_url, prefix)
+        await _drop(postgres_url, namespace)
     assert [f for f in diagnosis.findings if f.setting in ("relpersistence", "tables")] == []
 
 
@@ -241,34 +240,34 @@ async def test_diagnose_postgres_memweave_tables_have_no_table_findings(postgres
 
 async def test_diagnose_mysql_memweave_tables_have_no_table_findings(mysql_url: str) -> None:
     """Tables memweave created (InnoDB, utf8mb4, binary NO PAD ids) are not findings."""
-    prefix = _prefix()
-    await _store_one(mysql_url, prefix)
+    namespace = _namespace()
+    await _store_one(mysql_url, namespace)
     try:
-        diagnosis = await diagnose(mysql_url, table_prefix=prefix)
+        diagnosis = await diagnose(mysql_url, namespace=namespace)
     finally:
-        await _drop(mysql_url, prefix)
+        await _drop(mysql_url, namespace)
     assert [f for f in diagnosis.findings if f.setting in _TABLE_SETTINGS | {"tables"}] == []
     assert diagnosis.backend in ("mariadb", "mysql")
 
 
 @pytest.fixture
 async def bad_mysql_tables(mysql_url: str) -> AsyncIterator[str]:
-    """Tables under a fresh prefix: messages latin1 on MyISAM, sessions with a
-    case-insensitive id; yields the prefix and drops them after."""
-    prefix = _prefix()
+    """Tables of a fresh namespace: messages latin1 on MyISAM, sessions with a
+    case-insensitive id; yields the namespace and drops them after."""
+    namespace = _namespace()
     engine = create_async_engine(mysql_url)
     try:
         async with engine.begin() as conn:
             await conn.execute(
                 text(
-                    f"CREATE TABLE {prefix}messages (id BIGINT PRIMARY KEY, "
+                    f"CREATE TABLE {namespace}_messages (id BIGINT PRIMARY KEY, "
                     "session_id VARCHAR(256) NOT NULL, message_id VARCHAR(256) NOT NULL, "
                     "data LONGBLOB) ENGINE=MyISAM CHARACTER SET latin1"
                 )
             )
             await conn.execute(
                 text(
-                    f"CREATE TABLE {prefix}sessions (session_id VARCHAR(256) CHARACTER SET "
+                    f"CREATE TABLE {namespace}_sessions (session_id VARCHAR(256) CHARACTER SET "
                     "utf8mb4 COLLATE utf8mb4_general_ci PRIMARY KEY) ENGINE=InnoDB "
                     "CHARACTER SET utf8mb4"
                 )
@@ -276,28 +275,28 @@ async def bad_mysql_tables(mysql_url: str) -> AsyncIterator[str]:
     finally:
         await engine.dispose()
     try:
-        yield prefix
+        yield namespace
     finally:
-        await _drop(mysql_url, prefix)
+        await _drop(mysql_url, namespace)
 
 
 async def test_diagnose_mysql_non_transactional_engine_is_an_error(
     mysql_url: str, bad_mysql_tables: str
 ) -> None:
     """A memweave table on MyISAM (no transactions) is an error naming the table."""
-    diagnosis = await diagnose(mysql_url, table_prefix=bad_mysql_tables)
+    diagnosis = await diagnose(mysql_url, namespace=bad_mysql_tables)
     [finding] = _setting(diagnosis, "ENGINE")
     assert (finding.severity, finding.found) == ("error", "MyISAM")
-    assert finding.where == f"{bad_mysql_tables}messages"
+    assert finding.where == f"{bad_mysql_tables}_messages"
 
 
 async def test_diagnose_mysql_non_utf8mb4_columns_are_errors(
     mysql_url: str, bad_mysql_tables: str
 ) -> None:
     """Each latin1 text column is an encoding error, and the table's default a warning."""
-    diagnosis = await diagnose(mysql_url, table_prefix=bad_mysql_tables)
+    diagnosis = await diagnose(mysql_url, namespace=bad_mysql_tables)
     columns = _setting(diagnosis, "CHARACTER_SET_NAME")
-    table = f"{bad_mysql_tables}messages"
+    table = f"{bad_mysql_tables}_messages"
     assert {f.where for f in columns} == {f"{table}.session_id", f"{table}.message_id"}
     assert {(f.severity, f.found) for f in columns} == {("error", "latin1")}
     [default] = _setting(diagnosis, "TABLE_COLLATION")
@@ -308,10 +307,10 @@ async def test_diagnose_mysql_case_insensitive_id_is_an_error(
     mysql_url: str, bad_mysql_tables: str
 ) -> None:
     """An id column compared ignoring case ('Ab' = 'ab') is an encoding error."""
-    diagnosis = await diagnose(mysql_url, table_prefix=bad_mysql_tables)
+    diagnosis = await diagnose(mysql_url, namespace=bad_mysql_tables)
     [finding] = _setting(diagnosis, "COLLATION_NAME")
     assert (finding.severity, finding.found) == ("error", "utf8mb4_general_ci")
-    assert finding.where == f"{bad_mysql_tables}sessions.session_id"
+    assert finding.where == f"{bad_mysql_tables}_sessions.session_id"
 
 
 async def test_diagnose_mysql_utf8_connection_is_an_error(mysql_url: str) -> None:

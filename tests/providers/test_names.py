@@ -27,6 +27,7 @@ from memweave.orchestration.checkpoints import (
     thread_key,
 )
 from memweave.providers import InMemoryChatHistoryProvider, from_url
+from memweave.providers._namespace import StoredNames
 from memweave.providers.chroma import ChromaChatHistoryProvider
 from memweave.providers.redis import RedisChatHistoryProvider
 from memweave.providers.sql import SQLChatHistoryProvider, build_metadata
@@ -461,3 +462,31 @@ async def test_from_url_takes_namespace_on_every_scheme(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="namespace") as raised:
         from_url("redis://127.0.0.1:6379/0", namespce="app")
     assert "prefix" not in str(raised.value)
+
+
+def test_stored_names_apply_each_backend_rule_only_when_asked() -> None:
+    """A multi-backend store's namespace meets a backend's rule only once that backend is
+    asked for: `app:v1` names Redis keys but no SQL table."""
+    names = StoredNames("Store", "app:v1")
+    assert names.redis_prefix() == "app:v1"
+    with pytest.raises(ConfigurationError, match=r"Store: namespace must be .*'app:v1'"):
+        names.sql_prefix()
+    with pytest.raises(ConfigurationError, match="namespace must be a non-empty str"):
+        StoredNames("Store", "")
+
+
+def test_stored_names_chroma_namespace_fits_the_role() -> None:
+    """`<namespace>_<role>` may use all of Chroma's 512 characters, so a shorter role leaves
+    a longer namespace; deprecated names are used as given."""
+    longest = "n" * (512 - len("_store"))
+    assert StoredNames("Store", longest).chroma_collection("store") == f"{longest}_store"
+    with pytest.raises(ConfigurationError, match="1-506 characters"):
+        StoredNames("Store", longest + "n").chroma_collection("store")
+    with pytest.raises(ConfigurationError, match="1-504 characters"):
+        StoredNames("Store", longest).chroma_collection("history")
+    old = StoredNames("Store", prefix="p", table_prefix="t_", collection="c_store")
+    assert (old.redis_prefix(), old.sql_prefix(), old.chroma_collection("store")) == (
+        "p",
+        "t_",
+        "c_store",
+    )

@@ -19,7 +19,7 @@ from memweave.errors import (
     ProviderClosed,
     SyncCallInEventLoop,
 )
-from memweave.integrations._names import Namespace, backend_kind
+from memweave.integrations._backends import backend_kind
 from memweave.integrations.langgraph._records import CheckpointStorage, Cursor, check_name
 from memweave.integrations.langgraph._saver_codec import (
     configurable,
@@ -32,6 +32,7 @@ from memweave.integrations.langgraph._saver_codec import (
     safe_serializer,
     write_id,
 )
+from memweave.providers._namespace import StoredNames
 from memweave.sync._wrap import run
 
 try:
@@ -150,7 +151,7 @@ class MemweaveCheckpointSaver(BaseCheckpointSaver[str], AsyncCloseable):
         )
         renamed_argument(name, "table_prefix", table_prefix, "namespace", namespace)
         renamed_argument(name, "prefix", prefix, "namespace", namespace)
-        names = Namespace(namespace, prefix=prefix, table_prefix=table_prefix)
+        names = StoredNames(name, namespace, prefix=prefix, table_prefix=table_prefix)
         super().__init__(serde=serde if serde is not None else safe_serializer())
         self._shared = _Shared(_storage(url, given, names))
 
@@ -487,7 +488,7 @@ def _refusal(method: str, instead: str) -> SyncCallInEventLoop:
 
 
 def _storage(
-    url: str | None, client: AsyncEngine | Redis | RedisCluster | None, names: Namespace
+    url: str | None, client: AsyncEngine | Redis | RedisCluster | None, names: StoredNames
 ) -> CheckpointStorage:
     kind = backend_kind(url, client)
     if kind == "redis":

@@ -40,7 +40,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - needs an environment wi
 
 from memweave._deprecation import renamed_argument
 from memweave._portal import in_event_loop, portal
-from memweave.integrations._names import Namespace, required_backend
+from memweave.integrations._backends import required_backend
 from memweave.integrations.langgraph._store_backend import (
     CorruptItem,
     InvalidNamespace,
@@ -58,6 +58,7 @@ from memweave.integrations.langgraph._store_backend import (
 )
 from memweave.integrations.langgraph._store_search import check_filter, index_texts, matches, rank
 from memweave.integrations.langgraph._store_ttl import Sweeper
+from memweave.providers._namespace import StoredNames
 
 if TYPE_CHECKING:
     from memweave.context._fusion import Vector
@@ -68,7 +69,7 @@ __all__ = ["CorruptItem", "InvalidNamespace", "MemweaveStore"]
 logger = logging.getLogger(__name__)
 
 
-def _backend_for(url: str | None, client: Any, names: Namespace) -> StoreBackend:
+def _backend_for(url: str | None, client: Any, names: StoredNames) -> StoreBackend:
     if required_backend("MemweaveStore", url, client) == "sql":
         from memweave.integrations.langgraph._store_sql import SQLStoreBackend
 
@@ -204,8 +205,8 @@ class MemweaveStore(BaseStore):
         renamed_argument(name, "table_prefix", table_prefix, "namespace", namespace)
         renamed_argument(name, "prefix", prefix, "namespace", namespace)
         renamed_argument(name, "collection", collection, "namespace", namespace)
-        names = Namespace(
-            namespace, prefix=prefix, table_prefix=table_prefix, collection=collection
+        names = StoredNames(
+            name, namespace, prefix=prefix, table_prefix=table_prefix, collection=collection
         )
         if ttl is not None and not isinstance(ttl, dict):
             raise ConfigurationError(f"ttl must be a TTLConfig dict, got {ttl!r}")
