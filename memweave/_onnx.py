@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from memweave._models import (
 from memweave._onnx_int8 import quantized_model
 from memweave.errors import MissingDependency, ModelUnavailable
 
-__all__ = ["MODEL_FILES", "MiniLMRunner", "default_model_dir"]
+__all__ = ["MODEL_FILES", "MiniLMRunner", "available_cores", "default_model_dir"]
 
 MODEL_FILES = MINILM_FILES
 """The files Chroma's download leaves in the model folder; all six mean "present"."""
@@ -35,6 +37,14 @@ MAX_TOKENS = 256
 
 LENGTH_RATIO = 1.3
 """A batch takes inputs up to this many times the length of its shortest one."""
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def default_model_dir() -> Path:
@@ -49,7 +59,13 @@ class MiniLMRunner:
         model_dir: Folder holding the six model files; when None, `$MEMWEAVE_EMBEDDING_MODEL_DIR`,
             else Chroma's cache folder (see `memweave._models.embedding_model_dir`).
         batch_size: Most inputs run through the model at once.
-        threads: onnxruntime intra-op threads; onnxruntime's default (all cores) when None.
+        threads: onnxruntime intra-op threads of each model run. When None, each run takes
+            one thread and a call's batches run side by side on `workers` threads, which on
+            a few cores embeds more per second than one run split over them (no thread waits
+            at every operator for the slowest of the others) and shares the cores better
+            with the store's writes.
+        workers: Batches of one call run at once; `available_cores()` when None and
+            `threads` is None, else 1.
         download: Download the model into Chroma's cache folder when that is the folder and
             it is missing (never with `$MEMWEAVE_OFFLINE` set), from Chroma's URL, checked.
         quantized: Run the int8 copy of the model, built from it and cached on first use
@@ -64,6 +80,7 @@ class MiniLMRunner:
         *,
         batch_size: int = 32,
         threads: int | None = None,
+        workers: int | None = None,
         download: bool = True,
         quantized: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -74,8 +91,12 @@ class MiniLMRunner:
         self.model_dir = self.location.path
         self.batch_size = batch_size
         self.threads = threads
+        if workers is None:
+            workers = available_cores() if threads is None else 1
+        self.workers = workers
         self.download = download
         self._lock = threading.Lock()
+        self._helpers: ThreadPoolExecutor | None = None
         self._tokenizer: Any = None
         self._session: Any = None
         self._np: Any = None
@@ -120,8 +141,7 @@ class MiniLMRunner:
         # Idle worker threads sleep instead of spinning: a spinning thread would hold a
         # core the storage write that follows each batch needs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if self.threads is not None:
-            options.intra_op_num_threads = self.threads
+        options.intra_op_num_threads = self.threads if self.threads is not None else 1
         return ort.InferenceSession(
             str(model),
             sess_options=options,
@@ -134,32 +154,78 @@ class MiniLMRunner:
             return []
         if self._session is None:
             self._load()
-        np = self._np
         encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        lengths = [len(encoding.ids) for encoding in encodings]
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        batches = self._batches(order, lengths)
         out: list[Any] = [None] * len(texts)
-        for chunk in self._batches(order, [len(encoding.ids) for encoding in encodings]):
-            width = max(len(encodings[i].ids) for i in chunk)
-            ids = np.zeros((len(chunk), width), dtype=np.int64)
-            mask = np.zeros((len(chunk), width), dtype=np.int64)
-            for row, index in enumerate(chunk):
-                tokens = encodings[index].ids
-                ids[row, : len(tokens)] = tokens
-                mask[row, : len(tokens)] = 1
-            hidden = self._session.run(
-                None,
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-            )[0]
-            # Same operations and dtypes as Chroma's _forward (float32 x int64 -> float64), so
-            # the pooled vectors round the same way.
-            expanded = np.broadcast_to(np.expand_dims(mask, -1), hidden.shape)
-            pooled = np.sum(hidden * expanded, 1) / np.clip(expanded.sum(1), 1e-9, None)
-            norm = np.linalg.norm(pooled, axis=1)
-            norm[norm == 0] = 1e-12
-            vectors = (pooled / norm[:, np.newaxis]).astype(np.float32)
-            for row, index in enumerate(chunk):
-                out[index] = vectors[row]
+        # Costliest first, so the runs side by side end close together.
+        batches.sort(key=lambda chunk: -len(chunk) * max(lengths[i] for i in chunk))
+        self._run_all(batches, lambda chunk: self._embed_batch(chunk, encodings, out))
         return [vector.tolist() for vector in out]
+
+    def _run_all(self, batches: list[list[int]], run: Any) -> None:
+        """Run `run` on every batch: on this thread alone, or with up to `workers - 1`
+        helper threads taking batches from the same queue."""
+        helpers = min(self.workers, len(batches)) - 1
+        if helpers <= 0:
+            for chunk in batches:
+                run(chunk)
+            return
+        queue: Iterator[list[int]] = iter(batches)
+        taking = threading.Lock()
+        failed: list[BaseException] = []
+
+        def drain() -> None:
+            while not failed:
+                with taking:
+                    chunk = next(queue, None)
+                if chunk is None:
+                    return
+                try:
+                    run(chunk)
+                except BaseException as exc:
+                    failed.append(exc)
+                    raise
+
+        if self._helpers is None:
+            with self._lock:
+                if self._helpers is None:
+                    self._helpers = ThreadPoolExecutor(
+                        self.workers - 1, thread_name_prefix="memweave-onnx"
+                    )
+        started = [self._helpers.submit(drain) for _ in range(helpers)]
+        try:
+            drain()
+        finally:
+            for future in started:
+                future.exception()  # wait; a failure is in `failed`
+        if failed:
+            raise failed[0]
+
+    def _embed_batch(self, chunk: list[int], encodings: list[Any], out: list[Any]) -> None:
+        """Run one batch through the model and put its vectors at their places in `out`."""
+        np = self._np
+        width = max(len(encodings[i].ids) for i in chunk)
+        ids = np.zeros((len(chunk), width), dtype=np.int64)
+        mask = np.zeros((len(chunk), width), dtype=np.int64)
+        for row, index in enumerate(chunk):
+            tokens = encodings[index].ids
+            ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
+        hidden = self._session.run(
+            None,
+            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+        )[0]
+        # Same operations and dtypes as Chroma's _forward (float32 x int64 -> float64), so
+        # the pooled vectors round the same way.
+        expanded = np.broadcast_to(np.expand_dims(mask, -1), hidden.shape)
+        pooled = np.sum(hidden * expanded, 1) / np.clip(expanded.sum(1), 1e-9, None)
+        norm = np.linalg.norm(pooled, axis=1)
+        norm[norm == 0] = 1e-12
+        vectors = (pooled / norm[:, np.newaxis]).astype(np.float32)
+        for row, index in enumerate(chunk):
+            out[index] = vectors[row]
 
     def _batches(self, order: list[int], lengths: list[int]) -> list[list[int]]:
         """Cut `order` (indices sorted by length) into batches of similar length."""

@@ -89,6 +89,60 @@ def test_chroma_default_rejects_bad_options() -> None:
         ChromaDefaultEmbeddings(batch_size=0)
     with pytest.raises(ConfigurationError):
         ChromaDefaultEmbeddings(threads=0)
+    with pytest.raises(ConfigurationError, match="workers"):
+        ChromaDefaultEmbeddings(workers=0)
+
+
+class _SessionSpy:
+    """Wraps an onnxruntime session: records the threads running it, and can make the
+    first runs of two threads wait for each other, or make one run fail."""
+
+    def __init__(self, session: Any, *, meet: bool = False, fail_at: int | None = None) -> None:
+        self.session = session
+        self.threads: set[int] = set()
+        self.runs = 0
+        self.fail_at = fail_at
+        self._count = threading.Lock()
+        self._meeting = threading.Barrier(2, timeout=10) if meet else None
+
+    def run(self, *args: Any) -> Any:
+        with self._count:
+            self.runs += 1
+            number = self.runs
+            first_here = threading.get_ident() not in self.threads
+            self.threads.add(threading.get_ident())
+        if self._meeting is not None and first_here and len(self.threads) <= 2:
+            self._meeting.wait()  # times out (BrokenBarrierError) unless two run at once
+        if number == self.fail_at:
+            raise RuntimeError("run failed")
+        return self.session.run(*args)
+
+
+async def test_chroma_default_runs_a_calls_batches_side_by_side() -> None:
+    """With `workers=2` two batches of one call run at the same time, on two threads, and
+    the vectors equal those of one worker bit for bit, in input order."""
+    alone = ChromaDefaultEmbeddings(batch_size=2, workers=1)
+    expected = await alone.embed(TEXTS)
+    together = ChromaDefaultEmbeddings(batch_size=2, workers=2)
+    await together.embed(["load the model"])
+    spy = _SessionSpy(together._runner._session, meet=True)
+    together._runner._session = spy
+    assert await together.embed(TEXTS) == expected
+    assert len(spy.threads) == 2
+    assert spy.runs >= len(TEXTS) // 2
+
+
+async def test_chroma_default_failing_batch_fails_the_call_and_leaves_the_model_usable() -> None:
+    """A run that fails while others run beside it fails the whole call with ModelError
+    (no partial result), and the next call works."""
+    embedder = ChromaDefaultEmbeddings(batch_size=2, workers=2)
+    expected = await embedder.embed(TEXTS)
+    session = embedder._runner._session
+    embedder._runner._session = _SessionSpy(session, fail_at=3)
+    with pytest.raises(ModelError, match="run failed"):
+        await embedder.embed(TEXTS)
+    embedder._runner._session = session
+    assert await embedder.embed(TEXTS) == expected
 
 
 def test_embedders_satisfy_the_protocol() -> None:
