@@ -97,6 +97,11 @@ class MiniLMRunner:
         self.download = download
         self._lock = threading.Lock()
         self._helpers: ThreadPoolExecutor | None = None
+        # Model runs: entered so far, in progress, and batches waiting for a worker.
+        self._runs = threading.Condition()
+        self._started = 0
+        self._in_model = 0
+        self._queued = 0
         self._tokenizer: Any = None
         self._session: Any = None
         self._np: Any = None
@@ -161,8 +166,43 @@ class MiniLMRunner:
         out: list[Any] = [None] * len(texts)
         # Costliest first, so the runs side by side end close together.
         batches.sort(key=lambda chunk: -len(chunk) * max(lengths[i] for i in chunk))
-        self._run_all(batches, lambda chunk: self._embed_batch(chunk, encodings, out))
+        left = [len(batches)]  # not taken by a worker yet
+
+        def take(chunk: list[int]) -> None:
+            with self._runs:
+                self._queued -= 1
+                left[0] -= 1
+            self._embed_batch(chunk, encodings, out)
+
+        with self._runs:
+            self._queued += len(batches)
+        try:
+            self._run_all(batches, take)
+        finally:
+            with self._runs:
+                self._queued -= left[0]  # batches a failure left untaken
+                self._runs.notify_all()
         return [vector.tolist() for vector in out]
+
+    def runs_started(self) -> int:
+        """How many model runs have begun so far (a mark for `wait_until_running`)."""
+        with self._runs:
+            return self._started
+
+    def wait_until_running(self, since: int, timeout: float) -> None:
+        """Block until a run has begun after mark `since` and every worker with a batch left
+        is inside the model (or nothing is left to run), or `timeout` seconds pass.
+
+        A thread about to hold the GIL for long (a Chroma insert holds it throughout) waits
+        here, so that the model runs, which release the GIL, are under way meanwhile."""
+        with self._runs:
+            self._runs.wait_for(
+                lambda: (
+                    self._started > since
+                    and self._in_model >= min(self.workers, self._in_model + self._queued)
+                ),
+                timeout,
+            )
 
     def _run_all(self, batches: list[list[int]], run: Any) -> None:
         """Run `run` on every batch: on this thread alone, or with up to `workers - 1`
@@ -213,10 +253,17 @@ class MiniLMRunner:
             tokens = encodings[index].ids
             ids[row, : len(tokens)] = tokens
             mask[row, : len(tokens)] = 1
-        hidden = self._session.run(
-            None,
-            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-        )[0]
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        with self._runs:
+            self._started += 1
+            self._in_model += 1
+            self._runs.notify_all()
+        try:
+            hidden = self._session.run(None, feeds)[0]
+        finally:
+            with self._runs:
+                self._in_model -= 1
+                self._runs.notify_all()
         # Same operations and dtypes as Chroma's _forward (float32 x int64 -> float64), so
         # the pooled vectors round the same way.
         expanded = np.broadcast_to(np.expand_dims(mask, -1), hidden.shape)

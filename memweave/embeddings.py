@@ -158,6 +158,18 @@ class ChromaDefaultEmbeddings:
             return []
         return await asyncio.to_thread(self._embed_blocking, batch)
 
+    def runs_started(self) -> int:
+        """How many model runs have begun so far: a mark for `wait_until_running`."""
+        return self._runner.runs_started()
+
+    def wait_until_running(self, since: int, timeout: float) -> None:
+        """Block (a worker thread, never the event loop) until the model runs begun after
+        mark `since` are under way on every core they can use, or `timeout` seconds pass.
+
+        For a thread about to hold the GIL for long, as a Chroma insert does: it waits
+        here so that the model, which runs without the GIL, is busy meanwhile."""
+        self._runner.wait_until_running(since, timeout)
+
     def _embed_blocking(self, texts: list[str]) -> list[list[float]]:
         try:
             return self._runner.embed(texts)

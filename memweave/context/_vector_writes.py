@@ -10,7 +10,7 @@ import math
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from memweave.context.embeddings import EmbeddingFunction
 from memweave.errors import ConfigurationError
@@ -72,6 +72,35 @@ class _Stored:
 
 class _Runner(Protocol):
     def __call__(self, function: Callable[..., _T], *args: Any) -> Awaitable[_T]: ...
+
+
+WAIT_FOR_MODEL = 0.05
+"""Longest a write waits for the next chunk's model runs to get under way (`_Paced`)."""
+
+
+@runtime_checkable
+class _Paced(Protocol):
+    """An embedder that can say when its model runs are under way
+    (`ChromaDefaultEmbeddings`). Embedded Chroma holds the GIL for a whole insert, so a
+    write started while the next chunk is still being tokenised stalls the embedding too;
+    started once the model runs (which release the GIL), it overlaps them."""
+
+    def runs_started(self) -> int: ...
+
+    def wait_until_running(self, since: int, timeout: float) -> None: ...
+
+
+def _write_beside(
+    index: HybridIndex,
+    part: Sequence[NewMemory],
+    vectors: Sequence[Sequence[float]],
+    paced: _Paced | None,
+    mark: int,
+) -> list[str]:
+    """On the worker: write a chunk while the next one embeds, once its runs are under way."""
+    if paced is not None:
+        paced.wait_until_running(mark, WAIT_FOR_MODEL)
+    return index.write(part, vectors)
 
 
 def chunk_sizes(count: int) -> list[int]:
@@ -153,13 +182,17 @@ async def _embed_and_write(
         start = sum(len(part) for part in parts)
         parts.append(fresh[start : start + size])
     written: list[str] = []
+    paced = embedder if isinstance(embedder, _Paced) else None
     pending = asyncio.ensure_future(embed(parts[0]))
     try:
         for number, part in enumerate(parts):
             vectors = await pending
             if number + 1 < len(parts):
+                mark = paced.runs_started() if paced is not None else 0
                 pending = asyncio.ensure_future(embed(parts[number + 1]))
-            written += await run(index.write, part, vectors)
+                written += await run(_write_beside, index, part, vectors, paced, mark)
+            else:
+                written += await run(index.write, part, vectors)
     finally:
         if not pending.done():
             pending.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
@@ -235,3 +236,33 @@ def test_openai_embeddings_needs_dimensions_for_unknown_models() -> None:
     with pytest.raises(ConfigurationError, match="dimensions"):
         OpenAIEmbeddings("nomic-embed-text", api_key="x")
     assert OpenAIEmbeddings("text-embedding-3-large", api_key="x").dimensions == 3072
+
+
+async def test_chroma_default_says_when_its_model_runs_are_under_way() -> None:
+    """`wait_until_running(mark)` returns once runs begun after `mark` occupy every worker
+    that has a batch (here both), while they are still in the model; with nothing running it
+    gives up after `timeout`."""
+    embedder = ChromaDefaultEmbeddings(batch_size=2, workers=2)
+    await embedder.embed(["load the model"])
+    runner = embedder._runner
+    mark = embedder.runs_started()
+    embedder.wait_until_running(mark, timeout=0.01)  # nothing runs: returns at the timeout
+    assert embedder.runs_started() == mark
+    release = threading.Event()
+    session = runner._session
+
+    class Held:
+        def run(self, *args: Any) -> Any:
+            release.wait(10)
+            return session.run(*args)
+
+    runner._session = Held()
+    call = asyncio.ensure_future(embedder.embed(TEXTS))
+    try:
+        await asyncio.to_thread(embedder.wait_until_running, mark, 10.0)
+        assert runner._in_model == 2  # both workers are inside the model, held there
+        assert embedder.runs_started() == mark + 2
+    finally:
+        release.set()
+        await call
+        runner._session = session

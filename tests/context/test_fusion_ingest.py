@@ -4,6 +4,7 @@ next chunk while the last one is written."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -76,3 +77,53 @@ async def test_add_batch_failing_midway_keeps_earlier_chunks_and_retry_completes
     await asyncio.gather(*(memory.add(t, user_id="u", session_id="s") for t in texts))
     assert await memory.count_memories(user_id="u") == len(texts)
     assert embedder.calls[-1] == texts[first:]
+
+
+class PacedEmbeddings(HashEmbeddings):
+    """An embedder that says when its model runs begin (as `ChromaDefaultEmbeddings` does):
+    each embed call is one run, begun after a short tokenising pause; records the order of
+    runs begun and of the waits the writes make."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, int]] = []
+        self._started = 0
+        self._condition = threading.Condition()
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        await asyncio.sleep(0.02)  # tokenising: the model has not begun
+        with self._condition:
+            self._started += 1
+            self.events.append(("run", self._started))
+            self._condition.notify_all()
+        await asyncio.sleep(0.02)
+        return await super().embed(texts)
+
+    def runs_started(self) -> int:
+        with self._condition:
+            return self._started
+
+    def wait_until_running(self, since: int, timeout: float) -> None:
+        with self._condition:
+            began = self._condition.wait_for(lambda: self._started > since, timeout)
+            self.events.append(("write" if began else "write without waiting", since))
+
+
+async def test_a_write_beside_the_next_embedding_waits_for_its_model_run(
+    make_memory: Callable[..., VectorMemory],
+) -> None:
+    """With an embedder that reports its runs, each chunk's write (but the last) starts only
+    once the next chunk's model run has begun: embedded Chroma holds the GIL for a whole
+    insert, which would otherwise stall the next chunk before its model runs."""
+    embedder = PacedEmbeddings()
+    memory = make_memory(embedder=embedder)
+    count = WRITE_CHUNK + 3 * WRITE_TAIL
+    await asyncio.gather(
+        *(memory.add(f"turn number {n}", user_id="u", session_id="s") for n in range(count))
+    )
+    chunks = len(chunk_sizes(count))
+    writes = [event for event in embedder.events if event[0] != "run"]
+    assert writes == [("write", n) for n in range(1, chunks)]
+    for write in writes:  # after the run of the next chunk
+        assert embedder.events.index(("run", write[1] + 1)) < embedder.events.index(write)
+    assert await memory.count_memories(user_id="u") == count
