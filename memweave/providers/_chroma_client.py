@@ -22,16 +22,21 @@ from memweave.errors import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_BATCH",
     "ClientMaker",
     "EmbeddedChroma",
     "client_maker",
     "limit_requests",
     "map_chroma_errors",
+    "max_batch_of",
     "parse_chroma_url",
 ]
 
 ClientMaker = Callable[[], tuple[Any, Callable[[], None] | None]]
 """Makes a Chroma client; returns it and what closes it (None: nothing to close)."""
+
+DEFAULT_MAX_BATCH = 5_461
+"""Records per Chroma write when the client does not say (embedded Chroma's own limit)."""
 
 # HTTP statuses a Chroma server answers when a later attempt may succeed.
 _TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
@@ -202,6 +207,17 @@ def client_maker(
         return made, made.close
 
     return options, server
+
+
+def max_batch_of(client: Any) -> int:
+    """Most records one write (`add`, `upsert`, `update`) of `client` takes: its
+    `get_max_batch_size()` (a server says in its pre-flight checks), else
+    `DEFAULT_MAX_BATCH`."""
+    try:
+        size = int(client.get_max_batch_size())
+    except Exception:  # not a chromadb client, or a server that does not say: the default
+        return DEFAULT_MAX_BATCH
+    return size if size > 0 else DEFAULT_MAX_BATCH
 
 
 def limit_requests(client: Any, timeout: float | None) -> None:

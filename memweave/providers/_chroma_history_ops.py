@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from memweave.providers._chroma_client import DEFAULT_MAX_BATCH
 from memweave.providers._chroma_sessions import (
     MESSAGE,
     SESSION,
@@ -70,6 +71,29 @@ class HistoryOps:
         self.blank = blank
         self.heads: dict[str, int] = {}
         """The highest sequence number this provider has seen per session."""
+        self.max_batch = DEFAULT_MAX_BATCH
+        """Most records one Chroma write takes (the client's `get_max_batch_size()`)."""
+
+    def _write(
+        self,
+        collection: Any,
+        ids: list[str],
+        embeddings: list[Any],
+        documents: list[str],
+        metadatas: list[dict[str, Any]],
+    ) -> None:
+        """Upsert the records in order, in calls of at most `max_batch`: the session record,
+        last, goes with the last call, so a batch cut short leaves the session's head where it
+        was and the messages written above it are found by the next append (as another
+        process's would be)."""
+        step = max(1, self.max_batch)
+        for at in range(0, len(ids), step):
+            collection.upsert(
+                ids=ids[at : at + step],
+                embeddings=embeddings[at : at + step],
+                documents=documents[at : at + step],
+                metadatas=metadatas[at : at + step],
+            )
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -390,9 +414,11 @@ class HistoryOps:
             updated=updated,
             keyed=session is None,
         )
-        # One call writes the batch and the session record together. It is an upsert, so a
-        # message another process stored since the read above is written again, same content.
-        collection.upsert(
+        # One call writes the batch and the session record together (a batch larger than
+        # Chroma takes at once, in several). It is an upsert, so a message another process
+        # stored since the read above is written again, same content.
+        self._write(
+            collection,
             ids=[*(message_key(session_id, r.id) for r, _ in fresh), session_key(session_id)],
             embeddings=[*(v for _, v in fresh), self.blank()],
             documents=[*(r.data.decode("utf-8") for r, _ in fresh), ""],
@@ -517,7 +543,8 @@ class HistoryOps:
             keyed=True,  # every message is written again, with its `key`
         )
         # Renumbered after everything seen, so the rewritten history keeps its new order.
-        collection.upsert(
+        self._write(
+            collection,
             ids=[*(message_key(session_id, r.id) for r in records), session_key(session_id)],
             embeddings=[*vectors, self.blank()],
             documents=[*(r.data.decode("utf-8") for r in records), ""],

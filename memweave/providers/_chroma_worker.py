@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 from memweave._loops import PerLoop
 from memweave.embeddings import ChromaDefaultEmbeddings, EmbeddingFunction
 from memweave.errors import BackendTimeout
-from memweave.providers._chroma_client import ClientMaker, map_chroma_errors
+from memweave.providers._chroma_client import ClientMaker, map_chroma_errors, max_batch_of
 from memweave.providers._chroma_collection import blank_vector, mark_layout, open_collection
+from memweave.providers._chroma_history_ops import HistoryOps
 from memweave.providers.base import ChatHistoryProvider
 
 __all__ = ["ChromaWorker"]
@@ -26,12 +27,16 @@ class ChromaWorker(ChatHistoryProvider):
     """The plumbing of `ChromaChatHistoryProvider`: `_run(function, *args)` runs
     `function(collection, *args)` on the worker, opening the collection first if needed,
     and holds it to `timeout` (a call cut off goes on in the worker, and later calls queue
-    behind it). A subclass sets `_url` and `collection_name`, then calls `_start_worker`."""
+    behind it). A subclass sets `_url`, `collection_name` and `_ops`, then calls
+    `_start_worker`."""
 
     _timeout_scope = "backend"  # `_bounded` holds each worker call to `timeout`
 
     collection_name: str
     """The collection holding the histories."""
+    _ops: HistoryOps
+    """The blocking operations on the collection (set by the subclass); told the client's
+    batch limit when the client opens."""
 
     def _start_worker(self, make_client: ClientMaker, embedder: EmbeddingFunction | None) -> None:
         """Get ready to open the client `make_client` makes, on first use."""
@@ -91,6 +96,7 @@ class ChromaWorker(ChatHistoryProvider):
             collection, self._legacy = open_collection(
                 client, self.collection_name, embedder, dimensions
             )
+            self._ops.max_batch = max_batch_of(client)
         except BaseException:
             self._release_client()
             raise

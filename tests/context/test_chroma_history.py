@@ -439,3 +439,61 @@ async def test_purge_expired_deletes_the_records_of_expired_sessions(
     assert await history._run(records, "gone") == 0
     assert await history._run(records, "live") == 3
     assert await history.purge_expired() == 0
+
+
+# -- batches larger than Chroma takes in one write ----------------------------------------------
+
+
+async def test_append_larger_than_chromas_batch_limit_is_written_in_several_calls(
+    make_fast_history: Callable[..., ChromaChatHistoryProvider],
+) -> None:
+    """Embedded Chroma takes at most 5,461 records a write; an append of 6,000 messages is
+    stored whole and in order, not refused (it raised BackendUnavailable before)."""
+    history = make_fast_history()
+    collection = await history._ready()
+    assert history._ops.max_batch == collection._client.get_max_batch_size() < 6_000
+    messages = _messages(6_000)
+    await history.add_messages("s", messages)
+    assert await history.count_messages("s") == 6_000
+    stored = await history.list_messages("s")
+    assert [m.text for m in stored] == [m.text for m in messages]
+
+
+class _FailingUpserts:
+    """Wraps a Chroma collection; its `upsert` number `fail_at` raises, once."""
+
+    def __init__(self, collection: Any, fail_at: int) -> None:
+        self._collection = collection
+        self.fail_at = fail_at
+        self.upserts: list[int] = []
+
+    def upsert(self, **kwargs: Any) -> Any:
+        self.upserts.append(len(kwargs["ids"]))
+        if len(self.upserts) == self.fail_at:
+            raise chromadb.errors.InternalError("the disk is full")
+        return self._collection.upsert(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+
+async def test_append_cut_short_between_writes_is_completed_by_a_retry(
+    make_fast_history: Callable[..., ChromaChatHistoryProvider],
+) -> None:
+    """An append written in several calls that fails after the first leaves the session
+    readable; the same append again stores every message once, in order, after the
+    messages that were there."""
+    history = make_fast_history()
+    await history.add_messages("s", _messages(2, "before"))
+    failing = _FailingUpserts(await history._ready(), fail_at=2)
+    history._collection = failing
+    history._ops.max_batch = 4
+    batch = _messages(10, "batch")
+    with pytest.raises(BackendUnavailable):
+        await history.add_messages("s", batch)
+    assert failing.upserts == [4, 4]  # the first call was written, the second failed
+    assert [m.text for m in await history.list_messages("s")][:2] == ["before 0", "before 1"]
+    await history.add_messages("s", batch)
+    texts = [m.text for m in await history.list_messages("s")]
+    assert texts == ["before 0", "before 1", *(m.text for m in batch)]
+    assert await history.count_messages("s") == 12
