@@ -47,6 +47,22 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_helpers: ThreadPoolExecutor | None = None
+_helpers_lock = threading.Lock()
+
+
+def _helper_pool() -> ThreadPoolExecutor:
+    """The threads that help callers run their batches, one fewer than the cores, shared by
+    every runner of the process (a caller runs batches too, so it never waits for one)."""
+    global _helpers
+    with _helpers_lock:
+        if _helpers is None:
+            _helpers = ThreadPoolExecutor(
+                max(1, available_cores() - 1), thread_name_prefix="memweave-onnx"
+            )
+        return _helpers
+
+
 def default_model_dir() -> Path:
     """Where Chroma keeps its default model: `~/.cache/chroma/onnx_models/all-MiniLM-L6-v2/onnx`."""
     return chroma_model_dir()
@@ -64,8 +80,8 @@ class MiniLMRunner:
             a few cores embeds more per second than one run split over them (no thread waits
             at every operator for the slowest of the others) and shares the cores better
             with the store's writes.
-        workers: Batches of one call run at once; `available_cores()` when None and
-            `threads` is None, else 1.
+        workers: Batches of one call run at once (at most one per core); `available_cores()`
+            when None and `threads` is None, else 1.
         download: Download the model into Chroma's cache folder when that is the folder and
             it is missing (never with `$MEMWEAVE_OFFLINE` set), from Chroma's URL, checked.
         quantized: Run the int8 copy of the model, built from it and cached on first use
@@ -91,12 +107,12 @@ class MiniLMRunner:
         self.model_dir = self.location.path
         self.batch_size = batch_size
         self.threads = threads
+        cores = available_cores()
         if workers is None:
-            workers = available_cores() if threads is None else 1
-        self.workers = workers
+            workers = cores if threads is None else 1
+        self.workers = max(1, min(workers, cores))
         self.download = download
         self._lock = threading.Lock()
-        self._helpers: ThreadPoolExecutor | None = None
         # Model runs: entered so far, in progress, and batches waiting for a worker.
         self._runs = threading.Condition()
         self._started = 0
@@ -228,13 +244,8 @@ class MiniLMRunner:
                     failed.append(exc)
                     raise
 
-        if self._helpers is None:
-            with self._lock:
-                if self._helpers is None:
-                    self._helpers = ThreadPoolExecutor(
-                        self.workers - 1, thread_name_prefix="memweave-onnx"
-                    )
-        started = [self._helpers.submit(drain) for _ in range(helpers)]
+        pool = _helper_pool()
+        started = [pool.submit(drain) for _ in range(helpers)]
         try:
             drain()
         finally:

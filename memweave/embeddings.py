@@ -81,8 +81,8 @@ class ChromaDefaultEmbeddings:
         threads: onnxruntime threads of each model run. When None, each run takes one
             thread and a call's batches run side by side, one per core (`workers`): on a few
             cores that embeds more per second than one run split over them.
-        workers: Batches of one call run at once; one per available core when None and
-            `threads` is None, else 1.
+        workers: Batches of one call run at once, at most one per core; one per available
+            core when None and `threads` is None, else 1.
         quantized: Run an int8 copy of the model instead (opt-in): onnxruntime's dynamic
             quantization of the fp32 model, built on the first `embed` and cached in
             memweave's user cache (`$MEMWEAVE_CACHE_DIR`, else `~/.cache/memweave`, folder

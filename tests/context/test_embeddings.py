@@ -13,6 +13,7 @@ import numpy as np
 import openai
 import pytest
 
+from memweave._onnx import available_cores
 from memweave.context import ChromaDefaultEmbeddings, EmbeddingFunction, OpenAIEmbeddings
 from memweave.errors import ConfigurationError, InvalidArgument, ModelError, ModelHTTPError
 from tests.context.conftest import HashEmbeddings
@@ -119,6 +120,12 @@ class _SessionSpy:
         return self.session.run(*args)
 
 
+TWO_CORES = pytest.mark.skipif(
+    available_cores() < 2, reason="batches run side by side only with two cores or more"
+)
+
+
+@TWO_CORES
 async def test_chroma_default_runs_a_calls_batches_side_by_side() -> None:
     """With `workers=2` two batches of one call run at the same time, on two threads, and
     the vectors equal those of one worker bit for bit, in input order."""
@@ -238,6 +245,7 @@ def test_openai_embeddings_needs_dimensions_for_unknown_models() -> None:
     assert OpenAIEmbeddings("text-embedding-3-large", api_key="x").dimensions == 3072
 
 
+@TWO_CORES
 async def test_chroma_default_says_when_its_model_runs_are_under_way() -> None:
     """`wait_until_running(mark)` returns once runs begun after `mark` occupy every worker
     that has a batch (here both), while they are still in the model; with nothing running it
@@ -266,3 +274,14 @@ async def test_chroma_default_says_when_its_model_runs_are_under_way() -> None:
         release.set()
         await call
         runner._session = session
+
+
+async def test_chroma_default_embedders_share_their_helper_threads() -> None:
+    """Every embedder of a process borrows from one pool of helper threads (one fewer than
+    the cores), so making embedders does not make threads; `workers` stops at the cores."""
+    embedders = [ChromaDefaultEmbeddings(batch_size=2, workers=64) for _ in range(3)]
+    for embedder in embedders:
+        assert embedder._runner.workers == available_cores()
+        await embedder.embed(TEXTS)
+    helpers = [t for t in threading.enumerate() if t.name.startswith("memweave-onnx")]
+    assert len(helpers) <= max(1, available_cores() - 1)
