@@ -49,6 +49,15 @@ class EmbeddingFunction(Protocol):
         ...
 
 
+def _check_count(name: str, value: object, *, optional: bool = False) -> None:
+    """Raise `ConfigurationError` unless `value` is a positive int (or None if `optional`)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        kind = "a positive int or None" if optional else "a positive int"
+        raise ConfigurationError(f"{name} must be {kind}, got {value!r}")
+
+
 def _check_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str) or not isinstance(texts, Sequence):
         raise InvalidArgument("texts", texts, "expected a sequence of str")
@@ -124,16 +133,9 @@ class ChromaDefaultEmbeddings:
     ) -> None:
         if not isinstance(quantized, bool):
             raise ConfigurationError(f"quantized must be a bool, got {quantized!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigurationError(f"batch_size must be a positive int, got {batch_size!r}")
-        if threads is not None and (
-            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
-        ):
-            raise ConfigurationError(f"threads must be a positive int or None, got {threads!r}")
-        if workers is not None and (
-            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-        ):
-            raise ConfigurationError(f"workers must be a positive int or None, got {workers!r}")
+        _check_count("batch_size", batch_size)
+        _check_count("threads", threads, optional=True)
+        _check_count("workers", workers, optional=True)
         self._runner = MiniLMRunner(
             model_dir,
             batch_size=batch_size,
@@ -234,8 +236,7 @@ class OpenAIEmbeddings(OpenAIModelClient):
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ConfigurationError(f"model must be a non-empty str, got {model!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigurationError(f"batch_size must be a positive int, got {batch_size!r}")
+        _check_count("batch_size", batch_size)
         known = _OPENAI_DIMENSIONS.get(model)
         if dimensions is None:
             if known is None:

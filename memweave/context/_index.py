@@ -44,6 +44,7 @@ from memweave.context._fusion import (
 )
 from memweave.context._lexical import LexicalStore, Link, NewMemory, Row, query_terms
 from memweave.errors import ConfigurationError
+from memweave.providers._chroma_client import get_or_create_collection
 
 __all__ = ["HybridIndex", "Mode", "candidate_pool", "open_collection"]
 
@@ -62,26 +63,14 @@ _TOLERATED = frozenset({5, 6, 8})
 
 def open_collection(client: Any, name: str, embedder: str, dimensions: int) -> Any:
     """Get or create the collection, recording the embedder; refuse one made with another."""
-    import chromadb.errors
-
     wanted = {
         _META_EMBEDDER: embedder,
         _META_DIMENSIONS: dimensions,
         _META_SCHEMA: _COLLECTION_SCHEMA,
     }
-    try:
-        collection = client.get_collection(name, embedding_function=None)
-    except chromadb.errors.NotFoundError:
-        try:
-            return client.create_collection(
-                name,
-                metadata=wanted,
-                configuration={"hnsw": {"space": "cosine"}},
-                embedding_function=None,
-            )
-        except chromadb.errors.ChromaError:
-            # Another process created it in between; check what it recorded.
-            collection = client.get_collection(name, embedding_function=None)
+    collection, created = get_or_create_collection(client, name, wanted)
+    if created:
+        return collection
     metadata = collection.metadata or {}
     if _META_EMBEDDER not in metadata:
         raise ConfigurationError(

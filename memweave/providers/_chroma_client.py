@@ -26,6 +26,7 @@ __all__ = [
     "ClientMaker",
     "EmbeddedChroma",
     "client_maker",
+    "get_or_create_collection",
     "limit_requests",
     "map_chroma_errors",
     "max_batch_of",
@@ -207,6 +208,28 @@ def client_maker(
         return made, made.close
 
     return options, server
+
+
+def get_or_create_collection(client: Any, name: str, metadata: dict[str, Any]) -> tuple[Any, bool]:
+    """The cosine collection `name`, created with `metadata` if missing; and whether this
+    call created it. A collection another process creates in between is returned as found
+    (its metadata is the caller's to check)."""
+    import chromadb.errors
+
+    try:
+        return client.get_collection(name, embedding_function=None), False
+    except chromadb.errors.NotFoundError:
+        pass
+    try:
+        created = client.create_collection(
+            name,
+            metadata=metadata,
+            configuration={"hnsw": {"space": "cosine"}},
+            embedding_function=None,
+        )
+        return created, True
+    except chromadb.errors.ChromaError:
+        return client.get_collection(name, embedding_function=None), False
 
 
 def max_batch_of(client: Any) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 
 from memweave.embeddings import EmbeddingFunction
 from memweave.errors import ConfigurationError
+from memweave.providers._chroma_client import get_or_create_collection
 from memweave.providers._chroma_history_ops import text_of
 from memweave.providers._records import StoredRecord
 
@@ -30,28 +31,15 @@ def open_collection(client: Any, name: str, embedder: str, dimensions: int) -> t
         ConfigurationError: The collection was not made by a Chroma history, or holds
             another embedder's vectors.
     """
-    import chromadb.errors
-
     wanted = {
         _META_KIND: _KIND,
         _META_EMBEDDER: embedder,
         _META_DIMENSIONS: dimensions,
         _META_LAYOUT: _LAYOUT,
     }
-    try:
-        collection = client.get_collection(name, embedding_function=None)
-    except chromadb.errors.NotFoundError:
-        try:
-            created = client.create_collection(
-                name,
-                metadata=wanted,
-                configuration={"hnsw": {"space": "cosine"}},
-                embedding_function=None,
-            )
-            return created, False
-        except chromadb.errors.ChromaError:
-            # Another process created it in between; check what it recorded.
-            collection = client.get_collection(name, embedding_function=None)
+    collection, created = get_or_create_collection(client, name, wanted)
+    if created:
+        return collection, False
     found = collection.metadata or {}
     if found.get(_META_KIND) != _KIND:
         raise ConfigurationError(

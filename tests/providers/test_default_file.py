@@ -7,6 +7,7 @@ import logging
 import sqlite3
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -99,15 +100,20 @@ def test_without_memweave_home_the_platform_data_directory_is_used(
     assert data_dir() == expected
 
 
+@pytest.mark.parametrize(
+    "make",
+    [SQLChatHistoryProvider, lambda: ChromaChatHistoryProvider(embedder=HashEmbeddings())],
+    ids=["sql", "chroma"],
+)
 def test_an_unusable_data_directory_is_a_configuration_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: Callable[[], object]
 ) -> None:
-    """A data directory that cannot be created names itself and the way out."""
+    """A store given no URL names the data directory it cannot create, and the way out."""
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("MEMWEAVE_HOME", str(blocker / "home"))
     with pytest.raises(ConfigurationError, match="MEMWEAVE_HOME") as raised:
-        SQLChatHistoryProvider()
+        make()
     assert str(blocker / "home") in str(raised.value)
 
 
@@ -140,15 +146,3 @@ async def test_chroma_without_url_stores_under_memweave_home_not_the_working_dir
     assert str(home / "chroma") in caplog.text
     async with ChromaChatHistoryProvider(embedder=HashEmbeddings()) as again:
         assert await again.count_messages("s") == 1
-
-
-def test_chroma_with_an_unusable_data_directory_is_a_configuration_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A Chroma history given no URL names the data directory it cannot create."""
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a directory")
-    monkeypatch.setenv("MEMWEAVE_HOME", str(blocker / "home"))
-    with pytest.raises(ConfigurationError, match="MEMWEAVE_HOME") as raised:
-        ChromaChatHistoryProvider(embedder=HashEmbeddings())
-    assert str(blocker / "home") in str(raised.value)
