@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ import chromadb
 import pytest
 
 from memweave.context import VectorMemory
+from memweave.context._records import memory_key
 from memweave.context.vector import RetrievalMode
 from memweave.errors import ConfigurationError
 from tests.conformance._harness_chroma import chroma_server_url  # noqa: F401 - a fixture
@@ -212,3 +214,66 @@ async def test_processes_share_memories_through_a_chroma_server(
             [hit] = await memory.search("red kite", user_id="ada", mode=mode)
             assert hit.id == "m0"
         await memory.clear(user_id="ada")
+
+
+async def test_records_of_the_earlier_layout_are_read(
+    on_client: Callable[..., VectorMemory],
+    client: chromadb.ClientAPI,
+    hash_embedder: HashEmbeddings,
+) -> None:
+    """Records written before the fields moved into one JSON value (the text as the Chroma
+    document, each field a metadata key) are catalogued with every field, in write order,
+    beside records of the current layout."""
+    first = on_client(":memory:")
+    await first.add("the clarinet is mine", user_id="ada", session_id="s", id="new")
+    await first.aclose()
+    collection = client.get_collection("memweave_memory")
+    when = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
+    texts = ["which instrument do you play", "I play the oboe"]
+    collection.upsert(
+        ids=[memory_key("user:ada", f"old{n}") for n in range(2)],
+        embeddings=[hash_embedder.vector(text) for text in texts],
+        documents=texts,
+        metadatas=[
+            {
+                "memweave_id": f"old{n}",
+                "scope": "user:ada",
+                "session_id": "s",
+                "created_at": when.timestamp(),
+                "memweave_order": n,
+                "speaker": "Ada",
+                "role": "user",
+                "memweave_metadata": json.dumps({"turn": n}),
+            }
+            for n in range(2)
+        ],
+    )
+    again = on_client(":memory:", context_window=1)
+    assert await again.count_memories(user_id="ada", session_id="s") == 3
+    for mode in MODES:
+        [hit, *_] = await again.search("the oboe", user_id="ada", mode=mode)
+        assert hit.id == "old1"
+        assert (hit.text, hit.speaker, hit.role) == ("I play the oboe", "Ada", "user")
+        assert (hit.metadata, hit.created_at, hit.session_id) == ({"turn": 1}, when, "s")
+    # The two old turns were written in that order, so they are neighbours again.
+    hits = await again.search("instrument", user_id="ada", mode="lexical", k=10)
+    assert [hit.id for hit in hits[:2]] == ["old0", "old1"]
+    [new, *_] = await again.search("clarinet", user_id="ada", mode="lexical")
+    assert (new.id, new.text) == ("new", "the clarinet is mine")
+
+
+def test_records_keep_the_text_out_of_chroma_documents(
+    on_client: Callable[..., VectorMemory], client: chromadb.ClientAPI
+) -> None:
+    """A record holds its text and fields in one JSON metadata value, not as a Chroma document
+    (whose full-text index would only slow every insert)."""
+    import asyncio
+
+    memory = on_client()
+    asyncio.run(memory.add("a kite", user_id="ada", speaker="Ada", metadata={"a": 1}))
+    got = client.get_collection("memweave_memory").get(include=["documents", "metadatas"])
+    [document], [metadata] = got["documents"], got["metadatas"]
+    assert document is None
+    assert set(metadata) == {"memweave_id", "scope", "session_id", "memweave"}
+    fields = json.loads(str(metadata["memweave"]))
+    assert (fields["text"], fields["speaker"], fields["metadata"]) == ("a kite", "Ada", {"a": 1})
