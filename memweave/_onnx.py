@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from memweave._models import (
     MINILM_FILES,
@@ -34,6 +34,8 @@ MODEL_FILES = MINILM_FILES
 
 MAX_TOKENS = 256
 """Chroma (and sentence-transformers) truncate inputs of this model to 256 tokens."""
+
+_T = TypeVar("_T")
 
 LENGTH_RATIO = 1.3
 """A batch takes inputs up to this many times the length of its shortest one."""
@@ -171,69 +173,119 @@ class MiniLMRunner:
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """Embed `texts` (blocking); one L2-normalised 384-float vector per text, in order."""
-        if not texts:
-            return []
-        if self._session is None:
-            self._load()
-        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
-        lengths = [len(encoding.ids) for encoding in encodings]
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
-        batches = self._batches(order, lengths)
-        out: list[Any] = [None] * len(texts)
-        # Costliest first, so the runs side by side end close together.
-        batches.sort(key=lambda chunk: -len(chunk) * max(lengths[i] for i in chunk))
-        left = [len(batches)]  # not taken by a worker yet
+        out: list[list[list[float]]] = []
+        self.embed_parts([texts], out.append)
+        return out[0]
 
-        def take(chunk: list[int]) -> None:
+    def embed_parts(
+        self,
+        parts: Sequence[list[str]],
+        deliver: Callable[[list[list[float]]], None],
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Embed several lists of texts as one stream of model runs (blocking), handing each
+        part's vectors to `deliver` as soon as that part and every part before it are done.
+
+        Each part is cut into batches of its own texts, queued after the batches of the parts
+        before it, so no worker waits at the end of a part for the others: a caller that
+        stores part n while part n + 1 embeds keeps every core busy. `deliver` is called in
+        part order, once per part, on whichever thread finished the part. Once `stop` is set,
+        no further batch starts and the parts not delivered yet are dropped.
+        """
+        texts = [text for part in parts for text in part]
+        if texts and self._session is None:
+            self._load()
+        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True) if texts else []
+        lengths = [len(encoding.ids) for encoding in encodings]
+        out: list[Any] = [None] * len(texts)
+        bounds: list[tuple[int, int]] = []
+        queue: list[tuple[int, list[int]]] = []
+        unfinished: list[int] = []
+        for number, part in enumerate(parts):
+            start = bounds[-1][1] if bounds else 0
+            bounds.append((start, start + len(part)))
+            order = sorted(range(start, start + len(part)), key=lambda i: lengths[i])
+            # At most a worker's share of the part per batch, so a part of fewer texts than
+            # `workers * batch_size` (the last, say) still runs on every core.
+            size = min(self.batch_size, -(-len(part) // self.workers))
+            batches = self._batches(order, lengths, size)
+            # Costliest first, so the runs side by side end close together.
+            batches.sort(key=lambda chunk: -len(chunk) * max(lengths[i] for i in chunk))
+            queue += [(number, chunk) for chunk in batches]
+            unfinished.append(len(batches))
+        delivered = [0]
+        ordered = threading.Lock()
+
+        def deliver_ready() -> None:
+            with ordered:
+                while delivered[0] < len(parts) and unfinished[delivered[0]] == 0:
+                    start, end = bounds[delivered[0]]
+                    delivered[0] += 1
+                    deliver([vector.tolist() for vector in out[start:end]])
+
+        left = [len(queue)]  # not taken by a worker yet
+
+        def take(entry: tuple[int, list[int]]) -> None:
             with self._runs:
                 self._queued -= 1
                 left[0] -= 1
+            number, chunk = entry
             self._embed_batch(chunk, encodings, out)
+            with ordered:
+                unfinished[number] -= 1
+            deliver_ready()
 
         with self._runs:
-            self._queued += len(batches)
+            self._queued += len(queue)
         try:
-            self._run_all(batches, take)
+            deliver_ready()  # empty parts at the front
+            self._run_all(queue, take, stop)
         finally:
             with self._runs:
-                self._queued -= left[0]  # batches a failure left untaken
+                self._queued -= left[0]  # batches a failure or a stop left untaken
                 self._runs.notify_all()
-        return [vector.tolist() for vector in out]
 
     def runs_started(self) -> int:
         """How many model runs have begun so far (a mark for `wait_until_running`)."""
         with self._runs:
             return self._started
 
-    def wait_until_running(self, since: int, timeout: float) -> None:
-        """Block until a run has begun after mark `since` and every worker with a batch left
-        is inside the model (or nothing is left to run), or `timeout` seconds pass.
+    def wait_until_running(self, since: int | None, timeout: float) -> None:
+        """Block until a run has begun after mark `since` (any run, when None) and every
+        worker with a batch left is inside the model (or nothing is left to run), or `timeout`
+        seconds pass.
 
         A thread about to hold the GIL for long (a Chroma insert holds it throughout) waits
         here, so that the model runs, which release the GIL, are under way meanwhile."""
         with self._runs:
             self._runs.wait_for(
                 lambda: (
-                    self._started > since
+                    (since is None or self._started > since)
                     and self._in_model >= min(self.workers, self._in_model + self._queued)
                 ),
                 timeout,
             )
 
-    def _run_all(self, batches: list[list[int]], run: Any) -> None:
-        """Run `run` on every batch: on this thread alone, or with up to `workers - 1`
-        helper threads taking batches from the same queue."""
+    def _run_all(
+        self, batches: list[_T], run: Callable[[_T], None], stop: threading.Event | None = None
+    ) -> None:
+        """Run `run` on every batch, in order: on this thread alone, or with up to
+        `workers - 1` helper threads taking batches from the same queue; none starts once
+        `stop` (a `threading.Event`) is set."""
         helpers = min(self.workers, len(batches)) - 1
+        stopped = stop.is_set if stop is not None else lambda: False
         if helpers <= 0:
             for chunk in batches:
+                if stopped():
+                    return
                 run(chunk)
             return
-        queue: Iterator[list[int]] = iter(batches)
+        queue: Iterator[_T] = iter(batches)
         taking = threading.Lock()
         failed: list[BaseException] = []
 
         def drain() -> None:
-            while not failed:
+            while not failed and not stopped():
                 with taking:
                     chunk = next(queue, None)
                 if chunk is None:
@@ -285,14 +337,14 @@ class MiniLMRunner:
         for row, index in enumerate(chunk):
             out[index] = vectors[row]
 
-    def _batches(self, order: list[int], lengths: list[int]) -> list[list[int]]:
-        """Cut `order` (indices sorted by length) into batches of similar length."""
+    def _batches(self, order: list[int], lengths: list[int], size: int) -> list[list[int]]:
+        """Cut `order` (indices sorted by length) into batches of similar length, at most
+        `size` each."""
         batches: list[list[int]] = []
         current: list[int] = []
         for index in order:
             if current and (
-                len(current) >= self.batch_size
-                or lengths[index] > LENGTH_RATIO * lengths[current[0]]
+                len(current) >= size or lengths[index] > LENGTH_RATIO * lengths[current[0]]
             ):
                 batches.append(current)
                 current = []

@@ -11,9 +11,11 @@ Vector memory calls `await embedder.embed(texts)` and records the embedder's `na
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+import threading
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from memweave._onnx import MiniLMRunner
 from memweave._openai import OpenAIModelClient
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     import openai
 
 __all__ = ["ChromaDefaultEmbeddings", "EmbeddingFunction", "OpenAIEmbeddings"]
+
+_T = TypeVar("_T")
 
 
 @runtime_checkable
@@ -160,21 +164,69 @@ class ChromaDefaultEmbeddings:
             return []
         return await asyncio.to_thread(self._embed_blocking, batch)
 
+    async def embed_parts(
+        self, parts: Sequence[Sequence[str]]
+    ) -> AsyncGenerator[list[list[float]], None]:
+        """Embed several lists of texts as one stream of model runs, yielding each part's
+        vectors, in order, as soon as it is embedded.
+
+        The same vectors as one `embed` per part, but the next part's batches start as soon as
+        a core is free instead of after the slowest batch of the part before, so a caller that
+        stores each part while the next one embeds keeps every core busy. Closing the iterator
+        early (use `contextlib.aclosing`) stops the model runs not yet begun.
+
+        Raises:
+            InvalidArgument: a part is not a sequence of str.
+            ModelError: onnxruntime failed; the parts yielded before stay valid.
+        """
+        batches = [_check_texts(part) for part in parts]
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Queue[list[list[float]] | BaseException] = asyncio.Queue()
+        stop = threading.Event()
+
+        def hand_over(item: list[list[float]] | BaseException) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+                loop.call_soon_threadsafe(ready.put_nowait, item)
+
+        def work() -> None:
+            try:
+                self._blocking(self._runner.embed_parts, batches, hand_over, stop)
+            except BaseException as exc:
+                hand_over(exc)
+
+        running = asyncio.ensure_future(asyncio.to_thread(work))
+        try:
+            for _ in batches:
+                item = await ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            if not running.done():
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(running)
+
     def runs_started(self) -> int:
         """How many model runs have begun so far: a mark for `wait_until_running`."""
         return self._runner.runs_started()
 
-    def wait_until_running(self, since: int, timeout: float) -> None:
+    def wait_until_running(self, since: int | None, timeout: float) -> None:
         """Block (a worker thread, never the event loop) until the model runs begun after
-        mark `since` are under way on every core they can use, or `timeout` seconds pass.
+        mark `since` (any runs, when None) are under way on every core they can use, or
+        `timeout` seconds pass.
 
         For a thread about to hold the GIL for long, as a Chroma insert does: it waits
         here so that the model, which runs without the GIL, is busy meanwhile."""
         self._runner.wait_until_running(since, timeout)
 
     def _embed_blocking(self, texts: list[str]) -> list[list[float]]:
+        return self._blocking(self._runner.embed, texts)
+
+    def _blocking(self, call: Callable[..., _T], *args: Any) -> _T:
+        """Run a model call of the runner, its failures raised as `ModelError`."""
         try:
-            return self._runner.embed(texts)
+            return call(*args)
         except (ConfigurationError, MissingDependency):
             raise
         except Exception as exc:

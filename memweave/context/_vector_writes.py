@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import math
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_V = TypeVar("_V")
 
 WRITE_CHUNK = 256
 """Most memories embedded, then written, at a time by `write_batch`: while one chunk is
@@ -87,7 +88,17 @@ class _Paced(Protocol):
 
     def runs_started(self) -> int: ...
 
-    def wait_until_running(self, since: int, timeout: float) -> None: ...
+    def wait_until_running(self, since: int | None, timeout: float) -> None: ...
+
+
+@runtime_checkable
+class _Streaming(Protocol):
+    """An embedder that embeds several parts as one stream of model runs, yielding each
+    part's vectors in order (`ChromaDefaultEmbeddings.embed_parts`)."""
+
+    def embed_parts(
+        self, parts: Sequence[Sequence[str]]
+    ) -> AsyncGenerator[list[list[float]], None]: ...
 
 
 def _write_beside(
@@ -95,7 +106,7 @@ def _write_beside(
     part: Sequence[NewMemory],
     vectors: Sequence[Sequence[float]],
     paced: _Paced | None,
-    mark: int,
+    mark: int | None,
 ) -> list[str]:
     """On the worker: write a chunk while the next one embeds, once its runs are under way."""
     if paced is not None:
@@ -163,26 +174,32 @@ def _write_names(index: HybridIndex, items: Sequence[NewMemory]) -> list[AddResu
     return out
 
 
+def _checked(embedder: object, part: list[NewMemory], vectors: list[_V]) -> list[_V]:
+    if len(vectors) != len(part):
+        raise ConfigurationError(
+            f"embedder {getattr(embedder, 'name', embedder)!r} returned {len(vectors)} "
+            f"vectors for {len(part)} texts"
+        )
+    return vectors
+
+
 async def _embed_and_write(
     fresh: list[NewMemory], *, index: HybridIndex, embedder: EmbeddingFunction, run: _Runner
 ) -> list[str]:
     """Embed and write `fresh` chunk by chunk, in order, embedding the next chunk while the
     store writes the last one (the model and the store run on different threads)."""
-
-    async def embed(part: list[NewMemory]) -> list[list[float]]:
-        vectors = await embedder.embed([item.text for item in part])
-        if len(vectors) != len(part):
-            raise ConfigurationError(
-                f"embedder {embedder.name!r} returned {len(vectors)} vectors for {len(part)} texts"
-            )
-        return vectors
-
     parts: list[list[NewMemory]] = []
     for size in chunk_sizes(len(fresh)):
         start = sum(len(part) for part in parts)
         parts.append(fresh[start : start + size])
-    written: list[str] = []
     paced = embedder if isinstance(embedder, _Paced) else None
+    if isinstance(embedder, _Streaming):
+        return await _stream_and_write(parts, embedder, index=index, paced=paced, run=run)
+
+    async def embed(part: list[NewMemory]) -> list[list[float]]:
+        return _checked(embedder, part, await embedder.embed([item.text for item in part]))
+
+    written: list[str] = []
     pending = asyncio.ensure_future(embed(parts[0]))
     try:
         for number, part in enumerate(parts):
@@ -198,6 +215,32 @@ async def _embed_and_write(
             pending.cancel()
             with contextlib.suppress(BaseException):
                 await pending
+    return written
+
+
+async def _stream_and_write(
+    parts: list[list[NewMemory]],
+    embedder: _Streaming,
+    *,
+    index: HybridIndex,
+    paced: _Paced | None,
+    run: _Runner,
+) -> list[str]:
+    """`_embed_and_write` with a streaming embedder: every chunk is queued for the model at
+    once, and each is written as soon as it is embedded while the model goes on with the
+    next ones; a failed write stops the model runs not begun."""
+    written: list[str] = []
+    stream = embedder.embed_parts([[item.text for item in part] for part in parts])
+    async with contextlib.aclosing(stream):
+        number = 0
+        async for vectors in stream:
+            part = parts[number]
+            number += 1
+            _checked(embedder, part, vectors)
+            beside = paced if number < len(parts) else None
+            written += await run(_write_beside, index, part, vectors, beside, None)
+    if number != len(parts):
+        raise ConfigurationError(f"embedder {embedder!r} yielded {number} of {len(parts)} parts")
     return written
 
 

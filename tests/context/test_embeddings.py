@@ -285,3 +285,95 @@ async def test_chroma_default_embedders_share_their_helper_threads() -> None:
         await embedder.embed(TEXTS)
     helpers = [t for t in threading.enumerate() if t.name.startswith("memweave-onnx")]
     assert len(helpers) <= max(1, available_cores() - 1)
+
+
+async def test_embed_parts_yields_each_parts_vectors_in_order() -> None:
+    """`embed_parts` yields, part by part and in order (empty parts too), the vectors `embed`
+    gives each part, bit for bit."""
+    embedder = ChromaDefaultEmbeddings(batch_size=2)
+    parts = [TEXTS[:5], [], TEXTS[5:6], TEXTS[6:]]
+    expected = [await embedder.embed(part) for part in parts]
+    got = [vectors async for vectors in embedder.embed_parts(parts)]
+    assert got == expected
+    assert [vectors async for vectors in embedder.embed_parts([])] == []
+
+
+@TWO_CORES
+async def test_embed_parts_runs_the_next_part_before_the_last_one_ends() -> None:
+    """The batches of all parts form one queue: while the last batch of a part still runs,
+    the other worker has started on the next part (no wait at a part's end)."""
+    embedder = ChromaDefaultEmbeddings(batch_size=1, workers=2)
+    await embedder.embed(["load the model"])
+    runner = embedder._runner
+    session = runner._session
+    release = threading.Event()
+    order: list[str] = []
+
+    class HoldFirst:
+        def run(self, _names: Any, feeds: dict[str, Any]) -> Any:
+            width = int(feeds["input_ids"].shape[1])
+            order.append(f"start {width}")
+            if not order[1:]:  # the first run (the long part) is held
+                release.wait(10)
+            elif not release.is_set():
+                release.set()  # a run of the next part began while the first was held
+            order.append(f"end {width}")
+            return session.run(_names, feeds)
+
+    runner._session = HoldFirst()
+    try:
+        parts = [["word " * 50], ["a", "b"]]
+        got = [vectors async for vectors in embedder.embed_parts(parts)]
+    finally:
+        runner._session = session
+    assert got == [await embedder.embed(part) for part in parts]
+    assert order.index("start 3") < order.index("end 52")
+
+
+async def test_embed_parts_closed_early_starts_no_more_runs() -> None:
+    """Closing the iterator after the first part stops the model runs not begun yet."""
+    embedder = ChromaDefaultEmbeddings(batch_size=1, workers=1)
+    await embedder.embed(["load the model"])
+    mark = embedder.runs_started()
+    parts = [[f"text {n} of part {p}" for n in range(4)] for p in range(10)]
+    stream = embedder.embed_parts(parts)
+    first = await anext(stream)
+    await stream.aclose()
+    assert first == await embedder.embed(parts[0])
+    ran = embedder.runs_started() - mark - len(parts[0])
+    assert ran < 40 - len(parts[0])  # the first part's own runs and at most a few more
+    assert embedder._runner._queued == 0
+
+
+async def test_embed_parts_failing_run_raises_after_the_parts_done_before_it() -> None:
+    """A failing run raises ModelError where its part is due: the parts before it were
+    yielded whole, and the model stays usable."""
+    embedder = ChromaDefaultEmbeddings(batch_size=1, workers=1)
+    parts = [TEXTS[:2], TEXTS[2:4], TEXTS[4:6]]
+    expected = [await embedder.embed(part) for part in parts]
+    session = embedder._runner._session
+    embedder._runner._session = _SessionSpy(session, fail_at=3)
+    got: list[list[list[float]]] = []
+
+    async def consume() -> None:
+        async for vectors in embedder.embed_parts(parts):
+            got.append(vectors)
+
+    with pytest.raises(ModelError, match="run failed"):
+        await consume()
+    embedder._runner._session = session
+    assert got == expected[:1]
+    assert [v async for v in embedder.embed_parts(parts)] == expected
+
+
+@TWO_CORES
+async def test_chroma_default_small_call_runs_on_every_worker() -> None:
+    """A call of fewer texts than `workers * batch_size` is still cut into a batch per
+    worker, so its runs go side by side (the last chunk of an ingest, say)."""
+    embedder = ChromaDefaultEmbeddings(batch_size=32, workers=2)
+    await embedder.embed(["load the model"])
+    spy = _SessionSpy(embedder._runner._session, meet=True)
+    embedder._runner._session = spy
+    texts = [f"turn {n} about pottery" for n in range(8)]
+    assert await embedder.embed(texts) == await ChromaDefaultEmbeddings(workers=1).embed(texts)
+    assert len(spy.threads) == 2

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from memweave.context import VectorMemory
 from memweave.context._vector_writes import WRITE_CHUNK, WRITE_TAIL, chunk_sizes
-from memweave.errors import ModelError
+from memweave.errors import ConfigurationError, ModelError
 from tests.context.conftest import HashEmbeddings
 
 
@@ -127,3 +128,71 @@ async def test_a_write_beside_the_next_embedding_waits_for_its_model_run(
     for write in writes:  # after the run of the next chunk
         assert embedder.events.index(("run", write[1] + 1)) < embedder.events.index(write)
     assert await memory.count_memories(user_id="u") == count
+
+
+class StreamingEmbeddings(HashEmbeddings):
+    """An embedder that embeds several parts as one stream (as `ChromaDefaultEmbeddings`
+    does); can fail at a part, or give a part one vector too few."""
+
+    def __init__(self, *, fail_at: int | None = None, short_at: int | None = None) -> None:
+        super().__init__()
+        self.fail_at, self.short_at = fail_at, short_at
+        self.streams: list[list[list[str]]] = []
+        self.yielded = 0
+        self.closed = False
+
+    async def embed_parts(self, parts: Sequence[Sequence[str]]) -> AsyncGenerator[Any, None]:
+        self.streams.append([list(part) for part in parts])
+        try:
+            for number, part in enumerate(parts):
+                await asyncio.sleep(0.005)
+                if number == self.fail_at:
+                    raise ModelError("the model is down")
+                vectors = [self.vector(text) for text in part]
+                self.yielded += 1
+                yield vectors[:-1] if number == self.short_at else vectors
+        finally:
+            self.closed = True
+
+
+async def test_streaming_embedder_gets_every_chunk_in_one_stream(
+    make_memory: Callable[..., VectorMemory],
+) -> None:
+    """With an embedder that streams, a batch's chunks go to it in one `embed_parts` call, in
+    call order, and every memory is stored and found."""
+    embedder = StreamingEmbeddings()
+    memory = make_memory(embedder=embedder)
+    count = WRITE_CHUNK + 3 * WRITE_TAIL
+    ids = await asyncio.gather(
+        *(memory.add(f"turn number {n}", user_id="u", session_id="s") for n in range(count))
+    )
+    assert embedder.calls == []  # never `embed`
+    [stream] = embedder.streams
+    assert [len(part) for part in stream] == chunk_sizes(count)
+    assert [text for part in stream for text in part] == [f"turn number {n}" for n in range(count)]
+    assert await memory.count_memories(user_id="u") == count
+    [hit, *_] = await memory.search("turn number 77", user_id="u", mode="lexical")
+    assert hit.id == ids[77]
+
+
+@pytest.mark.parametrize("failure", ["fail_at", "short_at"])
+async def test_streaming_failure_keeps_earlier_chunks_and_closes_the_stream(
+    make_memory: Callable[..., VectorMemory], failure: str
+) -> None:
+    """A stream that fails at its second chunk (ModelError), or gives it too few vectors
+    (ConfigurationError), fails the batch: the first chunk stays written, the stream is
+    closed, and adding the batch again stores only what is missing."""
+    embedder = StreamingEmbeddings(**{failure: 1})
+    memory = make_memory(embedder=embedder)
+    texts = [f"memory {n}" for n in range(3 * WRITE_TAIL)]
+    first = chunk_sizes(len(texts))[0]
+    error = ModelError if failure == "fail_at" else ConfigurationError
+    with pytest.raises(error):
+        await asyncio.gather(*(memory.add(t, user_id="u", session_id="s") for t in texts))
+    assert embedder.closed
+    assert embedder.yielded == (1 if failure == "fail_at" else 2)
+    assert await memory.count_memories(user_id="u") == first
+    embedder.fail_at = embedder.short_at = None
+    await asyncio.gather(*(memory.add(t, user_id="u", session_id="s") for t in texts))
+    assert await memory.count_memories(user_id="u") == len(texts)
+    assert [text for part in embedder.streams[-1] for text in part] == texts[first:]
