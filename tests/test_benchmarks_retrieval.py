@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,8 @@ def _write(tmp_path: Path, data: object) -> Path:
 def test_run_ingests_each_turn_once_for_every_mode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The mode is a search setting only: all three modes are measured on one ingest."""
+    """The mode is a search setting only: all three modes are measured on one ingest (with
+    `rounds=1`, the only one)."""
     added: list[str | None] = []
     add = retrieval.VectorMemory.add
 
@@ -105,7 +107,7 @@ def test_run_ingests_each_turn_once_for_every_mode(
         return await add(self, text, **kwargs)
 
     monkeypatch.setattr(retrieval.VectorMemory, "add", counting_add)
-    report = asyncio.run(retrieval.run(_write(tmp_path, SAMPLE)))
+    report = asyncio.run(retrieval.run(_write(tmp_path, SAMPLE), rounds=1))
     assert sorted(added) == ["D1:1", "D1:2", "D1:3", "D2:1", "D2:2"]
     assert set(report["recall"]) == {"dense", "lexical", "hybrid"}
     rates = set(report["ingest_turns_per_s"].values())
@@ -206,15 +208,32 @@ def test_main_k_option_sets_the_cut_offs(
 def test_retrieval_benchmark_reports_the_embedder_beside_the_ingest(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The report holds the embedder's own rate on the same texts beside the ingest rate."""
+    """The report holds the embedder's own rate on the same texts beside the ingest rate:
+    with `--rounds 3`, three timed ingests, each between two runs of the embedder alone, and
+    the medians of the three."""
     path = _write(tmp_path, SAMPLE)
-    assert retrieval.main(["--locomo", str(path), "--mode", "lexical", "--json"]) == 0
+    args = ["--locomo", str(path), "--mode", "lexical", "--json", "--rounds", "3"]
+    assert retrieval.main(args) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["embedder_turns_per_s"] > 0
-    assert len(report["embedder_runs_turns_per_s"]) == 2  # before and after the ingest
+    alone = report["embedder_runs_turns_per_s"]
+    assert len(alone) == 4  # before, between and after the ingests
+    assert min(alone) > 0
+    assert report["embedder_turns_per_s"] == pytest.approx(statistics.median(alone))
+    rounds = report["ingest_rounds"]
+    assert len(rounds) == 3
+    for n, measured in enumerate(rounds):
+        assert measured["embedder"] == pytest.approx((alone[n] + alone[n + 1]) / 2)
+    ratios = [measured["ingest"] / measured["embedder"] for measured in rounds]
+    assert report["ingest_vs_embedder"] == pytest.approx(statistics.median(ratios))
     rate = report["ingest_turns_per_s"]["lexical"]
-    assert report["ingest_vs_embedder"] == pytest.approx(rate / report["embedder_turns_per_s"])
+    assert rate == pytest.approx(statistics.median(m["ingest"] for m in rounds))
     assert report["fusion"]["method"] in ("weighted", "rrf")
+
+
+def test_run_refuses_rounds_that_are_not_a_positive_int(tmp_path: Path) -> None:
+    """`rounds=0` raises ValueError before anything is stored."""
+    with pytest.raises(ValueError, match="rounds"):
+        asyncio.run(retrieval.run(_write(tmp_path, SAMPLE), rounds=0))
 
 
 def _two_conversations() -> list[dict[str, Any]]:

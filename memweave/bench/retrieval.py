@@ -20,8 +20,11 @@ written `"D8:6; D9:17"` or `"D30:05"` are normalised. It also reports ingest thr
 (turns/s, from the first `add` until every write is done; one ingest serves every mode, so
 each mode reports the same figure) beside the embedder's own rate on the same texts in the
 same run (all of them in one `embed` call, the mean of one run before and one after the
-ingest), and query latency (p50/p95 of `search`, query embedding included). `--quantized`
-uses the int8 model (`ChromaDefaultEmbeddings(quantized=True)`).
+ingest). The ingest is timed `--rounds` times (default 3; all but the last into a store thrown
+away), each round between two runs of the embedder alone, and the ingest figures are medians
+over the rounds (`ingest_rounds` lists each). It also reports query latency (p50/p95 of
+`search`, query embedding included). `--quantized` uses the int8 model
+(`ChromaDefaultEmbeddings(quantized=True)`).
 
 It prints a table, or with `--json` one JSON object:
 `{"recall": {mode: {"5": {"overall": x, "<category>": y, ...}, "10": ..., "25": ...}},
@@ -47,7 +50,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from memweave.bench._cli import positive_int
 from memweave.bench._env import package_version
@@ -366,6 +369,15 @@ async def embed_rate(embedder: EmbeddingFunction, texts: Sequence[str]) -> tuple
     return len(texts) / (time.perf_counter() - start), len(texts) / (time.process_time() - cpu)
 
 
+class _IngestRound(NamedTuple):
+    """One timed ingest: its rate and the embedder's beside it, per wall and CPU second."""
+
+    ingest: float
+    embedder: float
+    ingest_cpu: float
+    embedder_cpu: float
+
+
 async def _evaluate(
     memory: VectorMemory,
     conversation: Conversation,
@@ -400,11 +412,14 @@ async def run(
     embedder: EmbeddingFunction | None = None,
     fusion: FusionWeights | None = None,
     prefixed: bool = False,
+    rounds: int = 3,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark and return the report (see the module docstring).
 
-    Every conversation is ingested once, into one store, and each mode is measured on it.
+    Every conversation is ingested once, into one store, and each mode is measured on it;
+    the ingest rate is the median of `rounds` ingests (all but the last into stores of their
+    own, thrown away), each between two runs of the embedder alone.
 
     Args:
         locomo: A file in the public `locomo10.json` layout.
@@ -414,30 +429,50 @@ async def run(
         embedder: The embedding function (default: Chroma's all-MiniLM-L6-v2).
         fusion: The memory's fusion weights (default: `FusionWeights()`).
         prefixed: Write the date and speaker into each turn's text (see `load_locomo`).
+        rounds: Ingests timed; the ingest figures are their medians.
         progress: Told of each step: the ingest of a conversation, then its questions
             in each mode.
 
     Raises:
-        LocomoFormatError, ValueError, OSError: As `prepare`, before anything is stored.
+        LocomoFormatError, ValueError, OSError: As `prepare` (or `rounds` is not a positive
+            int), before anything is stored.
     """
     plan = prepare(locomo, modes=modes, ks=ks, prefixed=prefixed)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
     conversations = plan.conversations
     embedder = embedder or ChromaDefaultEmbeddings()
     await embedder.embed(["warm up the model"])
     texts = [turn.text for c in conversations for turn in c.turns]
-    # The embedder alone on the same texts, in one call (its best case), before and after
-    # the ingest: the ingest rate is read against the mean of the two.
-    alone = [await embed_rate(embedder, texts)]
-    steps = len(conversations) * (1 + len(plan.modes))
+    turns = len(texts)
+    steps = len(conversations) * (rounds + len(plan.modes))
     done = 0
 
     def step(what: str) -> None:
         if progress is not None:
             progress(done, steps, what)
 
-    turns = sum(len(c.turns) for c in conversations)
+    async def ingest_all(memory: VectorMemory, label: str) -> tuple[float, float]:
+        nonlocal done
+        seconds, cpu = 0.0, time.process_time()
+        for conversation in conversations:
+            step(f"ingest {conversation.id} ({len(conversation.turns):,} turns){label}")
+            seconds += await ingest(memory, conversation, sequential=sequential)
+            done += 1
+        return seconds, time.process_time() - cpu
+
+    # The embedder alone on the same texts, in one call (its best case), before and after
+    # each ingest: a round's ingest rate is read against the mean of the two beside it.
+    alone = [await embed_rate(embedder, texts)]
+    timed: list[tuple[float, float]] = []  # per round: ingest seconds, CPU seconds
     found: dict[str, dict[int, dict[str, list[float]]]] = {mode: {} for mode in plan.modes}
     latencies: dict[str, list[float]] = {mode: [] for mode in plan.modes}
+    for extra in range(rounds - 1):  # timing rounds, each into a store of its own
+        with tempfile.TemporaryDirectory(prefix="memweave-bench-") as folder:
+            async with VectorMemory(folder, embedder=embedder, fusion=fusion) as memory:
+                await memory.count_memories(user_id="memweave-bench-open")
+                timed.append(await ingest_all(memory, f", timing round {extra + 1}"))
+        alone.append(await embed_rate(embedder, texts))
     with tempfile.TemporaryDirectory(prefix="memweave-bench-") as folder:
         async with VectorMemory(folder, embedder=embedder, fusion=fusion) as memory:
             # Opening the store (starting Chroma, creating the catalogue) happens once per
@@ -445,13 +480,7 @@ async def run(
             started = time.perf_counter()
             await memory.count_memories(user_id="memweave-bench-open")
             open_s = time.perf_counter() - started
-            seconds = 0.0
-            cpu = time.process_time()
-            for conversation in conversations:
-                step(f"ingest {conversation.id} ({len(conversation.turns):,} turns)")
-                seconds += await ingest(memory, conversation, sequential=sequential)
-                done += 1
-            ingest_cpu = time.process_time() - cpu
+            timed.append(await ingest_all(memory, ""))
             alone.append(await embed_rate(embedder, texts))
             for mode in plan.modes:
                 for conversation in conversations:
@@ -461,9 +490,16 @@ async def run(
                     )
                     done += 1
     step("done")
-    rate = turns / seconds
-    embedder_rate = statistics.fmean(wall for wall, _ in alone)
-    embedder_cpu_rate = statistics.fmean(cpu for _, cpu in alone)
+    measured = [
+        _IngestRound(
+            turns / seconds,
+            statistics.fmean(wall for wall, _ in alone[n : n + 2]),
+            turns / cpu,
+            statistics.fmean(cpu_rate for _, cpu_rate in alone[n : n + 2]),
+        )
+        for n, (seconds, cpu) in enumerate(timed)
+    ]
+    rate = statistics.median(r.ingest for r in measured)
     how = "sequential" if sequential else "concurrent (a conversation's adds gathered)"
     report: dict[str, Any] = {
         "recall": {
@@ -478,19 +514,24 @@ async def run(
             for mode, samples in latencies.items()
         },
         # One ingest serves every mode; the per-mode keys stay for readers of older results.
+        # Ingest figures are medians over the rounds; each round's ratio is its ingest rate
+        # over the embedder's rate measured just before and after it.
         "ingest_turns_per_s": {mode: rate for mode in plan.modes},
-        "embedder_turns_per_s": embedder_rate,
+        "embedder_turns_per_s": statistics.median(wall for wall, _ in alone),
         "embedder_runs_turns_per_s": [wall for wall, _ in alone],
-        "ingest_vs_embedder": rate / embedder_rate,
+        "ingest_vs_embedder": statistics.median(r.ingest / r.embedder for r in measured),
         # Per second of this process's CPU time: unmoved by other work on a shared machine.
-        "ingest_turns_per_cpu_s": turns / ingest_cpu,
-        "embedder_turns_per_cpu_s": embedder_cpu_rate,
-        "ingest_vs_embedder_cpu": turns / ingest_cpu / embedder_cpu_rate,
+        "ingest_turns_per_cpu_s": statistics.median(r.ingest_cpu for r in measured),
+        "embedder_turns_per_cpu_s": statistics.median(cpu for _, cpu in alone),
+        "ingest_vs_embedder_cpu": statistics.median(
+            r.ingest_cpu / r.embedder_cpu for r in measured
+        ),
+        "ingest_rounds": [r._asdict() for r in measured],
         "questions": sum(len(c.questions) for c in conversations),
         "turns": turns,
         "conversations": len(conversations),
         "ks": list(plan.ks),
-        "ingest": f"{how}, once for every mode",
+        "ingest": f"{how}, once for every mode ({rounds} timing rounds)",
         "store_open_s": open_s,
         "embedder": embedder.name,
         "fusion": (fusion or FusionWeights()).model_dump(),
@@ -566,6 +607,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="embed with the int8 model (ChromaDefaultEmbeddings(quantized=True))",
     )
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=3,
+        help="ingests timed, each between two runs of the embedder alone; the ingest figures "
+        "are their medians (default: 3)",
+    )
     args = parser.parse_args(argv)
     modes = tuple(args.mode or MODES)
     ks = tuple(args.k or KS)
@@ -585,6 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sequential=args.sequential,
             embedder=embedder,
             prefixed=args.prefixed_text,
+            rounds=args.rounds,
         )
     )
     if args.json:

@@ -82,6 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="embed with the int8 copy of all-MiniLM-L6-v2 (ChromaDefaultEmbeddings("
         "quantized=True); built from the fp32 model on first use, needs memweave[quantize])",
     )
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=3,
+        help="ingests timed, each between two runs of the embedder alone; the ingest figures "
+        "are their medians (default: 3)",
+    )
     llm = parser.add_argument_group(
         "answer quality (optional)",
         "Answer each question from the retrieved memories with a chat model and score the "
@@ -236,6 +243,7 @@ async def run(
         "quantized": embedder.quantized,
         "k": list(plan.ks),
         "modes": list(plan.modes),
+        "ingest_rounds": args.rounds,
     }
     manifest["retrieval"] = settings
     with progress_bar(console, "steps") as progress:
@@ -250,6 +258,7 @@ async def run(
                 modes=plan.modes,
                 ks=plan.ks,
                 embedder=embedder,
+                rounds=args.rounds,
                 progress=moved,
             )
         except ModelError as exc:
