@@ -234,6 +234,8 @@ async def _stream_and_write(
     async with contextlib.aclosing(stream):
         number = 0
         async for vectors in stream:
+            if number == len(parts):
+                raise ConfigurationError(f"embedder {embedder!r} yielded more than {number} parts")
             part = parts[number]
             number += 1
             _checked(embedder, part, vectors)

@@ -134,9 +134,11 @@ class StreamingEmbeddings(HashEmbeddings):
     """An embedder that embeds several parts as one stream (as `ChromaDefaultEmbeddings`
     does); can fail at a part, or give a part one vector too few."""
 
-    def __init__(self, *, fail_at: int | None = None, short_at: int | None = None) -> None:
+    def __init__(
+        self, *, fail_at: int | None = None, short_at: int | None = None, extra: int = 0
+    ) -> None:
         super().__init__()
-        self.fail_at, self.short_at = fail_at, short_at
+        self.fail_at, self.short_at, self.extra = fail_at, short_at, extra
         self.streams: list[list[list[str]]] = []
         self.yielded = 0
         self.closed = False
@@ -144,7 +146,9 @@ class StreamingEmbeddings(HashEmbeddings):
     async def embed_parts(self, parts: Sequence[Sequence[str]]) -> AsyncGenerator[Any, None]:
         self.streams.append([list(part) for part in parts])
         try:
-            for number, part in enumerate(parts):
+            # `extra` parts more than asked (or, negative, fewer): a broken embedder.
+            given = [*parts, *[["extra"]] * self.extra][: len(parts) + self.extra]
+            for number, part in enumerate(given):
                 await asyncio.sleep(0.005)
                 if number == self.fail_at:
                     raise ModelError("the model is down")
@@ -196,3 +200,18 @@ async def test_streaming_failure_keeps_earlier_chunks_and_closes_the_stream(
     await asyncio.gather(*(memory.add(t, user_id="u", session_id="s") for t in texts))
     assert await memory.count_memories(user_id="u") == len(texts)
     assert [text for part in embedder.streams[-1] for text in part] == texts[first:]
+
+
+@pytest.mark.parametrize("extra", [1, -1])
+async def test_streaming_embedder_yielding_another_number_of_parts_is_refused(
+    make_memory: Callable[..., VectorMemory], extra: int
+) -> None:
+    """A stream that yields more parts than it was given, or ends early, fails the batch with
+    ConfigurationError; the parts that matched stay written."""
+    embedder = StreamingEmbeddings(extra=extra)
+    memory = make_memory(embedder=embedder)
+    texts = [f"memory {n}" for n in range(3 * WRITE_TAIL)]
+    with pytest.raises(ConfigurationError, match="parts"):
+        await asyncio.gather(*(memory.add(t, user_id="u", session_id="s") for t in texts))
+    written = len(texts) if extra > 0 else sum(chunk_sizes(len(texts))[:extra])
+    assert await memory.count_memories(user_id="u") == written
