@@ -4,7 +4,7 @@ write transactions run again when the database certainly did not apply them, and
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import exc
@@ -48,10 +48,6 @@ class SQLDatabase:
         self._table_prefix = table_prefix
         self._create = create
         self._retries = retries
-        # Our own SQLite connections open a write transaction with BEGIN IMMEDIATE by
-        # themselves before the first write (see `_sqlite_pragmas`); others need it sent.
-        self._sqlite = engines.sqlite
-        self._send_begin = engines.sqlite and not engines.owned
         self._statements: Statements | None = None
         self.record_limit: int = UNLIMITED
         """The database's limit on one entry (see `memweave.providers._limits`), read on
@@ -73,16 +69,11 @@ class SQLDatabase:
                     self._statements = setup.statements
         return self._statements
 
-    @contextlib.asynccontextmanager
-    async def transaction(self, *, reads_first: bool = False) -> AsyncIterator[AsyncConnection]:
+    def transaction(
+        self, *, reads_first: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         """A write transaction; pass `reads_first` when its first statement is not a write."""
-        link = self._engines.get()
-        async with link.write_lock, link.engine.begin() as conn:
-            if self._send_begin or (reads_first and self._sqlite):
-                # Take SQLite's write lock up front: a transaction that reads and then
-                # writes fails with SQLITE_BUSY instead of waiting its turn.
-                await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            yield conn
+        return self._engines.transaction(reads_first=reads_first)
 
     async def write(self, work: Work[T], *, reads_first: bool = False) -> T:
         """Run `work` in one transaction, running it again when the database certainly did

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
 from memweave._loops import PerLoop
@@ -302,6 +303,20 @@ class Engines:
         if not self.owned or self.in_memory or asyncio._get_running_loop() is None:
             return self.template
         return self._loops.get().engine
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, reads_first: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A write transaction on the running loop's engine, under its write lock; pass
+        `reads_first` when its first statement is not a write."""
+        link = self.get()
+        async with link.write_lock, link.engine.begin() as conn:
+            # Our own SQLite connections open a write transaction with BEGIN IMMEDIATE by
+            # themselves before the first write (see `_sqlite_pragmas`); others need it sent.
+            # A transaction that reads and then writes takes SQLite's write lock up front:
+            # else it fails with SQLITE_BUSY instead of waiting its turn.
+            if self.sqlite and (reads_first or not self.owned):
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
 
     async def aclose(self) -> None:
         """Dispose of the engines built here (a given one is left as it is)."""

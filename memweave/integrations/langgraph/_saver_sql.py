@@ -109,7 +109,6 @@ class SQLCheckpointStorage(CheckpointStorage):
         self._statement_limit = statement_limit(url if engine is None else None, DEFAULT_TIMEOUT)
         self._dialect = self._engines.dialect_name
         self._sqlite = self._engines.sqlite
-        self._send_begin = self._sqlite and not self._engines.owned
         self._fast = fast_path(self.tables, self._engines.template.dialect)
         # SQLite's hot calls on one connection kept per event loop, as LangGraph's own saver
         # does: a pool checkout and its reset cost more than a read (the storage's writers
@@ -151,23 +150,13 @@ class SQLCheckpointStorage(CheckpointStorage):
         if found != SCHEMA_VERSION:
             raise SchemaMismatch(found, SCHEMA_VERSION, f"table {schema.name!r} at {self._url}")
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self, *, reads_first: bool = False) -> AsyncIterator[AsyncConnection]:
-        link = self._engines.get()
-        async with link.write_lock, link.engine.begin() as conn:
-            if self._send_begin or (reads_first and self._sqlite):
-                # Take SQLite's write lock up front: a transaction that reads and then writes
-                # fails with SQLITE_BUSY instead of waiting its turn.
-                await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            yield conn
-
     async def _write(
         self, work: Callable[[AsyncConnection], Awaitable[T]], *, reads_first: bool = False
     ) -> T:
         await self._setup()
 
         async def once() -> T:
-            async with self._transaction(reads_first=reads_first) as conn:
+            async with self._engines.transaction(reads_first=reads_first) as conn:
                 return await work(conn)
 
         return await rerun_conflicts(once)
