@@ -203,9 +203,9 @@ class ChromaDefaultEmbeddings:
                 yield item
         finally:
             stop.set()
-            if not running.done():
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(running)
+            # The thread ends after the run it is in; its outcome was handed over already.
+            # A cancellation of this wait propagates (the thread still stops on its own).
+            await asyncio.wait({running})
 
     def runs_started(self) -> int:
         """How many model runs have begun so far: a mark for `wait_until_running`."""
