@@ -183,7 +183,7 @@ def doomed_facts(
     index: HybridIndex, scope: str, session: str | None, memory: tuple[str, str] | None
 ) -> list[Row]:
     """The facts `index.delete(scope, session, memory)` would delete now."""
-    index.catch_up()
+    index.catch_up(scope)
     doomed = index.lexical.doomed(scope, session, memory)
     rows = index.lexical.rows(doomed)
     return [rows[seq] for seq in sorted(rows)]

@@ -3,11 +3,12 @@
 `HybridIndex` owns both stores and runs on one worker thread of `VectorMemory`. Chroma is the
 source of truth: each record carries, besides its vector and text, what the catalogue needs to
 rebuild its row (ids, scope, sessions, speaker, role, time, metadata, write order). The
-catalogue is an index of it, kept caught up: fully when opened, and before each read whenever
-Chroma's record count differs from what the catalogue accounts for (another process wrote or
-deleted through the same Chroma), and for any dense hit it does not know. So several processes
-may share one Chroma (a server, or one client) with a catalogue each, or share one catalogue
-file on one host.
+catalogue is an index of it, kept caught up one scope (user) at a time: on the scope's first
+use, before each later use whenever Chroma's record count has moved while the catalogue does
+not account for every record (another process wrote or deleted through the same Chroma), and
+for any dense hit it does not know. A catch-up reads the scope's keys only, never the whole
+collection. So several processes may share one Chroma (a server, or one client) with a
+catalogue each, or share one catalogue file on one host.
 
 Writes go to Chroma first and are then committed to SQLite; deletes hold the catalogue's write
 lock, delete from Chroma, then from SQLite. So a catalogue row always has its Chroma record
@@ -24,6 +25,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future
@@ -57,6 +59,8 @@ _META_DIMENSIONS = "memweave:dimensions"
 _META_SCHEMA = "memweave:schema"
 _COLLECTION_SCHEMA = 1
 _FETCH = 500
+_CAUGHT_UP_SCOPES = 10_000
+"""Scopes whose last catch-up `HybridIndex` remembers; one forgotten is caught up again."""
 _FIELDS = "memweave"
 """The metadata key of a record's JSON fields: text, time, write order, speaker, role,
 metadata."""
@@ -125,6 +129,8 @@ class HybridIndex:
         self._last_order = 0
         # The thread Chroma is searched on during a search (see `search`), made on first use.
         self._reader: futures.ThreadPoolExecutor | None = None
+        # Chroma's record count when each scope was last caught up, least recent first.
+        self._caught_up: OrderedDict[str, int] = OrderedDict()
 
     def close(self) -> None:
         """Close the SQLite connection, and the Chroma client if this index made it."""
@@ -138,22 +144,37 @@ class HybridIndex:
 
     # -- catching up with Chroma ----------------------------------------------------------------
 
-    def catch_up(self, *, full: bool = False) -> None:
-        """Bring the catalogue in line with Chroma: add the records it lacks, drop the ones
-        Chroma no longer holds. Unless `full`, only when the record counts differ.
+    def catch_up(self, *scopes: str) -> None:
+        """Bring the scopes' part of the catalogue in line with Chroma: add the records of
+        each scope it lacks, drop those Chroma no longer holds.
 
-        A read-only or busy catalogue file is left as it is (with a warning): reads go on with
-        what it holds.
+        Only the scopes are read (their keys, through Chroma's metadata index), so the cost
+        grows with them, not with the collection other writers fill. A scope is caught up on
+        its first use by this index, and again whenever Chroma's record count has moved since
+        it last was while the catalogue does not account for every record (another writer
+        shares the collection). A read-only or busy catalogue file is left as it is (with a
+        warning): reads go on with what it holds.
         """
-        if not full and self.collection.count() == self.lexical.catalogued():
-            return
-        # The write lock is taken before Chroma's ids are read: a writer sharing this file
+        total = self.collection.count()
+        in_step = total == self.lexical.catalogued()
+        for scope in scopes:
+            last = self._caught_up.get(scope)
+            if last is None or not (in_step or last == total):
+                self._catch_up_scope(scope)
+            self._caught_up[scope] = total
+            self._caught_up.move_to_end(scope)
+        while len(self._caught_up) > _CAUGHT_UP_SCOPES:
+            self._caught_up.popitem(last=False)
+
+    def _catch_up_scope(self, scope: str) -> None:
+        # The write lock is taken before Chroma's keys are read: a writer sharing this file
         # commits its row only after its Chroma write, so no row is missing from that list
         # unless it was deleted.
         with _tolerated(self.lexical.path, "catch up with Chroma"), self.lexical.transaction():
-            stored = set(self.collection.get(include=[])["ids"])
-            self.lexical.forget_keys(self.lexical.keys() - stored)
-            self._adopt(sorted(stored - self.lexical.keys()))
+            stored = set(self.collection.get(where={"scope": {"$eq": scope}}, include=[])["ids"])
+            self.lexical.forget_keys(self.lexical.scope_keys(scope) - stored)
+            _, unknown = self.lexical.seqs_by_key(stored)
+            self._adopt(sorted(unknown))
 
     def _adopt(self, keys: Sequence[str]) -> None:
         """Fetch these Chroma records and catalogue them, in the order they were written."""
@@ -222,7 +243,7 @@ class HybridIndex:
     def delete(self, scope: str, session_id: str | None, memory: tuple[str, str] | None) -> int:
         """Delete one memory (`(id, key)`) or a scope's memories from both stores; returns
         how many."""
-        self.catch_up()
+        self.catch_up(scope)
         with self.lexical.transaction():
             doomed = self.lexical.doomed(scope, session_id, memory)
             keys = [key for group in doomed.values() for key in group]
@@ -235,7 +256,7 @@ class HybridIndex:
 
     def count(self, scope: str, session_id: str | None) -> int:
         """Number of memories in the scope."""
-        self.catch_up()
+        self.catch_up(scope)
         return self.lexical.count(scope, session_id)
 
     def search(
@@ -265,7 +286,7 @@ class HybridIndex:
         try:
             if vector is not None:
                 nearest, extra_ids = self._ask_nearest(scope, session_id, vector, pool)
-            self.catch_up()
+            self.catch_up(scope)
             if nearest is not None and session_id is not None and vector is not None:
                 now = self.lexical.extra_ids(scope, session_id)
                 if set(now) != set(extra_ids):
@@ -346,9 +367,10 @@ class HybridIndex:
         them and their neighbours."""
         seqs, unknown = self.lexical.seqs_by_key(keys)
         if unknown:
-            # Written through Chroma since the last catch-up (by another process).
-            with _tolerated(self.lexical.path, "catalogue new Chroma records"):
-                self._adopt(unknown)
+            # Written through Chroma by another process since the scope was caught up, though
+            # the record count did not move (a delete beside it): catch the scope up again.
+            self._caught_up.pop(view[0], None)
+            self.catch_up(view[0])
             seqs, _ = self.lexical.seqs_by_key(keys)
         # Only links and vectors are read here, not whole rows: a search scores hundreds.
         nearest = set(seqs.values())

@@ -123,6 +123,15 @@ class LexicalStore(CatalogueWriter):
         rows = self._db.execute("SELECT key FROM memories UNION ALL SELECT key FROM aliases")
         return {str(key) for (key,) in rows}
 
+    def scope_keys(self, scope: str) -> set[str]:
+        """The Chroma keys of the scope's memories and of their aliases."""
+        rows = self._db.execute(
+            "SELECT key FROM memories WHERE scope = ? UNION ALL "
+            "SELECT a.key FROM aliases a JOIN memories m ON m.seq = a.seq WHERE m.scope = ?",
+            (scope, scope),
+        )
+        return {str(key) for (key,) in rows}
+
     def seqs_by_key(self, keys: Iterable[str]) -> tuple[dict[str, int], list[str]]:
         """The memory each Chroma key stands for, by key; and the keys the catalogue lacks."""
         self._cached()

@@ -281,7 +281,8 @@ def open_index(
     context_window: int,
     fusion: FusionWeights = DEFAULT_FUSION,
 ) -> tuple[HybridIndex, Any]:
-    """Open the collection and its catalogue, caught up; returns the index and the client."""
+    """Open the collection and its catalogue; returns the index and the client. Each scope is
+    caught up with Chroma on its first use (`HybridIndex.catch_up`)."""
     from memweave.context._index import HybridIndex, open_collection
     from memweave.context._lexical import LexicalStore
 
@@ -300,7 +301,10 @@ def open_index(
         index = HybridIndex(
             collection, lexical, dimensions=dimensions, close_client=close_client, fusion=fusion
         )
-        index.catch_up(full=True)
+        # Chroma loads a collection's segments on its first use; a filtered search racing
+        # another call through that first load can miss records (chromadb 1.5), and a
+        # search runs Chroma's query beside the catalogue's reads. So the first use is here.
+        collection.count()
     except BaseException:
         if lexical is not None:
             lexical.close()

@@ -127,7 +127,9 @@ def chunk_sizes(count: int) -> list[int]:
 
 def _find_stored(index: HybridIndex, items: Sequence[NewMemory]) -> list[_Stored | None]:
     """On the worker: per item, the memory its id names (a memory's id or another name of it),
-    else the memory holding its exact text in its scope, else None."""
+    else the memory holding its exact text in its scope, else None (the items' scopes caught
+    up with Chroma first)."""
+    index.catch_up(*dict.fromkeys(item.scope for item in items))
     lexical = index.lexical
     by_key, _ = lexical.seqs_by_key(item.key for item in items)
     same_text: dict[int, list[int]] = {}

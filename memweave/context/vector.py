@@ -43,15 +43,19 @@ class VectorMemory(VectorOps):
     with its date (UTC), so "what did we discuss on 8 May 2023?" (or "May 8th", "2023-05-08")
     finds that day's memories.
 
-    Sharing: the catalogue is an index of the Chroma collection and catches up with it: fully
-    when opened, before each read (`search`, `count_memories`, `delete`, `clear`) whenever Chroma
-    holds another number of records than it accounts for, and for any dense hit it does not know.
-    So processes sharing a Chroma server (or one client) see each other's writes and deletes,
-    each with its own catalogue file, or with one catalogue file shared on one host; and a
-    `":memory:"` catalogue is rebuilt from Chroma whenever it is opened. Limits: if, between
-    two reads, one memory is deleted and another added through other catalogues, the counts
-    still match, so until they differ again or this memory is reopened the deleted one can
-    still come up in lexical results and the added one only in dense ones; a session attached
+    Sharing: the catalogue is an index of the Chroma collection and catches up with it one
+    scope (user) at a time, reading that scope's keys only, never the whole collection: on the
+    scope's first use by this memory (`search`, `count_memories`, `add`, `delete`, `clear`),
+    before each later use whenever Chroma's record count has moved while the catalogue does not
+    account for every record, and for any dense hit it does not know. So processes sharing a
+    Chroma server (or one client) see each other's writes and deletes, each with its own
+    catalogue file, or with one catalogue file shared on one host, at a cost that grows with the
+    scope used, not with the collection; and a `":memory:"` catalogue is rebuilt from Chroma as
+    its scopes are used. Limits: if, between two uses of a scope, one memory of it is deleted
+    and another added through other catalogues while nothing else moves the record count, the
+    deleted one can still come up in lexical results and the added one only in dense ones
+    (which catch the scope up) until the count moves, this memory is reopened or 10,000 other
+    scopes were used since; a session attached
     elsewhere to a memory this catalogue already holds (see `add`) is seen after reopening;
     and the same text added through two catalogues is two Chroma records, read as one memory.
 
@@ -96,8 +100,8 @@ class VectorMemory(VectorOps):
             `[a-zA-Z0-9._-]`, starting with a letter or digit.
         embedder: The embedding function; `ChromaDefaultEmbeddings()` when None. Its name and
             dimensions are recorded with the collection.
-        lexical_path: The SQLite catalogue file (or `":memory:"`, rebuilt from Chroma when
-            opened), overriding the default. One file indexes one collection.
+        lexical_path: The SQLite catalogue file (or `":memory:"`, rebuilt from Chroma as its
+            scopes are used), overriding the default. One file indexes one collection.
         mode: Retrieval mode of `search` and `invoking`; a `search` may pass its own.
         k: How many memories `search` returns and `invoking` injects at most; a `search` may
             pass its own.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from typing import Any
 import chromadb
 import pytest
 
+import memweave.context._index
 from memweave.context import VectorMemory
 from memweave.context._records import memory_key
 from memweave.context.vector import RetrievalMode
@@ -109,6 +111,67 @@ async def test_dense_hit_unknown_to_the_catalogue_is_caught_up(
     assert await reader.count_memories(user_id="ada") == 1
 
 
+def _catalogued_scopes(path: Path) -> dict[str, int]:
+    """Memories per scope in a catalogue file, read straight from SQLite."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT scope, count(*) FROM memories GROUP BY scope").fetchall()
+    return {str(scope): int(count) for scope, count in rows}
+
+
+async def test_a_catalogue_reads_only_the_scopes_it_uses(
+    on_client: Callable[..., VectorMemory], tmp_path: Path
+) -> None:
+    """Opening a catalogue beside a filled collection reads nothing of it; a use of one user
+    catalogues that user's memories only, and later writes to other users are not read
+    until those users are used."""
+    writer = on_client()
+    for user in ("ada", "bob", "cy"):
+        for n in range(3):
+            await writer.add(f"{user} note {n}", user_id=user, id=f"{user}{n}")
+    path = tmp_path / "reader.db"
+    reader = on_client(path)
+    assert await reader.count_memories(user_id="ada") == 3
+    assert _catalogued_scopes(path) == {"user:ada": 3}
+    await writer.add("bob note 3", user_id="bob", id="bob3")
+    [hit, *_] = await reader.search("ada note 1", user_id="ada", mode="lexical")
+    assert hit.id == "ada1"
+    assert _catalogued_scopes(path) == {"user:ada": 3}
+    assert await reader.count_memories(user_id="bob") == 4
+    assert _catalogued_scopes(path) == {"user:ada": 3, "user:bob": 4}
+
+
+async def test_a_scope_not_used_lately_is_caught_up_in_full(
+    on_client: Callable[..., VectorMemory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once more scopes were used than the index remembers, a scope is caught up again in
+    full on its next use: a delete and an add elsewhere that leave the record count as it
+    was are seen, by lexical search too (no dense hit to reveal them)."""
+    monkeypatch.setattr(memweave.context._index, "_CAUGHT_UP_SCOPES", 1)
+    writer, reader = on_client(), on_client()
+    await writer.add("an old note", user_id="ada", id="old")
+    await writer.add("bob's note", user_id="bob", id="b1")
+    assert await reader.count_memories(user_id="ada") == 1
+    assert await writer.delete("old", user_id="ada")
+    await writer.add("the red kite nests in wales", user_id="ada", id="new")
+    assert await reader.count_memories(user_id="bob") == 1  # ada is forgotten here
+    hits = await reader.search("red kite nests", user_id="ada", mode="lexical")
+    assert [hit.id for hit in hits] == ["new"]
+    assert await reader.count_memories(user_id="ada") == 1
+
+
+async def test_an_add_catches_its_scope_up_first(
+    on_client: Callable[..., VectorMemory],
+) -> None:
+    """A text written through another catalogue since this one last read the scope is found
+    by `add`: no second memory, the stored memory's id is returned."""
+    writer, reader = on_client(), on_client()
+    assert await reader.count_memories(user_id="ada") == 0
+    await writer.add("Ada likes green tea", user_id="ada", id="t1")
+    assert await reader.add("Ada likes green tea", user_id="ada") == "t1"
+    assert await reader.count_memories(user_id="ada") == 1
+    assert await writer.count_memories(user_id="ada") == 1
+
+
 async def test_in_memory_catalogue_is_rebuilt_from_chroma(
     on_client: Callable[..., VectorMemory],
 ) -> None:
@@ -163,6 +226,7 @@ async def test_catalogue_of_another_collection_is_refused(
 _SERVER_WRITER = """
 import asyncio, sys
 import chromadb
+import memweave.context._index
 from memweave.context import VectorMemory
 from tests.context.conftest import HashEmbeddings
 
