@@ -14,8 +14,10 @@ Writes go to Chroma first and are then committed to SQLite; deletes hold the cat
 lock, delete from Chroma, then from SQLite. So a catalogue row always has its Chroma record
 (unless it was deleted elsewhere, which the next catch-up notices), and a crash in between
 leaves at most a record the catalogue catches up on. Reads take candidates from both indexes and
-score them exactly (`memweave.context._fusion`); a search asks Chroma for its nearest neighbours
-on a second thread while it reads the catalogue on the worker.
+score them exactly (`memweave.context._fusion`). The dense candidates of a view of at most
+`EXACT_VIEW` memories are found by exact cosine over the catalogue's copies of their vectors; a
+larger view asks Chroma for its nearest neighbours, on a second thread while the catalogue is
+read on the worker.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from memweave.context._lexical import LexicalStore, Link, NewMemory, Row, query_
 from memweave.errors import ConfigurationError
 from memweave.providers._chroma_client import get_or_create_collection
 
-__all__ = ["HybridIndex", "Mode", "candidate_pool", "open_collection"]
+__all__ = ["EXACT_VIEW", "HybridIndex", "Mode", "candidate_pool", "open_collection"]
 
 Mode = Literal["dense", "lexical", "hybrid"]
 
@@ -59,6 +61,10 @@ _META_DIMENSIONS = "memweave:dimensions"
 _META_SCHEMA = "memweave:schema"
 _COLLECTION_SCHEMA = 1
 _FETCH = 500
+EXACT_VIEW = 2_000
+"""Most memories a search view may hold for its dense candidates to be found by exact cosine
+over the catalogue's vectors; a larger view asks Chroma's index (whose filtered search costs
+grow with the whole collection, about 1 ms per 1,000 records on chromadb 1.5)."""
 _CAUGHT_UP_SCOPES = 10_000
 """Scopes whose last catch-up `HybridIndex` remembers; one forgotten is caught up again."""
 _FIELDS = "memweave"
@@ -272,8 +278,9 @@ class HybridIndex:
     ) -> list[tuple[Row, float]]:
         """The best `k` memories of the scope for `query`, with their scores, best first.
 
-        `fusion` overrides the index's own weights for this search. Chroma's nearest
-        neighbours are asked for on a second thread while the catalogue is read on this one.
+        `fusion` overrides the index's own weights for this search. Dense candidates come
+        from the catalogue's vectors (a view of at most `EXACT_VIEW` memories) or from
+        Chroma's index, asked on a second thread while the catalogue is read on this one.
         """
         weights = self.fusion if fusion is None else fusion
         pool = candidate_pool(k)
@@ -283,8 +290,9 @@ class HybridIndex:
                 raise ConfigurationError(f"{mode} search needs a query vector")
             vector = unit(query_vector)
         nearest: Future[list[str]] | None = None
+        closest: list[int] | None = None
         try:
-            if vector is not None:
+            if vector is not None and self.lexical.count(scope, session_id) > EXACT_VIEW:
                 nearest, extra_ids = self._ask_nearest(scope, session_id, vector, pool)
             self.catch_up(scope)
             if nearest is not None and session_id is not None and vector is not None:
@@ -293,6 +301,8 @@ class HybridIndex:
                     # Catching up made more memories visible from the session: ask again.
                     futures.wait([nearest])
                     nearest, extra_ids = self._ask_nearest(scope, session_id, vector, pool)
+            if vector is not None and nearest is None:
+                closest = self._closest(scope, session_id, vector, pool)
             exact = self.lexical.exact(scope, session_id, query)
             lexical: dict[int, float] = {}
             if mode != "dense":
@@ -302,9 +312,12 @@ class HybridIndex:
                 )
             dense: dict[int, float] = {}
             rows: dict[int, Link] = {}
-            if nearest is not None and vector is not None:
+            if vector is not None:
+                if closest is None:
+                    assert nearest is not None, "a dense search asks Chroma or the catalogue"
+                    closest = self._seqs_of(scope, nearest.result())
                 view = (scope, session_id)
-                parts, rows = self._dense(view, nearest.result(), vector, set(lexical))
+                parts, rows = self._dense(view, closest, vector, set(lexical))
                 dense = mix_dense(parts, weights.window)
         finally:
             if nearest is not None:
@@ -359,21 +372,38 @@ class HybridIndex:
         names = named_speakers(query, {speaker for speaker in spoken.values() if speaker})
         return {seq for seq, speaker in spoken.items() if speaker in names}
 
-    def _dense(
-        self, view: tuple[str, str | None], keys: list[str], query: Vector, extra: set[int]
-    ) -> tuple[dict[int, tuple[float, float]], dict[int, Link]]:
-        """`(own, window)` similarities of the memories of these Chroma keys, of their
-        neighbours in the view `(scope, session_id)`, and of `extra`; and what was read of
-        them and their neighbours."""
+    def _closest(self, scope: str, session_id: str | None, query: Vector, pool: int) -> list[int]:
+        """The `pool` memories of the view nearest `query`, by exact cosine over the
+        catalogue's copies of their vectors (best first, ties by write order)."""
+        seqs = self.lexical.scope_seqs(scope, session_id)
+        links = self.lexical.links(seqs)
+        known = [seq for seq in seqs if seq in links]
+        if not known:
+            return []
+        scores = np.stack([links[seq][2] for seq in known]) @ query
+        order = np.lexsort((np.arange(len(known)), -scores))[:pool]
+        return [known[int(n)] for n in order]
+
+    def _seqs_of(self, scope: str, keys: list[str]) -> list[int]:
+        """The memories of Chroma's hits; a hit the catalogue does not know catches the scope
+        up first."""
         seqs, unknown = self.lexical.seqs_by_key(keys)
         if unknown:
             # Written through Chroma by another process since the scope was caught up, though
             # the record count did not move (a delete beside it): catch the scope up again.
-            self._caught_up.pop(view[0], None)
-            self.catch_up(view[0])
+            self._caught_up.pop(scope, None)
+            self.catch_up(scope)
             seqs, _ = self.lexical.seqs_by_key(keys)
+        return [seqs[key] for key in keys if key in seqs]
+
+    def _dense(
+        self, view: tuple[str, str | None], closest: list[int], query: Vector, extra: set[int]
+    ) -> tuple[dict[int, tuple[float, float]], dict[int, Link]]:
+        """`(own, window)` similarities of the `closest` memories, of their neighbours in the
+        view `(scope, session_id)`, and of `extra`; and what was read of them and their
+        neighbours."""
         # Only links and vectors are read here, not whole rows: a search scores hundreds.
-        nearest = set(seqs.values())
+        nearest = set(closest)
         rows = self.lexical.links(nearest | extra)
         candidates = set(rows)
         beside = _sides(rows, nearest) - candidates

@@ -49,15 +49,18 @@ class VectorMemory(VectorOps):
     before each later use whenever Chroma's record count has moved while the catalogue does not
     account for every record, and for any dense hit it does not know. So processes sharing a
     Chroma server (or one client) see each other's writes and deletes, each with its own
-    catalogue file, or with one catalogue file shared on one host, at a cost that grows with the
-    scope used, not with the collection; and a `":memory:"` catalogue is rebuilt from Chroma as
-    its scopes are used. Limits: if, between two uses of a scope, one memory of it is deleted
-    and another added through other catalogues while nothing else moves the record count, the
-    deleted one can still come up in lexical results and the added one only in dense ones
-    (which catch the scope up) until the count moves, this memory is reopened or 10,000 other
-    scopes were used since; a session attached
-    elsewhere to a memory this catalogue already holds (see `add`) is seen after reopening;
-    and the same text added through two catalogues is two Chroma records, read as one memory.
+    catalogue file, or with one catalogue file shared on one host, at the cost of one filtered
+    read of the used scope's keys; and a `":memory:"` catalogue is rebuilt from Chroma as
+    its scopes are used. Dense candidates come from the catalogue's copies of the vectors,
+    scored exactly, when the searched view holds at most 2,000 memories (Chroma's filtered
+    search costs grow with the whole collection), else from Chroma's index. Limits: if,
+    between two uses of a scope, one memory of it is deleted and another added through other
+    catalogues while nothing else moves the record count, the deleted one can still come up
+    and the added one not (but as a dense hit of Chroma's index, which catches the scope up)
+    until the count moves, this memory is reopened or 10,000 other scopes were used since; a
+    session attached elsewhere to a memory this catalogue already holds (see `add`) is seen
+    after reopening; and the same text added through two catalogues at once is two Chroma
+    records, read as one memory.
 
     Scoping: a write is stamped with its `user_id`, else with its `session_id`. Every read and
     delete names a scope: `user_id` (optionally narrowed to one `session_id`), or only

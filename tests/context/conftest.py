@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import memweave.context._index
 from memweave.context import ChromaDefaultEmbeddings, VectorMemory
 
 SHARED_MODELS = Path(__file__).resolve().parents[3] / "shared" / "models" / "chroma" / "onnx_models"
@@ -53,6 +54,21 @@ class HashEmbeddings:
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         self.calls.append(list(texts))
         return [self.vector(text) for text in texts]
+
+
+@pytest.fixture(params=["catalogue", "chroma"])
+def dense_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where a search takes its dense candidates: the catalogue's vectors (views of at most
+    `EXACT_VIEW` memories, so every view of these tests) or Chroma's index (larger views)."""
+    if request.param == "chroma":
+        monkeypatch.setattr(memweave.context._index, "EXACT_VIEW", 0)
+    return str(request.param)
+
+
+@pytest.fixture
+def chroma_path(dense_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Searches take their dense candidates from Chroma's index, whatever the view's size."""
+    monkeypatch.setattr(memweave.context._index, "EXACT_VIEW", 0)
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,8 @@ MODES: tuple[RetrievalMode, ...] = ("dense", "lexical", "hybrid")
 ROOT = Path(__file__).resolve().parents[2]
 TURNS = ["hello there", "which instrument do you play", "the clarinet"]
 
+pytestmark = pytest.mark.usefixtures("dense_path")
+
 
 @pytest.fixture
 def client(tmp_path: Path) -> chromadb.ClientAPI:
@@ -96,10 +98,12 @@ async def test_deletes_through_another_catalogue_are_seen(
         assert "m1" not in {hit.id for hit in hits}
 
 
+@pytest.mark.usefixtures("chroma_path")
 async def test_dense_hit_unknown_to_the_catalogue_is_caught_up(
     on_client: Callable[..., VectorMemory],
 ) -> None:
-    """A dense hit written elsewhere is returned even when record counts happen to match."""
+    """A dense hit of Chroma's index written elsewhere is returned even when record counts
+    happen to match."""
     writer, reader = on_client(), on_client()
     await writer.add("an old note", user_id="ada", id="old")
     assert await reader.count_memories(user_id="ada") == 1
@@ -108,6 +112,24 @@ async def test_dense_hit_unknown_to_the_catalogue_is_caught_up(
     await writer.add("the red kite nests in wales", user_id="ada", id="new")
     hits = await reader.search("red kite nests in wales", user_id="ada", mode="dense")
     assert hits[0].id == "new"
+    assert await reader.count_memories(user_id="ada") == 1
+
+
+async def test_a_change_that_keeps_the_count_is_seen_once_the_count_moves(
+    on_client: Callable[..., VectorMemory],
+) -> None:
+    """One delete and one add elsewhere leave Chroma's record count as it was; the next write
+    anywhere in the collection moves it, and the scope is caught up in full: the deleted
+    memory is gone and the added one found, in every mode."""
+    writer, reader = on_client(), on_client()
+    await writer.add("an old note", user_id="ada", id="old")
+    assert await reader.count_memories(user_id="ada") == 1
+    assert await writer.delete("old", user_id="ada")
+    await writer.add("the red kite nests in wales", user_id="ada", id="new")
+    await writer.add("an unrelated note", user_id="bob", id="b1")
+    for mode in MODES:
+        hits = await reader.search("red kite nests an old note", user_id="ada", mode=mode)
+        assert [hit.id for hit in hits] == ["new"]
     assert await reader.count_memories(user_id="ada") == 1
 
 
