@@ -10,10 +10,10 @@ as p50/p95 over `--searches` hybrid searches (k=10) of random users:
   searched user's keys);
 - **cold user**: a search of a user this reader never used (the user's memories catalogued);
 - **steady**: a search of a used user, nothing written meanwhile;
+- **raw Chroma**: in the same loop as steady, the collection's own filtered nearest-neighbour
+  query for the searched user (`collection.query(where={"scope": ...})`, 40 results);
 - **after a foreign write**: a search of a used user right after the writer added a memory for
-  another user (Chroma's record count moved, so the searched user is checked again);
-- **raw Chroma**: in the same loop, the collection's own filtered nearest-neighbour query
-  for the searched user (`collection.query(where={"scope": ...})`), the floor any search pays.
+  another user (Chroma's record count moved, so the searched user's keys are read again).
 
 The embedder is a deterministic hashing one (no model), so the figures are the stores' own.
 `--json` prints a JSON report with the versions and the machine instead of a table.
@@ -146,25 +146,27 @@ async def run(
             used.append(user)
         collection: Any = client.get_collection(reader.collection_name)
         [vector] = await embedder.embed([query])
+
+        async def search(user: int) -> None:
+            await reader.search(query, user_id=f"u{user}", k=10, min_score=0.0)
+
+        async def raw(user: int) -> None:
+            collection.query(
+                query_embeddings=[vector],
+                n_results=40,
+                where={"scope": {"$eq": f"user:u{user}"}},
+                include=[],
+            )
+
+        for _ in range(searches):
+            user = rng.choice(used)
+            await _timed(timings["steady"], search(user))
+            await _timed(timings["raw_chroma"], raw(user))
         for n in range(searches):
             user = rng.choice(used)
-
-            async def search(user: int = user) -> None:
-                await reader.search(query, user_id=f"u{user}", k=10, min_score=0.0)
-
-            async def raw(user: int = user) -> None:
-                collection.query(
-                    query_embeddings=[vector],
-                    n_results=40,
-                    where={"scope": {"$eq": f"user:u{user}"}},
-                    include=[],
-                )
-
-            await _timed(timings["steady"], search())
-            await _timed(timings["raw_chroma"], raw())
             other = rng.choice([u for u in range(users) if u != user])
             await writer.add(f"fresh note {n}", user_id=f"u{other}")
-            await _timed(timings["after_write"], search())
+            await _timed(timings["after_write"], search(user))
         records = collection.count()
         await reader.aclose()
         await writer.aclose()
