@@ -154,12 +154,12 @@ class HybridIndex:
         """Bring the scopes' part of the catalogue in line with Chroma: add the records of
         each scope it lacks, drop those Chroma no longer holds.
 
-        Only the scopes are read (their keys, through Chroma's metadata index), so the cost
-        grows with them, not with the collection other writers fill. A scope is caught up on
-        its first use by this index, and again whenever Chroma's record count has moved since
-        it last was while the catalogue does not account for every record (another writer
-        shares the collection). A read-only or busy catalogue file is left as it is (with a
-        warning): reads go on with what it holds.
+        Only the scopes' keys are read (Chroma's filtered `get`), never every id of the
+        collection other writers fill. A scope is caught up on its first use by this index,
+        and again whenever Chroma's record count has moved since it last was while the
+        catalogue does not account for every record (another writer shares the collection).
+        A read-only or busy catalogue file is left as it is (with a warning): reads go on with
+        what it holds.
         """
         total = self.collection.count()
         in_step = total == self.lexical.catalogued()
