@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int"]
+__all__ = ["add_rounds", "positive_int"]
 
 
 def positive_int(text: str) -> int:
@@ -16,3 +16,15 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def add_rounds(parser: argparse.ArgumentParser) -> None:
+    """The retrieval benchmark's `--rounds` option (shared by `python -m
+    memweave.bench.retrieval` and `memweave bench retrieval`)."""
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=3,
+        help="ingests timed, each between two runs of the embedder alone; the ingest figures "
+        "are their medians (default: 3)",
+    )

@@ -52,7 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-from memweave.bench._cli import positive_int
+from memweave.bench._cli import add_rounds, positive_int
 from memweave.bench._env import package_version
 from memweave.bench._stats import percentile
 from memweave.context import (
@@ -607,13 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="embed with the int8 model (ChromaDefaultEmbeddings(quantized=True))",
     )
-    parser.add_argument(
-        "--rounds",
-        type=positive_int,
-        default=3,
-        help="ingests timed, each between two runs of the embedder alone; the ingest figures "
-        "are their medians (default: 3)",
-    )
+    add_rounds(parser)
     args = parser.parse_args(argv)
     modes = tuple(args.mode or MODES)
     ks = tuple(args.k or KS)

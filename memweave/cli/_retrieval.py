@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from memweave.bench._cli import add_rounds
 from memweave.cli import _answers
 from memweave.cli._common import (
     CommandError,
@@ -82,13 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="embed with the int8 copy of all-MiniLM-L6-v2 (ChromaDefaultEmbeddings("
         "quantized=True); built from the fp32 model on first use, needs memweave[quantize])",
     )
-    parser.add_argument(
-        "--rounds",
-        type=positive_int,
-        default=3,
-        help="ingests timed, each between two runs of the embedder alone; the ingest figures "
-        "are their medians (default: 3)",
-    )
+    add_rounds(parser)
     llm = parser.add_argument_group(
         "answer quality (optional)",
         "Answer each question from the retrieved memories with a chat model and score the "
