@@ -118,11 +118,6 @@ class LexicalStore(CatalogueWriter):
             self._catalogued = int(row[0])
         return self._catalogued
 
-    def keys(self) -> set[str]:
-        """Every Chroma key the catalogue accounts for."""
-        rows = self._db.execute("SELECT key FROM memories UNION ALL SELECT key FROM aliases")
-        return {str(key) for (key,) in rows}
-
     def scope_keys(self, scope: str) -> set[str]:
         """The Chroma keys of the scope's memories and of their aliases."""
         rows = self._db.execute(
